@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny random-init models (built in-test, no downloads) and a fresh cache.
+
+The tiny models run in milliseconds, so the model, feature and training code paths are tested
+without the packaged weights. ``W2S_CACHE`` is NOT redirected globally: tests of the real
+packaged models reuse the user cache, where converted models persist between runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# A small vocabulary that covers the sentences the tests use (anything else maps to [UNK]).
+TINY_CORPUS = [
+    "the movie was great and i loved it",
+    "the movie was terrible and i hated it",
+    "what a wonderful happy day with friends",
+    "what an awful sad day with bad news",
+    "good good good excellent amazing fantastic",
+    "bad bad bad horrible awful terrible",
+    "the flight to boston was late again",
+    "my phone battery died this morning",
+    "i like this new song a lot",
+    "nothing special just an ordinary tuesday",
+]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+def _tokenizer(with_cls_sep: bool):  # noqa: ANN202 - transformers type, imported lazily
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(TINY_CORPUS, trainers.WordLevelTrainer(special_tokens=SPECIALS))
+    if with_cls_sep:
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+        sep_token="[SEP]", eos_token="[SEP]",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide random BERT with its tokenizer, saved as an ordinary HF folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tok = _tokenizer(with_cls_sep=True)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                        pad_token_id=tok.pad_token_id)
+    config.architectures = ["BertModel"]
+    out = tmp_path_factory.mktemp("tiny_encoder")
+    BertModel(config, add_pooling_layer=False).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide random Llama causal LM with the same vocabulary and a pad token."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = _tokenizer(with_cls_sep=False)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                         max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+                         bos_token_id=2, eos_token_id=3, tie_word_embeddings=True)
+    out = tmp_path_factory.mktemp("tiny_causal")
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty ``W2S_CACHE`` for this test only (feature/model cache behaviour)."""
+    cache = tmp_path / "w2s_cache"
+    monkeypatch.setenv("W2S_CACHE", str(cache))
+    return cache

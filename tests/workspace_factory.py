@@ -1,0 +1,204 @@
+"""A synthetic but realistic workspace written through the store API (docs/STORAGE.md).
+
+The dashboard tests need results without training anything: this writes teachers, ceilings and
+transfer runs whose predictions come from a seeded latent-noise model, and whose metrics are
+computed from those predictions by ``w2s_core.metrics`` (so every number on a page is consistent
+with the per-example files). It also writes the awkward cases the real engine rarely produces on
+demand: a 3-class experiment (ternary simplex view), an undefined PGR (ceiling ≤ floor) and one
+corrupt run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from w2s_core.experiments import store
+from w2s_core.metrics import pgr, run_metrics
+
+TEACHERS_2 = {"tfidf-logreg": 0.70, "minilm-l3": 0.66, "minilm-l6": 0.72, "mpnet-2l": 0.75,
+              "mpnet-4l": 0.78}
+TEACHERS_3 = {"tfidf-logreg": 0.58, "minilm-l6": 0.64, "mpnet-4l": 0.69}
+# How much of the weak→strong gap each method recovers at K=1 and how it grows per extra teacher.
+RECOVERY = {"single": (0.30, 0.0), "naive": (0.30, 0.06), "joint": (0.28, 0.05),
+            "vote": (0.27, 0.05), "dawid-skene": (0.29, 0.06), "bayes": (0.34, 0.09),
+            "bayes-softy": (0.33, 0.08)}
+WORDS = {0: "awful broken late rude boring sad worst noisy cold slow".split(),
+         1: "great lovely fast kind fun happy best quiet warm smooth".split(),
+         2: "okay plain usual average fine normal standard regular so-so typical".split()}
+FILLER = "the my this our that your new old".split()
+NOUNS = "flight phone coffee service movie hotel app update train game".split()
+
+
+def _hash_id(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _probs(gold: np.ndarray, acc: float, shared: np.ndarray, rng: np.random.Generator,
+           n_classes: int, sharp: float = 1.6) -> np.ndarray:
+    """Soft labels whose argmax is right ≈ ``acc`` of the time; ``shared`` makes models err on
+    the same hard examples, as real teachers do (so agreement is above chance)."""
+    n = len(gold)
+    mu = norm.ppf(acc) if n_classes == 2 else norm.ppf(acc) + 0.55
+    noise = 0.6 * shared + 0.8 * rng.standard_normal(n)
+    logits = rng.standard_normal((n, n_classes)) * (0.0 if n_classes == 2 else 0.7)
+    logits[np.arange(n), gold] += mu + noise
+    z = sharp * logits
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _texts(gold: np.ndarray, rng: np.random.Generator) -> list[str]:
+    out = []
+    for g in gold:
+        w = rng.choice(WORDS[int(g)], 2, replace=False)
+        out.append(f"{rng.choice(FILLER)} {rng.choice(NOUNS)} was {w[0]} and {w[1]}")
+    return out
+
+
+def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, float],
+                    class_names: list[str], methods: list[str], seeds: list[int],
+                    aux: list[bool], subsets_per_k: int, n_test: int, n_transfer: int,
+                    ceiling_acc: list[float], seed: int = 0) -> str:
+    """Write one complete experiment; returns its id."""
+    rng = np.random.default_rng(seed)
+    c = len(class_names)
+    cfg = {"name": name, "data": {"name": dataset, "n_weak": n_transfer, "n_transfer": n_transfer,
+                                  "n_test": n_test, "seed": seed},
+           "teachers": list(teachers), "student": "mpnet-base", "student_mode": "probe",
+           "methods": methods, "aux": aux, "seeds": seeds}
+    exp_id = f"{name}-{_hash_id(cfg)}"
+    exp = store.experiment_dir(ws, exp_id)
+    n_weak = n_transfer
+    split = ["weak"] * n_weak + ["transfer"] * n_transfer + ["test"] * n_test
+    gold = rng.integers(0, c, len(split))
+    ids = [f"{dataset}-{i}" for i in range(len(split))]
+    store.write_json(exp.meta, {
+        "id": exp_id, "name": name, "created": "2025-01-01T00:00:00", "status": "done",
+        "config": cfg, "class_names": class_names, "n_classes": c, "w2s_version": "0.1.0",
+        "splits": {"sizes": {"weak": n_weak, "transfer": n_transfer, "test": n_test},
+                   "requested": {"weak": n_weak, "transfer": n_transfer, "test": n_test},
+                   "shrunk": False, "seed": seed, "n_total": len(split)}})
+    ex = store.predictions_frame(ids, gold, np.eye(c)[gold], split=split)[
+        ["example_id", "split", "gold"]]
+    ex["text"] = _texts(gold, rng)
+    store.write_parquet(exp.examples, ex)
+
+    keep = np.array([s != "weak" for s in split])
+    k_ids = [i for i, k in zip(ids, keep) if k]
+    k_split = [s for s, k in zip(split, keep) if k]
+    k_gold = gold[keep]
+    test = np.array([s == "test" for s in k_split])
+    shared = rng.standard_normal(len(k_gold))
+    tprobs: dict[str, np.ndarray] = {}
+    for t, acc in teachers.items():
+        p = _probs(k_gold, acc, shared, rng, c, sharp=1.2)
+        tprobs[t] = p[test]
+        store.write_parquet(exp.teacher_preds(t),
+                            store.predictions_frame(k_ids, k_gold, p, split=k_split))
+        hit = p.argmax(1) == k_gold
+        store.write_json(exp.teacher_meta(t), {
+            "teacher": t, "accuracy_transfer": float(hit[~test].mean()),
+            "accuracy_test": float(hit[test].mean()), "seconds": 1.5})
+
+    test_ids = [i for i, s in zip(k_ids, test) if s]
+    y = k_gold[test]
+    t_acc = {t: float((p.argmax(1) == y).mean()) for t, p in tprobs.items()}
+    ceil = {}
+    for s_i, s in enumerate(seeds):
+        p = _probs(y, ceiling_acc[s_i % len(ceiling_acc)], shared[test], rng, c)
+        conf = {"kind": "ceiling", "method": "ceiling", "subset": [], "k": 0, "aux": False,
+                "seed": s, "experiment_id": exp_id, "validation_labels": "none"}
+        run_id = _hash_id(conf)
+        met = run_metrics(p, y)
+        met["train_seconds"] = 3.0
+        store.save_run(exp, run_id, {"run_id": run_id, **conf},
+                       store.predictions_frame(test_ids, y, p), met)
+        ceil[s] = met["accuracy"]
+
+    names = list(teachers)
+    for k in range(1, len(names) + 1):
+        subsets = list(itertools.combinations(names, k))[:subsets_per_k]
+        for sub, m, a, s in itertools.product(subsets, methods, aux, seeds):
+            if (k == 1) != (m == "single") and not (k == 1 and m.startswith("bayes")):
+                continue  # K=1 trains the single-teacher baseline and the Bayesian student
+            weak = np.mean([tprobs[t] for t in sub], axis=0)
+            floors = {"floor_mean": float(np.mean([t_acc[t] for t in sub])),
+                      "floor_best": max(t_acc[t] for t in sub),
+                      "floor_vote": float((weak.argmax(1) == y).mean())}
+            base, slope = RECOVERY[m]
+            frac = base + slope * (k - 1) + (0.04 if a else 0.0) + rng.normal(0, 0.03)
+            target = floors["floor_mean"] + frac * (ceil[s] - floors["floor_mean"])
+            target = float(np.clip(target, 1.0 / c + 0.05, 0.97))
+            edl = m.startswith("bayes")
+            p = _probs(y, target, shared[test], rng, c, sharp=1.0 if edl else 1.8)
+            alpha = None
+            if edl:  # evidence grows with the margin: confident examples get a large S
+                strength = np.exp(rng.normal(2.2, 0.6, len(y))) * (0.3 + p.max(1))
+                alpha = 1.0 + p * strength[:, None] * c
+                p = alpha / alpha.sum(1, keepdims=True)
+            conf = {"kind": "transfer", "method": m, "subset": list(sub), "k": k, "aux": a,
+                    "seed": s, "experiment_id": exp_id, "validation_labels": "none",
+                    "evidence": "exp" if edl else None, "kl_scale": 1.0 if edl else None,
+                    "aux_max": 0.5 if a else 0.0, "aux_warmup": 0.2, "weights": "uniform",
+                    "training": {"lr": 1e-3, "epochs": 20, "batch_size": 64}}
+            run_id = _hash_id(conf)
+            met = run_metrics(p, y, weak_probs=weak, alpha=alpha)
+            met.update(floors, ceiling=ceil[s], train_seconds=float(rng.uniform(1, 4)))
+            for conv in ("mean", "best", "vote"):
+                v = pgr(met["accuracy"], floors[f"floor_{conv}"], ceil[s])
+                met[f"pgr_{conv}"] = v
+                met[f"pgr_{conv}_defined"] = bool(np.isfinite(v))
+            store.save_run(exp, run_id, {"run_id": run_id, **conf},
+                           store.predictions_frame(test_ids, y, p, alpha), met)
+    store.write_run_index(exp)
+    store.append_progress(exp, {"time": 0.0, "stage": "done", "done": 1, "total": 1,
+                                "message": "synthetic workspace"})
+    return exp_id
+
+
+def corrupt_run(ws: Path, exp_id: str) -> str:
+    """Add a run whose metrics.json is truncated (a crash mid-copy); returns its id.
+
+    Written after the run index, so loading rebuilds the index and meets the bad file.
+    """
+    exp = store.experiment_dir(ws, exp_id)
+    run_id = "badc0ffee000"
+    d = exp.run_dir(run_id)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text('{"run_id": "badc0ffee000", "kind": "transfer"}')
+    (d / "metrics.json").write_text('{"accuracy": 0.8')
+    return run_id
+
+
+def build_workspace(ws: Path, *, corrupt: bool = True, three_class: bool = True) -> dict[str, str]:
+    """A binary 5-teacher experiment (+ corrupt run) and a 3-class one; returns their ids."""
+    ws = Path(ws)
+    out = {"binary": make_experiment(
+        ws, name="synthetic-tweets", dataset="tweets", teachers=TEACHERS_2,
+        class_names=["negative", "positive"], methods=list(RECOVERY), seeds=[0, 1],
+        aux=[False, True], subsets_per_k=2, n_test=240, n_transfer=240,
+        ceiling_acc=[0.88, 0.86])}
+    if three_class:
+        out["ternary"] = make_experiment(
+            ws, name="synthetic-3class", dataset="tweets-3class", teachers=TEACHERS_3,
+            class_names=["negative", "neutral", "positive"],
+            methods=["single", "naive", "vote", "bayes"], seeds=[0, 1], aux=[False],
+            subsets_per_k=3, n_test=180, n_transfer=180,
+            ceiling_acc=[0.80, 0.66], seed=1)  # seed 1's weak ceiling → undefined PGRs
+    if corrupt:
+        out["corrupt_run"] = corrupt_run(ws, out["binary"])
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(build_workspace(Path(sys.argv[1] if len(sys.argv) > 1 else "w2s_workspace")))

@@ -1,0 +1,75 @@
+"""The small Python API over the engine and the workspace (for notebooks and the dashboard).
+
+Reading never trains; ``run_experiment`` is the only entry point that computes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from w2s_core.experiments import store
+from w2s_core.paths import workspace_dir
+
+PathLike = str | os.PathLike[str] | None
+
+
+def list_experiments(workspace: PathLike = None) -> pd.DataFrame:
+    """One row per experiment folder: id, name, dataset, teachers, student, status, n_runs."""
+    ws = workspace_dir(workspace)
+    rows: list[dict[str, Any]] = []
+    for exp in store.iter_experiments(ws):
+        try:
+            meta = store.read_json(exp.meta)
+        except Exception as e:  # a corrupt experiment must not hide the others
+            rows.append({"id": exp.id, "name": exp.id, "status": f"corrupt: {e}"})
+            continue
+        cfg = meta.get("config", {})
+        runs_dir = exp.root / "runs"
+        n_runs = sum(1 for d in runs_dir.iterdir() if (d / "metrics.json").exists()) \
+            if runs_dir.is_dir() else 0
+        rows.append({
+            "id": exp.id, "name": meta.get("name", exp.id),
+            "dataset": cfg.get("data", {}).get("name"),
+            "teachers": ", ".join(cfg.get("teachers", [])), "student": cfg.get("student"),
+            "status": meta.get("status"), "n_runs": n_runs, "created": meta.get("created"),
+        })
+    return pd.DataFrame(rows, columns=["id", "name", "dataset", "teachers", "student", "status",
+                                       "n_runs", "created"])
+
+
+def _exp(workspace: PathLike, exp_id: str) -> store.ExperimentDir:
+    return store.experiment_dir(workspace_dir(workspace), exp_id)
+
+
+def experiment(exp_id: str, workspace: PathLike = None) -> dict[str, Any]:
+    """The experiment's ``experiment.json`` (config, splits, class names, status)."""
+    return store.read_json(_exp(workspace, exp_id).meta)
+
+
+def runs(exp_id: str, workspace: PathLike = None) -> tuple[pd.DataFrame, list[str]]:
+    """Run index (one row per complete run) and warnings naming any corrupt run."""
+    return store.load_runs(_exp(workspace, exp_id))
+
+
+def teacher_predictions(exp_id: str, workspace: PathLike = None) -> dict[str, pd.DataFrame]:
+    return store.load_teachers(_exp(workspace, exp_id))
+
+
+def run_predictions(exp_id: str, run_id: str, workspace: PathLike = None) -> pd.DataFrame:
+    return store.load_run_predictions(_exp(workspace, exp_id), run_id)
+
+
+def examples(exp_id: str, workspace: PathLike = None) -> pd.DataFrame:
+    return store.read_parquet(_exp(workspace, exp_id).examples)
+
+
+def progress(exp_id: str, workspace: PathLike = None) -> list[dict[str, Any]]:
+    return store.read_progress(_exp(workspace, exp_id).progress)
+
+
+def experiment_path(exp_id: str, workspace: PathLike = None) -> Path:
+    return _exp(workspace, exp_id).root

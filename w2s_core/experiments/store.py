@@ -1,0 +1,280 @@
+"""The workspace: where experiments keep their per-example predictions, configs and metrics.
+
+Format (documented for users in docs/STORAGE.md): JSON for configs and metrics, parquet for
+per-example predictions, every write atomic (temp file + ``os.replace``) so an interrupted
+sweep never leaves a half-written file under a final name. A run is complete exactly when its
+``metrics.json`` exists; that file is written last. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from w2s_core.errors import W2SError
+
+EXPERIMENTS = "experiments"
+RUN_INDEX = "runs.parquet"
+
+
+# ---------------------------------------------------------------- atomic writes
+def _atomic(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        # Ctrl-C or disk full mid-write: drop the temp file, keep whatever was there before.
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    def _w(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(nan_to_none(obj), f, indent=1, sort_keys=True, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _atomic(path, _w)
+
+
+def write_parquet(path: Path, df: pd.DataFrame) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    _atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise W2SError(f"corrupt JSON file {path} ({e.__class__.__name__})",
+                       "delete it; the sweep recomputes it on the next run") from None
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    try:
+        return pq.read_table(path, columns=columns).to_pandas()
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, OSError) as e:
+        raise W2SError(f"corrupt or truncated parquet file {path} ({str(e)[:80]})",
+                       "delete it; the sweep recomputes it on the next run") from None
+
+
+# ---------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class ExperimentDir:
+    """Paths inside one experiment's folder."""
+
+    root: Path
+
+    @property
+    def id(self) -> str:
+        return self.root.name
+
+    @property
+    def meta(self) -> Path:
+        return self.root / "experiment.json"
+
+    @property
+    def examples(self) -> Path:
+        return self.root / "examples.parquet"
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress.jsonl"
+
+    @property
+    def run_index(self) -> Path:
+        return self.root / RUN_INDEX
+
+    def teacher_preds(self, name: str) -> Path:
+        return self.root / "teachers" / f"{name}.parquet"
+
+    def teacher_meta(self, name: str) -> Path:
+        return self.root / "teachers" / f"{name}.json"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def run_complete(self, run_id: str) -> bool:
+        return (self.run_dir(run_id) / "metrics.json").exists()
+
+
+def experiment_dir(workspace: Path, exp_id: str) -> ExperimentDir:
+    if not exp_id or "/" in exp_id or "\\" in exp_id or exp_id.startswith("."):
+        # ids come from URLs in the dashboard: never let one escape the workspace
+        raise W2SError(f"invalid experiment id {exp_id!r}", "pick one listed by `w2s report`")
+    return ExperimentDir(Path(workspace) / EXPERIMENTS / exp_id)
+
+
+def iter_experiments(workspace: Path) -> Iterator[ExperimentDir]:
+    base = Path(workspace) / EXPERIMENTS
+    if not base.is_dir():
+        return
+    for d in sorted(base.iterdir()):
+        if d.is_dir() and (d / "experiment.json").exists():
+            yield ExperimentDir(d)
+
+
+# ---------------------------------------------------------------- per-example tables
+def prob_columns(n_classes: int, prefix: str = "p") -> list[str]:
+    return [f"{prefix}_{c}" for c in range(n_classes)]
+
+
+def predictions_frame(ids: list[str], gold: np.ndarray, probs: np.ndarray,
+                      alpha: np.ndarray | None = None,
+                      split: str | list[str] | None = None) -> pd.DataFrame:
+    """example_id, [split], gold, p_0..p_{C-1}, [alpha_0..alpha_{C-1}] (float32)."""
+    cols: dict[str, Any] = {"example_id": ids}
+    if split is not None:
+        cols["split"] = split if isinstance(split, list) else [split] * len(ids)
+    cols["gold"] = np.asarray(gold, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float32)
+    for c, name in enumerate(prob_columns(probs.shape[1])):
+        cols[name] = probs[:, c]
+    if alpha is not None:
+        alpha = np.asarray(alpha, dtype=np.float32)
+        for c, name in enumerate(prob_columns(alpha.shape[1], "alpha")):
+            cols[name] = alpha[:, c]
+    return pd.DataFrame(cols)
+
+
+def probs_of(df: pd.DataFrame, prefix: str = "p") -> np.ndarray:
+    cols = [c for c in df.columns if c.startswith(prefix + "_") and c[len(prefix) + 1:].isdigit()]
+    cols.sort(key=lambda c: int(c.rsplit("_", 1)[1]))
+    return df[cols].to_numpy(dtype=np.float64)
+
+
+# ---------------------------------------------------------------- runs
+def save_run(exp: ExperimentDir, run_id: str, config: dict[str, Any], preds: pd.DataFrame,
+             metrics: dict[str, Any]) -> None:
+    d = exp.run_dir(run_id)
+    write_json(d / "config.json", config)
+    write_parquet(d / "predictions.parquet", preds)
+    write_json(d / "metrics.json", nan_to_none(metrics))  # last: marks the run complete
+
+
+def nan_to_none(obj: Any) -> Any:
+    """Strict JSON has no NaN: an undefined metric (e.g. PGR with ceiling ≤ floor) is null."""
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def load_runs(exp: ExperimentDir) -> tuple[pd.DataFrame, list[str]]:
+    """One row per complete run (config fields + metrics) and a list of warnings.
+
+    Uses the run index when it is newer than every run folder, else rebuilds it from the run
+    folders; a corrupt run is skipped with a warning that names it, the rest still loads.
+    """
+    runs_root = exp.root / "runs"
+    warns: list[str] = []
+    if not runs_root.is_dir():
+        return pd.DataFrame(), warns
+    if exp.run_index.exists() and exp.run_index.stat().st_mtime >= runs_root.stat().st_mtime:
+        try:
+            return read_parquet(exp.run_index), warns
+        except W2SError as e:
+            warns.append(str(e))
+    rows = []
+    for d in sorted(runs_root.iterdir()):
+        if not (d / "metrics.json").exists():
+            continue
+        try:
+            cfg = read_json(d / "config.json")
+            met = read_json(d / "metrics.json")
+        except (W2SError, FileNotFoundError) as e:
+            warns.append(f"run {d.name} skipped: {e}")
+            continue
+        rows.append(run_row(cfg, met))
+    df = pd.DataFrame(rows)
+    return df, warns
+
+
+def run_row(cfg: dict[str, Any], met: dict[str, Any]) -> dict[str, Any]:
+    """Flatten one run for the run index: identifying fields first, then metrics."""
+    row = {k: cfg.get(k) for k in ("run_id", "kind", "method", "k", "aux", "seed")}
+    row["subset"] = "+".join(cfg.get("subset") or [])
+    row.update({k: v for k, v in met.items() if not isinstance(v, (dict, list))})
+    return row
+
+
+def write_run_index(exp: ExperimentDir) -> pd.DataFrame:
+    df, warns = load_runs_fresh(exp)
+    for w in warns:
+        warnings.warn(w, stacklevel=2)
+    if len(df):
+        write_parquet(exp.run_index, df)
+    return df
+
+
+def load_runs_fresh(exp: ExperimentDir) -> tuple[pd.DataFrame, list[str]]:
+    """Rebuild from the run folders, ignoring the index."""
+    if exp.run_index.exists():
+        exp.run_index.unlink()
+    return load_runs(exp)
+
+
+def load_run_predictions(exp: ExperimentDir, run_id: str) -> pd.DataFrame:
+    return read_parquet(exp.run_dir(run_id) / "predictions.parquet")
+
+
+def load_teachers(exp: ExperimentDir) -> dict[str, pd.DataFrame]:
+    """Teacher name → its per-example soft labels on transfer and test, in config order."""
+    meta = read_json(exp.meta)
+    return {t: read_parquet(exp.teacher_preds(t)) for t in meta["config"]["teachers"]
+            if exp.teacher_preds(t).exists()}
+
+
+def append_progress(exp: ExperimentDir, event: dict[str, Any]) -> None:
+    """One JSON line per event; the dashboard polls this file. Appends are line-atomic enough
+    for a single writer, and readers skip a torn last line."""
+    exp.root.mkdir(parents=True, exist_ok=True)
+    with open(exp.progress, "a", encoding="utf-8") as f:
+        f.write(json.dumps(event, default=_json_default) + "\n")
+
+
+def read_progress(path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line while the writer is mid-append
+    return out

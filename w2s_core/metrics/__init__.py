@@ -1,0 +1,51 @@
+"""Metrics: pure numpy functions (probs (N, C), labels (N,)) → numbers, arrays, DataFrames."""
+
+from w2s_core.metrics.agreement import (
+    cohen_kappa_matrix,
+    fleiss_kappa,
+    pairwise_agreement,
+    teacher_set_summary,
+    vote_entropy,
+)
+from w2s_core.metrics.classification import (
+    accuracy,
+    auroc,
+    brier,
+    ece,
+    ece_equal_mass,
+    mce,
+    nll,
+    pgr,
+    pgr_defined,
+    reliability_table,
+    run_metrics,
+)
+from w2s_core.metrics.dirichlet import dirichlet_readouts, dirichlet_summary
+from w2s_core.metrics.registry import METRICS, MetricEntry
+from w2s_core.metrics.stats import mean_std_ci, paired_bootstrap_diff, summarize
+
+__all__ = [
+    "METRICS",
+    "MetricEntry",
+    "accuracy",
+    "auroc",
+    "brier",
+    "cohen_kappa_matrix",
+    "dirichlet_readouts",
+    "dirichlet_summary",
+    "ece",
+    "ece_equal_mass",
+    "fleiss_kappa",
+    "mce",
+    "mean_std_ci",
+    "nll",
+    "paired_bootstrap_diff",
+    "pairwise_agreement",
+    "pgr",
+    "pgr_defined",
+    "reliability_table",
+    "run_metrics",
+    "summarize",
+    "teacher_set_summary",
+    "vote_entropy",
+]

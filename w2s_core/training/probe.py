@@ -1,0 +1,154 @@
+"""Many linear-probe students trained as ONE batched tensor program.
+
+A sweep trains ~1000 students (teacher subsets × methods × ±aux × seeds) on the same frozen
+features. Students sharing a seed (same minibatch order) and a loss family are stacked into a
+weight tensor W (B, D, C): one matmul X_batch (m, D) @ W (D, B·C) computes every student's logits,
+and Adam — being elementwise — updates each student exactly as if it were trained alone.
+The head is linear, without bias, zero-initialised (Burns et al.).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from w2s_core.methods import losses
+from w2s_core.methods.registry import Family, MethodOptions, family_loss, predictive
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Linear-probe training. Fixed epochs: no validation labels are used (none are gold)."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 5e-3
+    weight_decay: float = 1e-2
+    max_chunk_bytes: int = 384 * 2**20  # caps the stacked targets of one chunk (memory)
+
+
+@dataclass
+class ProbeJob:
+    """One student: its targets (K', N, C), their weights (K',), aux a_max (0 = off), seed."""
+
+    family: Family
+    targets: np.ndarray
+    lam: np.ndarray
+    aux_max: float
+    seed: int
+
+
+@dataclass
+class ProbeResult:
+    probs: np.ndarray  # (M, C) predicted probabilities on the eval features
+    alpha: np.ndarray | None  # (M, C) Dirichlet parameters for EDL families
+
+
+def standardize(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
+    """z-score with the training split's statistics (no labels involved, so no leak)."""
+    mu = train.mean(0, keepdims=True)
+    sd = train.std(0, keepdims=True) + 1e-6
+    return [torch.from_numpy(((a - mu) / sd).astype(np.float32)) for a in (train, *others)]
+
+
+def train_probes(x_train: np.ndarray, jobs: list[ProbeJob], x_eval: np.ndarray,
+                 cfg: ProbeConfig, opts: MethodOptions, *, n_threads: int | None = None,
+                 on_done: Callable[[int], None] | None = None) -> list[ProbeResult]:
+    """Train every job; returns results in job order. ``on_done(n)`` reports progress."""
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    xt, xe = standardize(x_train, x_eval)
+    results: list[ProbeResult | None] = [None] * len(jobs)
+    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for i, job in enumerate(jobs):
+        groups[(job.seed, job.family)].append(i)
+    for (seed, family), idx in sorted(groups.items()):
+        for chunk in _chunks(idx, jobs, cfg.max_chunk_bytes, family != "edl-softy"):
+            out = _train_chunk(xt, xe, [jobs[i] for i in chunk], family, seed, cfg, opts)  # type: ignore[arg-type]
+            for i, r in zip(chunk, out, strict=True):
+                results[i] = r
+            if on_done:
+                on_done(len(chunk))
+    return results  # type: ignore[return-value]
+
+
+def _chunks(idx: list[int], jobs: list[ProbeJob], budget: int, collapse: bool
+            ) -> list[list[int]]:
+    out: list[list[int]] = []
+    cur: list[int] = []
+    kmax = 0
+    for i in idx:
+        k, n, c = jobs[i].targets.shape
+        k = 1 if collapse else k
+        new_k = max(kmax, k)
+        if cur and (len(cur) + 1) * new_k * n * c * 4 > budget:
+            out.append(cur)
+            cur, new_k = [], k
+        cur.append(i)
+        kmax = new_k
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _train_chunk(xt: torch.Tensor, xe: torch.Tensor, jobs: list[ProbeJob], family: Family,
+                 seed: int, cfg: ProbeConfig, opts: MethodOptions) -> list[ProbeResult]:
+    n, d = xt.shape
+    c = jobs[0].targets.shape[-1]
+    b = len(jobs)
+    # The CE and expected-one-hot EDL losses (and the aux mixing) are linear in the target, so
+    # Σ_k λ_k L(p^(k)) = L(Σ_k λ_k p^(k)) exactly: collapse the teachers to one target up front.
+    # Soft-y EDL is not linear in y (its KL term), so it keeps every teacher.
+    collapse = family != "edl-softy"
+    kmax = 1 if collapse else max(j.targets.shape[0] for j in jobs)
+    # pad every student to kmax "teachers"; padded teachers get weight 0
+    t = torch.zeros(b, kmax, n, c)
+    lam = torch.zeros(b, kmax)
+    for i, j in enumerate(jobs):
+        if collapse:
+            t[i, 0] = torch.from_numpy(np.einsum("k,knc->nc", j.lam, j.targets).astype(np.float32))
+            lam[i, 0] = 1.0
+        else:
+            t[i, : j.targets.shape[0]] = torch.from_numpy(j.targets.astype(np.float32))
+            lam[i, : j.lam.shape[0]] = torch.from_numpy(j.lam.astype(np.float32))
+    a_max = torch.tensor([j.aux_max for j in jobs], dtype=torch.float32)  # (B,)
+    use_aux = bool((a_max > 0).any())
+    # weak labels' share of class 1, for the binary aux threshold
+    balance = (lam * t[..., 1].mean(-1)).sum(-1) if c == 2 else None  # (B,)
+
+    w = torch.zeros(b, d, c, requires_grad=True)  # (B, D, C), zero-init head
+    opt = torch.optim.AdamW([w], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    steps_per_epoch = max(1, -(-n // cfg.batch_size))
+    total = cfg.epochs * steps_per_epoch
+    step = 0
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n, generator=gen)
+        for s in range(steps_per_epoch):
+            bi = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            tau = step / total
+            z = _logits(xt[bi], w)  # (B, m, C)
+            tb = t[:, :, bi]  # (B, K, m, C)
+            if use_aux:
+                # aux_weight is proportional to a_max, so one call scales every student's a_t
+                a_t = a_max * losses.aux_weight(tau, 1.0, opts.aux_warmup, opts.aux_schedule)
+                tb = losses.with_aux(tb, z, a_t, balance)
+            loss = family_loss(family, z, tb, lam, tau, opts).mean(-1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    with torch.no_grad():
+        probs, alpha = predictive(family, _logits(xe, w), opts)
+    return [ProbeResult(probs[i].double().numpy(),
+                        None if alpha is None else alpha[i].double().numpy()) for i in range(b)]
+
+
+def _logits(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x (m, D) @ w (B, D, C) → (B, m, C) as one (m, D) × (D, B·C) matmul."""
+    b, d, c = w.shape
+    return (x @ w.permute(1, 0, 2).reshape(d, b * c)).reshape(-1, b, c).permute(1, 0, 2)

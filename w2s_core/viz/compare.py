@@ -1,0 +1,83 @@
+"""Runs side by side: their metrics, a bar chart of the headline ones, and a config diff."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from w2s_core.viz.colors import method_color
+from w2s_core.viz.common import empty_figure, finish
+
+HEADLINE = ["accuracy", "pgr_mean", "pgr_best", "pgr_vote", "ece", "brier", "auroc",
+            "weak_agreement"]
+ID_FIELDS = {"run_id", "kind", "method", "k", "aux", "seed", "subset", "label"}
+_PATTERNS = ["", "/", "x", ".", "\\", "+", "-", "|"]
+
+
+def metrics_side_by_side(rows: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Metrics as rows, one column per run (numeric metrics only, run-identity fields dropped)."""
+    if rows.empty:
+        return pd.DataFrame()
+    num = rows.drop(columns=[c for c in rows.columns if c in ID_FIELDS], errors="ignore")
+    num = num.apply(pd.to_numeric, errors="coerce")
+    num = num.loc[:, num.notna().any()]
+    out = num.T
+    out.columns = labels
+    first = [m for m in HEADLINE if m in out.index]
+    out = out.loc[first + [m for m in out.index if m not in first]]
+    out.index.name = "metric"
+    return out.reset_index()
+
+
+def compare_figure(side: pd.DataFrame, methods: list[str]) -> go.Figure:
+    """Grouped bars of the headline metrics, one bar per run (method colour; the pattern tells
+    apart two runs of one method)."""
+    if side.empty:
+        return empty_figure("Pick at least one run")
+    head = side[side["metric"].isin(HEADLINE)]
+    fig = go.Figure()
+    seen: dict[str, int] = {}
+    for label, method in zip(side.columns[1:], methods):
+        i = seen.get(method, 0)
+        seen[method] = i + 1
+        fig.add_trace(go.Bar(
+            x=head["metric"], y=head[label], name=label,
+            marker={"color": method_color(method),
+                    "pattern": {"shape": _PATTERNS[i % len(_PATTERNS)]}},
+            hovertemplate=f"{label}<br>%{{x}}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(barmode="group", legend={"orientation": "v", "y": -0.25, "x": 0,
+                                               "xanchor": "left", "yanchor": "top"})
+    return finish(fig, "Headline metrics", height=460, y="value")
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config → {"training.lr": 1e-3, ...}; lists become comma-joined strings."""
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = ", ".join(str(x) for x in v)
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(configs: Mapping[str, Mapping[str, Any]], only_diff: bool = False
+                ) -> pd.DataFrame:
+    """Config keys as rows, one column per run; ``only_diff`` keeps keys whose values differ."""
+    flat = {label: flatten(c) for label, c in configs.items()}
+    keys = sorted(set().union(*[f.keys() for f in flat.values()])) if flat else []
+    df = pd.DataFrame({label: [f.get(k) for k in keys] for label, f in flat.items()},
+                      index=pd.Index(keys, name="key"))
+    if only_diff and len(df.columns) > 1:
+        as_text = df.astype(str)
+        df = df[as_text.nunique(axis=1) > 1]
+    # one dtype per column so the table renders (and exports) the same way everywhere
+    return df.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
+                  else str(v)).reset_index()
