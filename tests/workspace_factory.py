@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from scipy.stats import norm
 from w2s_core.experiments import store
 from w2s_core.metrics import pgr, run_metrics
 
+ROOT = Path(__file__).resolve().parents[1]
 TEACHERS_2 = {"tfidf-logreg": 0.70, "minilm-l3": 0.66, "minilm-l6": 0.72, "mpnet-2l": 0.75,
               "mpnet-4l": 0.78}
 TEACHERS_3 = {"tfidf-logreg": 0.58, "minilm-l6": 0.64, "mpnet-4l": 0.69}
@@ -29,11 +33,12 @@ TEACHERS_3 = {"tfidf-logreg": 0.58, "minilm-l6": 0.64, "mpnet-4l": 0.69}
 RECOVERY = {"single": (0.30, 0.0), "naive": (0.30, 0.06), "joint": (0.28, 0.05),
             "vote": (0.27, 0.05), "dawid-skene": (0.29, 0.06), "bayes": (0.34, 0.09),
             "bayes-softy": (0.33, 0.08)}
-WORDS = {0: "awful broken late rude boring sad worst noisy cold slow".split(),
-         1: "great lovely fast kind fun happy best quiet warm smooth".split(),
-         2: "okay plain usual average fine normal standard regular so-so typical".split()}
-FILLER = "the my this our that your new old".split()
-NOUNS = "flight phone coffee service movie hotel app update train game".split()
+WORDS = {0: ["awful", "broken", "late", "rude", "boring", "sad", "worst", "noisy", "cold", "slow"],
+         1: ["great", "lovely", "fast", "kind", "fun", "happy", "best", "quiet", "warm", "smooth"],
+         2: ["okay", "plain", "usual", "average", "fine", "normal", "standard", "regular", "so-so",
+             "typical"]}
+FILLER = ["the", "my", "this", "our", "that", "your", "new", "old"]
+NOUNS = ["flight", "phone", "coffee", "service", "movie", "hotel", "app", "update", "train", "game"]
 
 
 def _hash_id(obj: Any) -> str:
@@ -92,8 +97,8 @@ def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, fl
     store.write_parquet(exp.examples, ex)
 
     keep = np.array([s != "weak" for s in split])
-    k_ids = [i for i, k in zip(ids, keep) if k]
-    k_split = [s for s, k in zip(split, keep) if k]
+    k_ids = [i for i, k in zip(ids, keep, strict=True) if k]
+    k_split = [s for s, k in zip(split, keep, strict=True) if k]
     k_gold = gold[keep]
     test = np.array([s == "test" for s in k_split])
     shared = rng.standard_normal(len(k_gold))
@@ -108,7 +113,7 @@ def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, fl
             "teacher": t, "accuracy_transfer": float(hit[~test].mean()),
             "accuracy_test": float(hit[test].mean()), "seconds": 1.5})
 
-    test_ids = [i for i, s in zip(k_ids, test) if s]
+    test_ids = [i for i, s in zip(k_ids, test, strict=True) if s]
     y = k_gold[test]
     t_acc = {t: float((p.argmax(1) == y).mean()) for t, p in tprobs.items()}
     ceil = {}
@@ -198,7 +203,34 @@ def build_workspace(ws: Path, *, corrupt: bool = True, three_class: bool = True)
     return out
 
 
-if __name__ == "__main__":
-    import sys
+def demo_workspace(base: Path) -> Path:
+    """The main dashboard test workspace, built once per test session under ``base``.
 
+    A real ``w2s demo --quick`` run when the engine's CLI exists (set ``W2S_TEST_WORKSPACE=
+    synthetic`` to force the synthetic one while the engine is being changed), else the
+    synthetic workspace above without its corrupt run.
+    """
+    ws = Path(base) / "demo-ws"
+    marker = ws / ".built"
+    if marker.exists():
+        return ws
+    mode = os.environ.get("W2S_TEST_WORKSPACE", "auto")
+    if mode == "demo" or (mode == "auto" and (ROOT / "w2s_core" / "cli.py").exists()):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        r = subprocess.run([sys.executable, "-m", "w2s_core.cli", "demo", "--quick",
+                            "--no-progress", "--workspace", str(ws)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=1200)
+        if r.returncode != 0:
+            raise RuntimeError(f"`w2s demo --quick` failed with exit code {r.returncode}:\n"
+                               f"{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+        source = "w2s demo --quick"
+    else:
+        build_workspace(ws, corrupt=False)
+        source = "synthetic"
+    marker.write_text(source, encoding="utf-8")
+    return ws
+
+
+if __name__ == "__main__":
     print(build_workspace(Path(sys.argv[1] if len(sys.argv) > 1 else "w2s_workspace")))

@@ -73,3 +73,25 @@ def progress(exp_id: str, workspace: PathLike = None) -> list[dict[str, Any]]:
 
 def experiment_path(exp_id: str, workspace: PathLike = None) -> Path:
     return _exp(workspace, exp_id).root
+
+
+def run_experiment(config: Any, workspace: PathLike = None, *, progress: bool = True) -> str:
+    """Run (or resume) an experiment; returns its id. ``config``: an ExperimentConfig, a dict in
+    the config-file format, or a path to a YAML/TOML file."""
+    from w2s_core.experiments.config import ExperimentConfig, from_dict, load_config
+    from w2s_core.experiments.sweep import Sweep
+
+    if isinstance(config, (str, Path)):
+        cfg = load_config(config)
+    elif isinstance(config, dict):
+        cfg = from_dict(ExperimentConfig, config).validate()
+    else:
+        cfg = config
+    return Sweep(cfg, workspace_dir(workspace), progress=progress).run()
+
+
+def report(exp_id: str, workspace: PathLike = None, floor: str = "mean") -> dict[str, Any]:
+    """The data behind `w2s report` for one experiment."""
+    from w2s_core.experiments.report import report as _report
+
+    return _report(_exp(workspace, exp_id), floor)

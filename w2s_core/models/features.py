@@ -151,7 +151,9 @@ def _encode_group(specs: list[ModelSpec], texts: list[str], device: torch.device
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     bar = tqdm(total=len(texts), desc=f"features {specs[0].base}", unit="text",
                disable=not progress)
-    with torch.inference_mode(), bar:
+    # One autocast region for the whole loop: autocast caches the bf16 copies of the weights
+    # only until the region exits, so a region per batch would re-cast every weight per batch.
+    with torch.inference_mode(), bar, autocast_bf16(device, precision == "bf16"):
         for start in range(0, len(texts), batch_size):
             rows = order[start:start + batch_size]
             width = max(len(ids[i]) for i in rows)
@@ -161,19 +163,17 @@ def _encode_group(specs: list[ModelSpec], texts: list[str], device: torch.device
                 input_ids[r, :len(ids[i])] = torch.tensor(ids[i])
                 mask[r, :len(ids[i])] = 1
             input_ids, mask = input_ids.to(device), mask.to(device)
-            with autocast_bf16(device, precision == "bf16"):
-                res = model(input_ids=input_ids, attention_mask=mask,
-                            output_hidden_states=need_hidden)
-                for s in specs:
-                    if s.layers is None or s.layers >= n_layers:
-                        states = res.last_hidden_state
-                    else:
-                        states = res.hidden_states[s.layers]
-                        states = norm(states) if norm is not None else states
-                    vec = pool(states, mask, pooling[s.name]).cpu().numpy()
-                    if s.name not in out:
-                        out[s.name] = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
-                    out[s.name][rows] = vec
+            res = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=need_hidden)
+            for s in specs:
+                if s.layers is None or s.layers >= n_layers:
+                    states = res.last_hidden_state
+                else:
+                    states = res.hidden_states[s.layers]
+                    states = norm(states) if norm is not None else states
+                vec = pool(states, mask, pooling[s.name]).cpu().numpy()
+                if s.name not in out:
+                    out[s.name] = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
+                out[s.name][rows] = vec
             bar.update(len(rows))
     return out
 

@@ -61,6 +61,7 @@ def reliability_figure(frame: pd.DataFrame, sources: Mapping[str, np.ndarray],
                         subplot_titles=(STRATEGIES["uniform"], STRATEGIES["quantile"],
                                         "confidence histogram"))
     lo = 1.0 / n_classes
+    y_lo = min(lo, float(frame["accuracy"].min())) - 0.05  # room below chance, no empty band
     for col, strategy in enumerate(STRATEGIES, start=1):
         fig.add_trace(go.Scatter(x=[lo, 1], y=[lo, 1], mode="lines", name="perfect",
                                  line={"color": REFERENCE_COLOR, "dash": "dot", "width": 1},
@@ -75,18 +76,23 @@ def reliability_figure(frame: pd.DataFrame, sources: Mapping[str, np.ndarray],
                 hovertemplate=(f"{name}<br>confidence %{{x:.3f}}<br>accuracy %{{y:.3f}}"
                                "<br>n=%{customdata}<extra></extra>")), row=1, col=col)
         fig.update_xaxes(range=[lo - 0.02, 1.02], title_text="confidence", row=1, col=col)
-        fig.update_yaxes(range=[-0.02, 1.02], row=1, col=col)
+        fig.update_yaxes(range=[y_lo, 1.03], row=1, col=col)
     fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    edges = np.linspace(lo, 1.0, 21)
     for name, p in sources.items():
-        fig.add_trace(go.Histogram(x=np.asarray(p).max(1), name=name, legendgroup=name,
-                                   showlegend=False, marker={"color": source_color(name)},
-                                   opacity=0.55, xbins={"start": lo, "end": 1.0, "size": 0.025}),
-                      row=2, col=1)
-    fig.update_layout(barmode="overlay")
+        # step outlines, not filled bars: with several sources, overlaid bars turn to mud
+        counts, _ = np.histogram(np.asarray(p).max(1), bins=edges)
+        fig.add_trace(go.Scatter(
+            x=edges, y=np.append(counts, counts[-1]), mode="lines", line_shape="hv",
+            name=name, legendgroup=name, showlegend=False,
+            line={"color": source_color(name), "width": 2},
+            hovertemplate=f"{name}: %{{y}} examples from confidence %{{x:.3f}}<extra></extra>"),
+            row=2, col=1)
     fig.update_xaxes(range=[lo - 0.02, 1.02], title_text="confidence (max probability)",
                      row=2, col=1)
     fig.update_yaxes(title_text="examples", row=2, col=1)
-    return finish(fig, "Reliability diagrams (test split, top-label confidence)", height=680)
+    return finish(fig, "Reliability diagrams (test split, top-label confidence)", height=700,
+                  legend="right")
 
 
 def calibration_table(sources: Mapping[str, np.ndarray], kinds: Mapping[str, str],

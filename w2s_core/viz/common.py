@@ -10,16 +10,26 @@ import plotly.graph_objects as go
 
 from w2s_core.viz.colors import REFERENCE_COLOR
 
+LEGENDS = {
+    # top: short legends on single charts; bottom: subplot grids, whose subplot titles sit where
+    # a top legend would; right: long legends (many sources) that would wrap into the title
+    "top": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+    "bottom": {"orientation": "h", "yanchor": "top", "y": -0.16, "xanchor": "left", "x": 0.0},
+    "right": {"orientation": "v", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02},
+}
+
 
 def finish(fig: go.Figure, title: str, *, height: int = 460, x: str | None = None,
-           y: str | None = None, legend: bool = True) -> go.Figure:
+           y: str | None = None, legend: bool | str = True) -> go.Figure:
+    """Title, size, margins and legend placement (``legend``: False, True = "top", "bottom",
+    "right")."""
+    where = "top" if legend is True else (legend or "top")
     fig.update_layout(
         title={"text": title, "x": 0.0, "xanchor": "left"},
         height=height,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0,
-                "title": None},
-        showlegend=legend,
+        margin={"l": 60, "r": 20, "t": 60, "b": 90 if where == "bottom" else 50},
+        legend={**LEGENDS[where], "title": None},
+        showlegend=legend is not False,
         hovermode="closest",
     )
     if x is not None:
@@ -48,8 +58,11 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     return fig
 
 
-def bigger(fig: go.Figure, size: int = 20) -> go.Figure:
-    """Room-sized type for Talk mode."""
-    fig.update_layout(font={"size": size}, title_font={"size": size + 8},
-                      legend_font={"size": size - 2})
+def bigger(fig: go.Figure, size: int = 20, height: int = 560) -> go.Figure:
+    """Room-sized type for Talk mode; the screen's headline replaces the chart title."""
+    fig.update_layout(font={"size": size}, legend_font={"size": size - 2}, height=height,
+                      title_text="", margin={"t": 40})
+    fig.update_xaxes(tickfont={"size": size - 2}, title_font={"size": size})
+    fig.update_yaxes(tickfont={"size": size - 2}, title_font={"size": size})
+    fig.update_annotations(font_size=size - 2)
     return fig

@@ -41,7 +41,7 @@ def compare_figure(side: pd.DataFrame, methods: list[str]) -> go.Figure:
     head = side[side["metric"].isin(HEADLINE)]
     fig = go.Figure()
     seen: dict[str, int] = {}
-    for label, method in zip(side.columns[1:], methods):
+    for label, method in zip(side.columns[1:], methods, strict=True):
         i = seen.get(method, 0)
         seen[method] = i + 1
         fig.add_trace(go.Bar(
@@ -76,8 +76,9 @@ def config_diff(configs: Mapping[str, Mapping[str, Any]], only_diff: bool = Fals
     df = pd.DataFrame({label: [f.get(k) for k in keys] for label, f in flat.items()},
                       index=pd.Index(keys, name="key"))
     if only_diff and len(df.columns) > 1:
-        as_text = df.astype(str)
-        df = df[as_text.nunique(axis=1) > 1]
+        # repr, not astype(str): pandas ≥ 3 turns None into a missing value that nunique skips
+        as_text = df.map(repr)
+        df = df[as_text.nunique(axis=1, dropna=False) > 1]
     # one dtype per column so the table renders (and exports) the same way everywhere
     return df.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
                   else str(v)).reset_index()

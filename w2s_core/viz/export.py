@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import threading
 import warnings
 
@@ -20,6 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _SERVER = {"started": False}
 EXPORT_WIDTH = 1100
@@ -50,8 +52,8 @@ def _start_server() -> None:
 
         kaleido.start_sync_server(silence_warnings=True)
         atexit.register(lambda: kaleido.stop_sync_server(silence_warnings=True))
-    except Exception:  # no server: plotly falls back to one browser launch per image
-        pass
+    except Exception as e:  # noqa: BLE001 - without a server plotly launches one browser per image
+        log.info("kaleido sync server unavailable (%s); exporting without it", e)
 
 
 def to_image_bytes(fig: go.Figure, fmt: str = "png", *, width: int = EXPORT_WIDTH,

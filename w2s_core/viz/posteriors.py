@@ -124,7 +124,8 @@ def evidence_figure(frame: pd.DataFrame) -> go.Figure:
                                    nbinsx=30, showlegend=False), row=1, col=2)
     fig.update_layout(barmode="overlay")
     fig.update_yaxes(title_text="% of group", row=1, col=1)
-    return finish(fig, "Evidence and vacuity, split by correct / wrong", height=380)
+    return finish(fig, "Evidence and vacuity, split by correct / wrong", height=400,
+                  legend="bottom")
 
 
 def vacuity_ranking(frame: pd.DataFrame, top: int = 25) -> pd.DataFrame:

@@ -69,10 +69,10 @@ def _series_name(method: str, aux: bool) -> str:
 
 
 def recovery_figure(table: pd.DataFrame, *, metric: str = "pgr", floor: str = "mean",
-                    k_selected: int | None = None, ceiling: float | None = None,
-                    height: int = 480) -> go.Figure:
+                    k_selected: int | None = None, method_selected: str | None = None,
+                    ceiling: float | None = None, height: int = 480) -> go.Figure:
     """Lines of the mean per method (dashed: with aux) with a translucent CI band; reference
-    lines for the weak floor and the strong ceiling; the selected K highlighted."""
+    lines for the weak floor and the strong ceiling; the selected K and method highlighted."""
     if table.empty:
         return empty_figure("No transfer runs in view")
     fig = go.Figure()
@@ -85,12 +85,15 @@ def recovery_figure(table: pd.DataFrame, *, metric: str = "pgr", floor: str = "m
             fig.add_trace(go.Scatter(
                 x=np.concatenate([ok["k"], ok["k"][::-1]]),
                 y=np.concatenate([ok["hi"], ok["lo"][::-1]]),
-                fill="toself", fillcolor=rgba(color, 0.15), line={"width": 0},
+                mode="lines", fill="toself", fillcolor=rgba(color, 0.12), line={"width": 0},
                 hoverinfo="skip", showlegend=False, legendgroup=name, name=f"{name} CI"))
+        chosen = method_selected is None or method == method_selected
         fig.add_trace(go.Scatter(
             x=g["k"], y=g["mean"], mode="lines+markers", name=name, legendgroup=name,
-            line={"color": color, "dash": "dash" if aux else "solid", "width": 2.5},
-            marker={"size": 8},
+            line={"color": color, "dash": "dash" if aux else "solid",
+                  "width": 4.5 if chosen and method_selected else 2.5},
+            marker={"size": 11 if chosen and method_selected else 8},
+            opacity=1.0 if chosen else 0.75,
             customdata=np.stack([g["lo"], g["hi"], g["n"], g["n_undefined"]], axis=1),
             hovertemplate=(f"<b>{name}</b><br>K=%{{x}}<br>mean %{{y:.3f}}"
                            "<br>95% CI [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"

@@ -134,7 +134,8 @@ def run_label(row: pd.Series | dict[str, Any]) -> str:
     seed_s = f" · seed {int(seed)}" if seed is not None and not pd.isna(seed) else ""
     if method == "ceiling":
         return f"ceiling{seed_s}"
-    return f"{method}{aux} · K={int(row.get('k') or 0)}{seed_s} · {subset_label(row.get('subset'))}"
+    subset = subset_label(row.get("subset") or "")
+    return f"{method}{aux} · K={int(row.get('k') or 0)}{seed_s} · {subset}"
 
 
 def undefined_count(values: pd.Series) -> int:

@@ -37,7 +37,8 @@ def teacher_accuracy(teachers: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     for name, df in teachers.items():
         hit = probs_of(df).argmax(1) == df["gold"].to_numpy(int)
         for split in ("transfer", "test"):
-            m = (df["split"] == split).to_numpy() if "split" in df.columns else np.ones(len(df), bool)
+            m = (df["split"] == split).to_numpy() if "split" in df.columns \
+                else np.ones(len(df), bool)
             if m.any():
                 rows.append({"teacher": name, "split": split, "accuracy": float(hit[m].mean()),
                              "n": int(m.sum())})
@@ -98,7 +99,7 @@ def agreement_heatmap(mat: pd.DataFrame, kind: str = "kappa") -> go.Figure:
 
 def vote_table(ids: list[str], probs: np.ndarray) -> pd.DataFrame:
     """Per example: vote entropy (nats) and the split pattern of the K hard votes ("3–2")."""
-    k, n, c = probs.shape
+    c = probs.shape[-1]
     preds = probs.argmax(-1)  # (K, N)
     counts = (preds[:, :, None] == np.arange(c)).sum(0)  # (N, C)
     pattern = ["–".join(str(v) for v in sorted(row[row > 0], reverse=True)) for row in counts]
@@ -133,12 +134,12 @@ def split_examples(ids: list[str], gold: np.ndarray, probs: np.ndarray, names: l
     df = votes.assign(text=[texts.get(i, "") for i in ids],
                       gold=[class_names[g] for g in gold])
     p_gold = probs[:, np.arange(len(ids)), gold]  # (K, N)
-    for name, row in zip(names, p_gold):
+    for name, row in zip(names, p_gold, strict=True):
         df[name] = row
     for method, sp in (students or {}).items():
         pred = sp.argmax(1)
         df[f"→ {method}"] = [("✓ " if p == g else "✗ ") + class_names[p]
-                             for p, g in zip(pred, gold)]
+                             for p, g in zip(pred, gold, strict=True)]
     df = df[df["entropy"] > 0].sort_values(["entropy", "example_id"], ascending=[False, True])
     return df[["example_id", "text", "gold", "votes", "entropy", *names,
                *[c for c in df.columns if c.startswith("→ ")]]].reset_index(drop=True)
@@ -166,7 +167,7 @@ def example_figure(long: pd.DataFrame, title: str) -> go.Figure:
             hovertemplate=f"{source} ({kind})<br>%{{x}}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1])
-    return finish(fig, title, height=380, y="probability")
+    return finish(fig, title, height=400, y="probability", legend="right")
 
 
 def ds_frame(names: list[str], true_acc: np.ndarray, est_acc: np.ndarray) -> pd.DataFrame:

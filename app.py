@@ -1,0 +1,134 @@
+"""WeakS-to-Strong Lab — the dashboard frame: page navigation and the shared sidebar selectors.
+
+Run it with ``streamlit run app.py`` (or ``make run``); results are read from the workspace
+(``$W2S_WORKSPACE``, default ``./w2s_workspace``). Selections made here are copied into plain
+session keys and mirrored into the URL, so they survive page switches and can be bookmarked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import _ui as ui
+from w2s_core.viz.colors import method_label
+from w2s_core.viz.runs import (
+    FLOORS,
+    aux_options,
+    k_options,
+    method_options,
+    seed_options,
+    subset_label,
+    subset_options,
+)
+
+st.set_page_config(page_title="WeakS-to-Strong Lab", page_icon="🧪", layout="wide")
+log = logging.getLogger("w2s.dashboard")
+
+AUX_LABELS = {"off": "without aux", "on": "with aux", "both": "both"}
+
+
+def _exp_label(experiments: pd.DataFrame, exp_id: str) -> str:
+    row = experiments.set_index("id").loc[exp_id]
+    runs = "" if pd.isna(row.get("n_runs")) else f" · {int(row['n_runs'])} runs"
+    status = row.get("status")
+    return f"{row.get('name') or exp_id} ({exp_id[-6:]}){runs}" + (
+        f" · {status}" if status and status != "done" else "")
+
+
+def sidebar() -> ui.Ctx:
+    """Draw the shared selectors and resolve what they select."""
+    sb = st.sidebar
+    default_ws = os.environ.get("W2S_WORKSPACE", "w2s_workspace")
+    st.session_state.setdefault(ui.SEL + "ws", default_ws)
+    st.session_state.setdefault("w_ws", st.session_state[ui.SEL + "ws"])
+    ws_text = sb.text_input("Workspace", key="w_ws", help="Folder with the experiments "
+                            "(`--workspace` of the w2s commands).")
+    st.session_state[ui.SEL + "ws"] = ws_text
+    ws = Path(ws_text or default_ws).expanduser().resolve()
+    exps = ui.load_experiments(str(ws), ui.experiments_stamp(ws))
+    c = ui.Ctx(ws=ws, experiments=exps)
+    if exps.empty:
+        sb.caption("No experiments here yet — run one from the 🧪 Lab.")
+        return c
+    exps = exps[~exps["status"].astype(str).str.startswith("corrupt")] \
+        if "status" in exps.columns else exps
+    datasets = sorted(exps["dataset"].dropna().astype(str).unique().tolist())
+    # a URL naming only an experiment opens on that experiment's dataset
+    by_id = dict(zip(exps["id"], exps["dataset"].astype(str), strict=True))
+    dataset = ui.select("dataset", "Dataset", datasets, where=sb,
+                        default=by_id.get(str(st.session_state.get(ui.SEL + "exp"))))
+    ids = exps.loc[exps["dataset"].astype(str) == str(dataset), "id"].tolist() or \
+        exps["id"].tolist()
+    c.exp_id = ui.select("exp", "Experiment", ids, where=sb,
+                         fmt=lambda i: _exp_label(exps, i))
+    c.stamp = ui.experiment_stamp(ws, c.exp_id)
+    c.meta = ui.load_meta(str(ws), c.exp_id, c.stamp)
+    c.runs, c.warnings = ui.load_runs(str(ws), c.exp_id, c.stamp)
+    sb.caption(f"{len(c.class_names)} classes · teachers: {', '.join(c.teacher_names)} · "
+               f"student: {c.meta.get('config', {}).get('student', '?')}")
+    ks = k_options(c.runs)
+    if not ks:
+        return c
+    sel = c.sel
+    if len(ks) > 1:
+        sel["k"] = ui.select("k", "Ensemble size K", ks, where=sb, kind="select_slider",
+                             default=ks[-1])
+    else:
+        sel["k"] = ks[0]
+        st.session_state[ui.SEL + "k"] = ks[0]
+    sel["subset"] = ui.select("subset", "Teacher subset", subset_options(c.runs, sel["k"]),
+                              where=sb, fmt=subset_label)
+    sel["method"] = ui.select("method", "Method", method_options(c.runs), where=sb,
+                              fmt=lambda m: f"{m} — {method_label(m)}",
+                              default="bayes")
+    sel["aux"] = ui.select("aux", "Auxiliary confidence loss", aux_options(c.runs), where=sb,
+                           kind="radio", fmt=AUX_LABELS.get, default="off", horizontal=True)
+    sel["seed"] = ui.select("seed", "Seeds", ["all", *seed_options(c.runs)], where=sb,
+                            fmt=lambda s: "all seeds" if s == "all" else f"seed {s}")
+    sel["floor"] = ui.select("floor", "PGR floor", list(FLOORS), where=sb, kind="radio",
+                             horizontal=True, help="mean / best of the K teachers, or their vote")
+    return c
+
+
+def frame() -> ui.Ctx:
+    ui.load_query_params()
+    try:
+        return sidebar()
+    except Exception as e:  # noqa: BLE001 - an unreadable workspace must still leave the Lab usable
+        log.exception("sidebar failed")
+        st.sidebar.error(f"Could not read the workspace: {e}")
+        ws = Path(st.session_state.get(ui.SEL + "ws") or "w2s_workspace").expanduser().resolve()
+        return ui.Ctx(ws=ws, experiments=pd.DataFrame())
+
+
+c = frame()
+st.session_state["_ctx"] = c
+# Recovery is always the default page ("/"): a default page's own url_path is not routable,
+# so a moving default would break bookmarks. An empty workspace is sent on to the Lab instead.
+recovery_page = st.Page("app_pages/recovery.py", title="Recovery", icon="📈", default=True)
+lab_page = st.Page(ui.LAB_PAGE, title="Lab", icon="🧪", url_path="lab")
+page = st.navigation({
+    "Results": [
+        recovery_page,
+        st.Page("app_pages/teachers.py", title="Teachers", icon="🧑‍🏫", url_path="teachers"),
+        st.Page("app_pages/dirichlet.py", title="Dirichlet posteriors", icon="🔺",
+                url_path="dirichlet"),
+        st.Page("app_pages/calibration.py", title="Calibration", icon="🎯",
+                url_path="calibration"),
+        st.Page("app_pages/compare.py", title="Compare runs", icon="⚖️", url_path="compare"),
+    ],
+    "Present": [st.Page("app_pages/talk.py", title="Talk mode", icon="🎤", url_path="talk")],
+    "Run": [lab_page],
+})
+if c.experiments.empty and page.title == recovery_page.title:
+    st.switch_page(lab_page)
+if c.warnings:  # one warning for all unreadable runs; everything else keeps working
+    names = "; ".join(w.replace(str(c.ws), "…") for w in c.warnings)
+    st.warning(f"{len(c.warnings)} run(s) could not be read and are left out: {names}",
+               icon="⚠️")
+page.run()

@@ -1,0 +1,63 @@
+"""Compare runs: two or more runs side by side — metrics, and configs with a differences view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from app_pages import _data as data
+from app_pages import _ui as ui
+from w2s_core.experiments import store
+from w2s_core.viz import compare as cmp
+from w2s_core.viz.runs import run_label
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _config(ws: str, exp_id: str, run_id: str, mtime: int) -> dict[str, Any]:
+    return store.read_json(store.experiment_dir(ws, exp_id).run_dir(run_id) / "config.json")
+
+
+def body(c: ui.Ctx) -> None:
+    st.title("Compare runs")
+    if not ui.need_runs(c):
+        return
+    runs = c.runs.set_index("run_id", drop=False)
+    labels = {rid: run_label(r) for rid, r in runs.iterrows()}
+    default = []
+    for m in (c.sel.get("method"), "naive", "single"):
+        row = data.run_row(c, m) if m else None
+        if row is not None and row["run_id"] not in default:
+            default.append(row["run_id"])
+    chosen = ui.select_many("runs", "Runs to compare", list(labels), default[:2],
+                            fmt=lambda r: labels.get(r, r),
+                            placeholder="pick two or more runs")
+    if not chosen:
+        st.info("Pick at least one run above.")
+        return
+    rows = runs.loc[chosen]
+    side = cmp.metrics_side_by_side(rows.reset_index(drop=True), [labels[r] for r in chosen])
+    methods = [str(m) for m in rows["method"]]
+    ui.chart(cmp.compare_figure(side, methods), side, "compare-metrics")
+    st.subheader("Metrics")
+    ui.table(side, "compare-metrics-table")
+
+    st.subheader("Configs")
+    st.session_state.setdefault("w_diff", bool(st.session_state.get(ui.SEL + "diff", True)))
+    only = st.toggle("Differences only", key="w_diff")
+    st.session_state[ui.SEL + "diff"] = only
+    configs: dict[str, dict[str, Any]] = {}
+    for rid in chosen:
+        path = store.experiment_dir(c.ws, c.exp_id).run_dir(rid) / "config.json"
+        try:
+            configs[labels[rid]] = _config(str(c.ws), c.exp_id, rid, ui._mtime(path))
+        except Exception as e:  # noqa: BLE001 - a missing config must not hide the others
+            c.warn_once(rid, f"Run {rid}: config unreadable ({e})")
+    diff = cmp.config_diff(configs, only_diff=only)
+    if diff.empty:
+        st.caption("The configs are identical." if only else "No configs.")
+    else:
+        ui.table(diff, "compare-configs")
+
+
+ui.guard(body)

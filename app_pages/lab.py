@@ -1,0 +1,140 @@
+"""Lab: configure and launch a demo or a sweep as a background job, watch it, cancel it.
+
+The app never trains here: jobs run as detached processes (w2s_core.jobs) and this page polls
+their files from a fragment, so the rest of the dashboard stays responsive.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app_pages import _ui as ui
+from w2s_core import jobs
+from w2s_core.viz.colors import METHOD_ORDER
+
+DATASETS = ["tweets", "tweets-3class"]
+TEACHERS = ["tfidf-logreg", "minilm-l3", "minilm-l6", "mpnet-2l", "mpnet-4l"]
+STUDENTS = ["mpnet-base", "minilm-l6", "smollm2-135m"]
+ICONS = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "🛑", "starting": "⏳"}
+
+
+def _engine_ready() -> bool:
+    return (jobs.REPO_ROOT / "w2s_core" / "cli.py").exists()
+
+
+def _launch_demo(ws: Path) -> None:
+    jobs.launch_demo(ws, quick=True)
+    st.toast("Demo experiment started", icon="🚀")
+
+
+def _cancel(job_dir: str, force: bool) -> None:
+    jobs.cancel(Path(job_dir), force=force)
+
+
+def _job_card(ws: Path, job: dict[str, Any]) -> None:
+    status = job["status"]
+    started = job.get("started") or job.get("created") or 0
+    when = datetime.fromtimestamp(started).strftime("%H:%M:%S") if started else "?"
+    with st.container(border=True):
+        st.markdown(f"**{ICONS.get(status, '•')} {job.get('label', job['id'])}** — {status} · "
+                    f"started {when} · `{job['id']}`")
+        if status == "running":
+            ev = jobs.progress(ws, job)
+            if ev and ev.get("fraction") is not None:
+                st.progress(ev["fraction"], text=f"{ev.get('stage', '')}: "
+                            f"{ev.get('done')}/{ev.get('total')} {ev.get('message', '')}")
+            else:
+                st.progress(0, text="starting… (loading models and data)")
+            requested = job.get("cancel_requested")
+            force = bool(requested and time.time() - float(requested) > 10)
+            st.button("🛑 Force stop" if force else "🛑 Cancel", key=f"cancel_{job['id']}",
+                      on_click=_cancel, args=(job["dir"], force))
+        elif status == "failed":
+            st.error(f"Exit code {job.get('returncode')} — see the log below.", icon="❌")
+        tail = jobs.log_tail(Path(job["dir"]), 30 if status == "running" else 15)
+        if tail:
+            with st.expander("log", expanded=status in ("running", "failed")):
+                st.code(tail, language=None)
+
+
+def _jobs_panel(ws: Path) -> None:
+    all_jobs = jobs.list_jobs(ws)
+    running = {j["id"] for j in all_jobs if j["status"] in ("running", "starting")}
+    before = st.session_state.get("_lab_running", set())
+    st.session_state["_lab_running"] = running
+    if before - running:  # a job just ended: rerun the whole app so new results appear
+        st.rerun(scope="app")
+    if not all_jobs:
+        st.caption("No jobs yet.")
+    for job in all_jobs[:8]:
+        _job_card(ws, job)
+
+
+def _sweep_form(c: ui.Ctx, ready: bool) -> None:
+    known = set(TEACHERS) | {t for e in c.experiments.get("teachers", []) if isinstance(e, str)
+                             for t in e.split(", ") if t}
+    with st.form("sweep"):
+        a, b = st.columns(2)
+        name = a.text_input("Name", "my-sweep")
+        dataset = b.selectbox("Dataset", DATASETS, accept_new_options=True)
+        n1, n2, n3, n4 = st.columns(4)
+        n_weak = n1.number_input("weak split", 50, 100_000, 1000, step=50)
+        n_transfer = n2.number_input("transfer split", 50, 100_000, 1000, step=50)
+        n_test = n3.number_input("test split", 50, 100_000, 500, step=50)
+        data_seed = n4.number_input("split seed", 0, 10_000, 0)
+        teachers = st.multiselect("Teachers", sorted(known), TEACHERS[:3],
+                                  accept_new_options=True)
+        a, b = st.columns(2)
+        student = a.selectbox("Student", STUDENTS, accept_new_options=True)
+        mode = b.radio("Student mode", ["probe", "full", "lora"], horizontal=True)
+        methods = st.multiselect("Methods", METHOD_ORDER, ["single", "naive", "vote", "bayes"])
+        a, b = st.columns(2)
+        aux = a.multiselect("Auxiliary confidence loss", [False, True], [False],
+                            format_func=lambda x: "with aux" if x else "without aux")
+        seeds_text = b.text_input("Seeds", "0, 1, 2")
+        go = st.form_submit_button("🚀 Launch sweep", type="primary", disabled=not ready)
+    if not go:
+        return
+    try:
+        seeds = [int(s) for s in seeds_text.replace(",", " ").split()]
+    except ValueError:
+        st.error("Seeds must be whole numbers, e.g. `0, 1, 2`.")
+        return
+    if not teachers or not methods or not aux or not seeds:
+        st.error("Pick at least one teacher, one method, one aux setting and one seed.")
+        return
+    config = {"name": name or "sweep",
+              "data": {"name": dataset, "n_weak": int(n_weak), "n_transfer": int(n_transfer),
+                       "n_test": int(n_test), "seed": int(data_seed)},
+              "teachers": teachers, "student": student, "student_mode": mode,
+              "methods": methods, "aux": aux, "seeds": seeds}
+    jobs.launch_sweep(c.ws, config)
+    st.toast(f"Sweep “{config['name']}” started", icon="🚀")
+
+
+def body(c: ui.Ctx) -> None:
+    st.title("Lab")
+    ready = _engine_ready()
+    if not ready:
+        st.warning("The training engine (`w2s_core/cli.py`) is not installed in this checkout; "
+                   "launching is disabled.", icon="⚠️")
+    if c.experiments.empty:
+        st.info(f"The workspace `{c.ws}` has no results yet. The quick demo trains 5 small "
+                "teachers and a linear-probe student on tweets (about 1–2 minutes on a CPU).",
+                icon="👋")
+    st.button("▶️ Run the demo experiment", key="run_demo", type="primary"
+              if c.experiments.empty else "secondary", disabled=not ready,
+              on_click=_launch_demo, args=(c.ws,))
+    st.subheader("Jobs")
+    running = any(j["status"] in ("running", "starting") for j in jobs.list_jobs(c.ws))
+    st.fragment(run_every=1.5 if running else None)(_jobs_panel)(c.ws)
+    st.subheader("Configure a sweep")
+    _sweep_form(c, ready)
+
+
+ui.guard(body)

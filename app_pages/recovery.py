@@ -1,0 +1,57 @@
+"""Recovery: PGR and accuracy vs ensemble size K per method, with CI bands over subsets × seeds."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import _ui as ui
+from w2s_core.viz import recovery
+from w2s_core.viz.runs import filter_view, subset_label, subset_runs
+
+RUN_COLUMNS = ["method", "aux", "seed", "accuracy", "pgr_mean", "pgr_best", "pgr_vote",
+               "floor_mean", "floor_best", "floor_vote", "ceiling", "ece", "brier", "run_id"]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _table(ws: str, exp_id: str, stamp: tuple, aux: str, seed: object, metric: str,
+           floor: str) -> pd.DataFrame:
+    runs, _ = ui.load_runs(ws, exp_id, stamp)
+    return recovery.recovery_table(filter_view(runs, aux, seed), metric, floor)
+
+
+def body(c: ui.Ctx) -> None:
+    st.title("Recovery vs ensemble size")
+    if not ui.need_runs(c):
+        return
+    s = c.sel
+    metric = ui.select("metric", "Show", ["pgr", "accuracy"], kind="radio", horizontal=True,
+                       fmt={"pgr": "PGR", "accuracy": "accuracy"}.get)
+    table = _table(str(c.ws), c.exp_id, c.stamp, s["aux"], s["seed"], metric, s["floor"])
+    ceiling = recovery.ceiling_level(c.runs, s["seed"])
+    fig = recovery.recovery_figure(table, metric=metric, floor=s["floor"], k_selected=s["k"],
+                                   method_selected=s["method"], ceiling=ceiling)
+    ui.chart(fig, table, f"recovery-{metric}-{s['floor']}")
+    n_undef = int(table["n_undefined"].sum()) if metric == "pgr" else 0
+    n_all = int(table["n"].sum() + n_undef)
+    if n_undef:
+        st.warning(f"PGR is undefined for {n_undef} of {n_all} runs (strong ceiling ≤ weak "
+                   f"floor with the “{s['floor']}” convention). They are counted in the "
+                   "`n_undefined` column and left out of the means, never dropped silently.",
+                   icon="⚠️")
+    st.caption(f"Mean over every teacher subset of size K and over "
+               f"{'all seeds' if s['seed'] == 'all' else 'seed ' + str(s['seed'])}; "
+               f"band and table: 95 % bootstrap CI of the mean. PGR floor: {s['floor']}.")
+    st.subheader("The numbers behind the chart")
+    st.dataframe(table, hide_index=True, key="table_recovery",
+                 column_config={c_: st.column_config.NumberColumn(format="%.3f")
+                                for c_ in ("mean", "std", "lo", "hi", "floor")})
+    st.subheader(f"Runs of one subset: {subset_label(s['subset'])}")
+    runs = subset_runs(c.runs, s["subset"], s["aux"], s["seed"])
+    cols = [col for col in RUN_COLUMNS if col in runs.columns]
+    ui.table(runs[cols], f"runs-{s['subset']}",
+             column_config={col: st.column_config.NumberColumn(format="%.3f")
+                            for col in cols if col not in ("method", "aux", "seed", "run_id")})
+
+
+ui.guard(body)

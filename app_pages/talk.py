@@ -1,0 +1,124 @@
+"""Talk mode: one idea per screen in large type, every number and chart live from the data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import streamlit as st
+
+from app_pages import _data as data
+from app_pages import _ui as ui
+from w2s_core.viz import calibration as cv
+from w2s_core.viz import posteriors as pv
+from w2s_core.viz import recovery
+from w2s_core.viz import teachers as tv
+from w2s_core.viz.common import bigger
+from w2s_core.viz.runs import filter_view
+
+STYLE = """<style>
+.talk-title {font-size: 3.2rem; font-weight: 700; line-height: 1.15; margin: 0.2em 0;}
+.talk-line {font-size: 1.9rem; line-height: 1.35; margin-bottom: 0.6em;}
+[data-testid="stMetricValue"] {font-size: 3rem;}
+</style>"""
+
+
+def _say(title: str, line: str) -> None:
+    st.html(f'<div class="talk-title">{title}</div><div class="talk-line">{line}</div>')
+
+
+def setting(c: ui.Ctx) -> None:
+    acc = tv.teacher_accuracy(c.teachers())
+    test = acc[acc["split"] == "test"]
+    cfg = c.meta.get("config", {})
+    ceil = recovery.ceiling_level(c.runs)
+    _say("The setting", f"{len(test)} weak teachers label <b>{cfg.get('data', {}).get('name')}"
+         f"</b>; a strong student (<b>{cfg.get('student')}</b>) learns only from their labels.")
+    cols = st.columns(3)
+    cols[0].metric("best teacher", f"{test['accuracy'].max():.1%}" if len(test) else "—")
+    cols[1].metric("mean teacher", f"{test['accuracy'].mean():.1%}" if len(test) else "—")
+    cols[2].metric("strong ceiling", f"{ceil:.1%}" if ceil is not None else "—")
+    ui.chart(bigger(tv.teacher_accuracy_figure(acc)), acc, "talk-setting")
+
+
+def disagree(c: ui.Ctx) -> None:
+    sub = data.subset_teachers(c)
+    ids, _, probs = tv.teacher_stack(c.teachers(), "test", sub)
+    votes = tv.vote_table(ids, probs)
+    share = float((votes["entropy"] > 0).mean()) if len(votes) else 0.0
+    _say("The teachers disagree", f"On <b>{share:.0%}</b> of test examples the {len(sub)} "
+         "teachers do not all give the same label.")
+    ui.chart(bigger(tv.entropy_histogram(votes)), votes, "talk-disagree")
+
+
+def dirichlet(c: ui.Ctx) -> None:
+    row = data.run_row(c, "bayes")
+    row = row if row is not None else data.run_row(c, "bayes-softy")
+    edl = c.preds(str(row["run_id"])) if row is not None else None
+    if edl is None or not pv.has_alpha(edl):
+        _say("What a Dirichlet says", "No Bayesian run in view for this subset.")
+        return
+    frame = pv.edl_frame(edl, None, c.texts(), c.class_names)
+    wrong, right = frame.loc[~frame["correct"], "vacuity"], frame.loc[frame["correct"], "vacuity"]
+    _say("What a Dirichlet says", "The Bayesian student also says how much it does not know: "
+         f"vacuity <b>{wrong.mean():.2f}</b> when wrong vs <b>{right.mean():.2f}</b> when right.")
+    ex = frame.sort_values("vacuity", ascending=False).iloc[0]
+    fig, dens = pv.density_figure(pv.alpha_of(edl, ex["example_id"]), c.class_names,
+                                  title=f"most uncertain: “{str(ex['text'])[:60]}”")
+    ui.chart(bigger(fig), dens, "talk-dirichlet")
+
+
+def grows(c: ui.Ctx) -> None:
+    table = recovery.recovery_table(filter_view(c.runs, c.sel.get("aux", "off"), "all"), "pgr",
+                                    c.sel.get("floor", "mean"))
+    best = table.dropna(subset=["mean"]).sort_values("mean").tail(1)
+    line = "Recovery vs number of teachers." if best.empty else (
+        f"Best: <b>{best['method'].iloc[0]}</b> recovers <b>{best['mean'].iloc[0]:.0%}</b> "
+        f"of the gap with K = {int(best['k'].iloc[0])}.")
+    _say("Recovery grows with K", line)
+    ui.chart(bigger(recovery.recovery_figure(table, floor=c.sel.get("floor", "mean"))), table,
+             "talk-recovery")
+
+
+def calibration(c: ui.Ctx) -> None:
+    ids, gold, _ = tv.teacher_stack(c.teachers(), "test", data.subset_teachers(c))
+    students, _ = data.student_preds(c, ids, ["naive", "single", "bayes"])
+    if not students:
+        _say("Calibration", "No student runs in view.")
+        return
+    tab = cv.calibration_table(students, {}, gold, None)
+    parts = [f"{r.source}: ECE <b>{r.ece:.3f}</b>" for r in tab.itertuples()]
+    _say("Is the Bayesian student better calibrated?", " · ".join(parts))
+    rel = cv.reliability_frame(students, gold, 10)
+    ui.chart(bigger(cv.reliability_figure(rel, students, len(c.class_names))), rel,
+             "talk-calibration")
+
+
+SCREENS: list[tuple[str, Callable[[ui.Ctx], None]]] = [
+    ("The setting", setting), ("The teachers disagree", disagree),
+    ("What a Dirichlet says", dirichlet), ("Recovery grows with K", grows),
+    ("Calibration", calibration)]
+
+
+def _step(delta: int) -> None:
+    i = int(st.session_state.get(ui.SEL + "slide_i", 0))
+    ui.set_sel("slide", SCREENS[int(np.clip(i + delta, 0, len(SCREENS) - 1))][0])
+
+
+def body(c: ui.Ctx) -> None:
+    st.html(STYLE)
+    if not ui.need_runs(c):
+        return
+    titles = [t for t, _ in SCREENS]
+    nav = st.columns([1, 6, 1])
+    nav[0].button("◀ Previous", key="talk_prev", on_click=_step, args=(-1,), width="stretch")
+    nav[2].button("Next ▶", key="talk_next", on_click=_step, args=(1,), width="stretch")
+    with nav[1]:
+        title = ui.select("slide", "Screen", titles, kind="select_slider",
+                          label_visibility="collapsed")
+    st.session_state[ui.SEL + "slide_i"] = titles.index(title)
+    st.caption(f"{titles.index(title) + 1} / {len(titles)}")
+    dict(SCREENS)[title](c)
+
+
+ui.guard(body)

@@ -1,0 +1,156 @@
+"""The sweep end to end on tiny models and a small local dataset: store format, resume after
+interruption, determinism, cached-teacher re-use, corrupt files, and the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from w2s_core import api
+from w2s_core.data.schema import DataConfig
+from w2s_core.experiments import protocol, store
+from w2s_core.experiments.config import ExperimentConfig
+from w2s_core.experiments.sweep import Sweep, subsets
+from w2s_core.training.probe import ProbeConfig
+
+POS = ["good", "great", "wonderful", "happy", "excellent", "amazing", "fantastic", "loved"]
+NEG = ["bad", "terrible", "awful", "sad", "horrible", "hated", "late", "died"]
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(360):
+        label = i % 2
+        words = list(rng.choice(POS if label else NEG, 3)) + list(rng.choice(POS + NEG, 2))
+        rng.shuffle(words)
+        rows.append({"text": f"the movie was {' '.join(words)} {i}", "label": label})
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def cfg(small_csv, tiny_encoder_dir, fresh_cache):
+    return ExperimentConfig(
+        name="tiny", data=DataConfig("file", path=str(small_csv), n_weak=120, n_transfer=120,
+                                     n_test=120),
+        teachers=("tfidf-logreg", str(tiny_encoder_dir)), student=str(tiny_encoder_dir),
+        methods=("single", "naive", "vote", "bayes"), aux=(False, True), seeds=(0, 1),
+        probe=ProbeConfig(epochs=3, batch_size=64), device="cpu")
+
+
+def expected_runs(c: ExperimentConfig) -> int:
+    # K=1 subsets: single, bayes; K=2: naive, vote, bayes; × aux × seeds; + one ceiling per seed
+    n_single = 2 * 2
+    n_pair = 1 * 3
+    return (n_single + n_pair) * len(c.aux) * len(c.seeds) + len(c.seeds)
+
+
+def test_subset_enumeration_and_sampling():
+    t = ("a", "b", "c", "d", "e")
+    assert len(subsets(t, None, 0)) == 31
+    s = subsets(t, 12, 0)
+    assert len({len(x) for x in s}) == 5 and len(s) <= 16
+    assert s == subsets(t, 12, 0)  # seeded
+
+
+def test_sweep_writes_the_documented_store(cfg, tmp_path):
+    exp_id = api.run_experiment(cfg, tmp_path, progress=False)
+    exp = store.experiment_dir(tmp_path, exp_id)
+    meta = json.loads(exp.meta.read_text())
+    assert meta["status"] == "done" and meta["splits"]["sizes"]["weak"] == 120
+    ex = pd.read_parquet(exp.examples)
+    assert set(ex["split"]) == {"weak", "transfer", "test"} and ex["example_id"].is_unique
+    runs, warns = api.runs(exp_id, tmp_path)
+    assert not warns and len(runs) == expected_runs(cfg)
+    tr = runs[runs.kind == "transfer"]
+    # PGR follows its definition from the stored floors and ceiling
+    r = tr.iloc[0]
+    if r["pgr_mean_defined"]:
+        assert r["pgr_mean"] == pytest.approx(
+            (r["accuracy"] - r["floor_mean"]) / (r["ceiling"] - r["floor_mean"]))
+    else:
+        assert pd.isna(r["pgr_mean"])
+    bayes = tr[tr.method == "bayes"].iloc[0]
+    preds = api.run_predictions(exp_id, bayes["run_id"], tmp_path)
+    assert {"alpha_0", "alpha_1", "p_0", "p_1"} <= set(preds.columns)
+    alpha = preds[["alpha_0", "alpha_1"]].to_numpy()
+    assert np.allclose(preds[["p_0", "p_1"]].to_numpy(), alpha / alpha.sum(1, keepdims=True),
+                       atol=1e-5)
+    cfgs = [json.loads((exp.run_dir(i) / "config.json").read_text()) for i in runs.run_id]
+    assert all(c["validation_labels"] == "none" for c in cfgs)
+    teachers = api.teacher_predictions(exp_id, tmp_path)
+    assert list(teachers) == list(cfg.teachers)
+    rep = api.report(exp_id, tmp_path)
+    assert rep["n_runs"] == len(runs) and rep["recovery"]
+
+
+def test_same_config_and_seed_give_identical_metrics(cfg, tmp_path):
+    a = api.run_experiment(cfg, tmp_path / "a", progress=False)
+    b = api.run_experiment(cfg, tmp_path / "b", progress=False)
+    ra = api.runs(a, tmp_path / "a")[0].sort_values("run_id").reset_index(drop=True)
+    rb = api.runs(b, tmp_path / "b")[0].sort_values("run_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(ra.drop(columns="train_seconds"),
+                                  rb.drop(columns="train_seconds"))
+
+
+def test_interrupted_sweep_resumes_without_recomputing(cfg, tmp_path, monkeypatch):
+    real = protocol.train_students
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # Ctrl-C after the ceilings were saved
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(protocol, "train_students", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        api.run_experiment(cfg, tmp_path, progress=False)
+    exp = next(store.iter_experiments(tmp_path))
+    assert json.loads(exp.meta.read_text())["status"] == "interrupted"
+    saved = {d.name for d in (exp.root / "runs").iterdir() if (d / "metrics.json").exists()}
+    assert len(saved) == len(cfg.seeds)  # the ceilings, intact
+    before = {n: (exp.run_dir(n) / "metrics.json").stat().st_mtime_ns for n in saved}
+    n_trained = []
+    monkeypatch.setattr(protocol, "train_students",
+                        lambda c, jobs, *a, **k: n_trained.append(len(jobs)) or real(c, jobs, *a,
+                                                                                     **k))
+    api.run_experiment(cfg, tmp_path, progress=False)
+    assert sum(n_trained) == expected_runs(cfg) - len(saved)  # nothing recomputed
+    assert all((exp.run_dir(n) / "metrics.json").stat().st_mtime_ns == t
+               for n, t in before.items())
+    assert json.loads(exp.meta.read_text())["status"] == "done"
+
+
+def test_cached_teachers_are_reused_and_corrupt_ones_recomputed(cfg, tmp_path, monkeypatch):
+    exp_id = api.run_experiment(cfg, tmp_path, progress=False)
+    exp = store.experiment_dir(tmp_path, exp_id)
+    trained = []
+    real = protocol.train_teacher
+    monkeypatch.setattr(protocol, "train_teacher",
+                        lambda c, name, *a: trained.append(name) or real(c, name, *a))
+    more = ExperimentConfig(**{**cfg.__dict__, "methods": cfg.methods + ("joint",)})
+    assert more.experiment_id() == exp_id  # adding a method re-uses the experiment
+    api.run_experiment(more, tmp_path, progress=False)
+    assert trained == []
+    path = exp.teacher_preds("tfidf-logreg")
+    path.write_bytes(path.read_bytes()[:100])  # truncate the parquet file
+    api.run_experiment(more, tmp_path, progress=False)
+    assert trained == ["tfidf-logreg"]
+
+
+def test_corrupt_run_is_reported_and_others_still_load(cfg, tmp_path):
+    exp_id = api.run_experiment(cfg, tmp_path, progress=False)
+    exp = store.experiment_dir(tmp_path, exp_id)
+    runs, _ = api.runs(exp_id, tmp_path)
+    bad = runs.run_id.iloc[3]
+    (exp.run_dir(bad) / "metrics.json").write_text("{not json")
+    exp.run_index.unlink()
+    runs2, warns = api.runs(exp_id, tmp_path)
+    assert len(runs2) == len(runs) - 1 and len(warns) == 1 and bad in warns[0]

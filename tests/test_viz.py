@@ -1,0 +1,310 @@
+"""The dashboard's pure side: colours, run selection, data prep and figure builders, exports,
+and background jobs. No Streamlit here — these run in milliseconds (kaleido and jobs: seconds)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from w2s_core import jobs
+from w2s_core.experiments import store
+from w2s_core.metrics.classification import ece
+from w2s_core.viz import calibration as cv
+from w2s_core.viz import colors, export, recovery
+from w2s_core.viz import compare as cmp
+from w2s_core.viz import posteriors as pv
+from w2s_core.viz import runs as R
+from w2s_core.viz import teachers as tv
+
+nan = float("nan")
+
+
+def _runs() -> pd.DataFrame:
+    """A small run index: 2 methods × K ∈ {1, 2} × aux × 2 seeds, plus two ceilings."""
+    rows = []
+    for seed in (0, 1):
+        rows.append({"run_id": f"c{seed}", "kind": "ceiling", "method": "ceiling", "k": 0,
+                     "aux": False, "seed": seed, "subset": "", "accuracy": 0.9 - 0.02 * seed})
+        for k, subsets in ((1, ["a", "b"]), (2, ["a+b"])):
+            for sub in subsets:
+                for m in ("naive", "bayes"):
+                    for aux in (False, True):
+                        acc = 0.7 + 0.05 * k + (0.02 if m == "bayes" else 0) + 0.01 * seed
+                        rows.append({"run_id": f"{m}-{sub}-{aux}-{seed}", "kind": "transfer",
+                                     "method": m, "k": k, "aux": aux, "seed": seed,
+                                     "subset": sub, "accuracy": acc, "floor_mean": 0.7,
+                                     "floor_best": 0.72,
+                                     "pgr_mean": (acc - 0.7) / 0.2,
+                                     "pgr_best": nan if (seed == 1 and k == 2) else 0.5})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- colours
+def test_colours_are_distinct_stable_and_readable() -> None:
+    demo = ["tfidf-logreg", "minilm-l3", "minilm-l6", "mpnet-2l", "mpnet-4l"]
+    teach = [colors.teacher_color(t) for t in demo]
+    meth = [colors.method_color(m) for m in colors.METHOD_ORDER]
+    assert len(set(teach)) == 5 and len(set(meth)) == len(meth)
+    assert not set(teach) & set(meth)  # a teacher is never drawn in a method's colour
+    assert colors.teacher_color("my-bert") == colors.teacher_color("my-bert")
+    for c in teach + meth:  # mid-tones: neither near-white nor near-black (both themes)
+        lum = sum(int(c[i:i + 2], 16) for i in (1, 3, 5)) / 3
+        assert 60 < lum < 215, c
+    assert colors.order_methods(["zeta", "bayes", "naive"]) == ["naive", "bayes", "zeta"]
+    assert colors.rgba("#ff0000", 0.5) == "rgba(255,0,0,0.5)"
+
+
+# ---------------------------------------------------------------- run selection
+def test_run_selection() -> None:
+    runs = _runs()
+    assert R.k_options(runs) == [1, 2]
+    assert R.subset_options(runs, 1) == ["a", "b"]
+    assert R.method_options(runs) == ["naive", "bayes"]
+    assert R.aux_options(runs) == ["off", "on", "both"]
+    assert len(R.filter_view(runs, "on", 1)) == 6
+    row = R.pick_run(runs, "bayes", "a+b", "both", "all")
+    assert (row["aux"], row["seed"]) == (False, 0)  # without aux, smallest seed
+    assert R.pick_run(runs, "vote", "a+b", "both", "all") is None
+    assert R.run_label(row) == "bayes · K=2 · seed 0 · a + b"
+    assert R.ceiling_for(runs, 1)["run_id"] == "c1"
+    assert R.transfer_runs(pd.DataFrame()).empty and R.k_options(pd.DataFrame()) == []
+
+
+# ---------------------------------------------------------------- recovery
+def test_recovery_table_counts_undefined_pgr() -> None:
+    table = recovery.recovery_table(R.filter_view(_runs(), "off", "all"), "pgr", "best")
+    assert list(table.columns) == recovery.TABLE_COLUMNS
+    k2 = table[(table["method"] == "naive") & (table["k"] == 2)].iloc[0]
+    assert (k2["n"], k2["n_undefined"]) == (1, 1)  # seed 1's undefined PGR is counted
+    k1 = table[(table["method"] == "bayes") & (table["k"] == 1)].iloc[0]
+    assert k1["n"] == 4 and k1["lo"] <= k1["mean"] <= k1["hi"]
+    acc = recovery.recovery_table(R.filter_view(_runs(), "both", 0), "accuracy")
+    assert set(acc["aux"]) == {False, True} and (acc["n_undefined"] == 0).all()
+    assert acc.loc[acc["k"] == 2, "mean"].iloc[0] == pytest.approx(0.8)
+
+
+def test_recovery_figure_highlights_k_and_method_and_shows_undefined() -> None:
+    table = recovery.recovery_table(R.filter_view(_runs(), "off"), "pgr", "best")
+    fig = recovery.recovery_figure(table, metric="pgr", k_selected=2, method_selected="bayes")
+    names = [t.name for t in fig.data]
+    assert {"naive", "bayes", "undefined PGR", "K = 2"} <= set(names)
+    sel = next(t for t in fig.data if t.name == "K = 2")
+    assert list(sel.x) == [2, 2]
+    widths = {t.name: t.line.width for t in fig.data if t.name in ("naive", "bayes")}
+    assert widths["bayes"] > widths["naive"]
+    undef = next(t for t in fig.data if t.name == "undefined PGR")
+    assert "2 undefined" in undef.text[0]
+    acc = recovery.recovery_figure(recovery.recovery_table(_runs(), "accuracy"),
+                                   metric="accuracy", ceiling=0.89)
+    assert any(t.name.startswith("weak floor") for t in acc.data)
+    assert recovery.ceiling_level(_runs()) == pytest.approx(0.89)
+    empty = recovery.recovery_figure(recovery.recovery_table(pd.DataFrame()))
+    assert empty.layout.annotations[0].text == "No transfer runs in view"
+
+
+# ---------------------------------------------------------------- teachers
+def _teacher_frames(n: int = 60, c: int = 2, seed: int = 0) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, c, n)
+    ids = [f"x{i}" for i in range(n)]
+    split = ["transfer"] * (n // 2) + ["test"] * (n - n // 2)
+    out = {}
+    for j, name in enumerate(["t1", "t2", "t3"]):
+        p = rng.dirichlet(np.ones(c), n)
+        p[np.arange(n), gold] += 0.6 + 0.2 * j
+        p /= p.sum(1, keepdims=True)
+        df = store.predictions_frame(ids, gold, p, split=split)
+        out[name] = df.sample(frac=1.0, random_state=j)  # stored row order must not matter
+    return out
+
+
+def test_teacher_stack_aligns_rows_by_id() -> None:
+    frames = _teacher_frames()
+    ids, gold, probs = tv.teacher_stack(frames, "test")
+    assert probs.shape == (3, 30, 2) and len(ids) == 30
+    ref = frames["t2"].set_index("example_id").loc[ids]
+    np.testing.assert_allclose(probs[1], store.probs_of(ref))
+    np.testing.assert_array_equal(gold, ref["gold"].to_numpy())
+
+
+def test_teacher_views() -> None:
+    frames = _teacher_frames()
+    acc = tv.teacher_accuracy(frames)
+    assert set(acc["split"]) == {"transfer", "test"} and acc["accuracy"].between(0, 1).all()
+    fig = tv.teacher_accuracy_figure(acc, ["t1"])
+    assert list(fig.data[0].marker.opacity) == [1.0, 0.35, 0.35]
+    ids, gold, probs = tv.teacher_stack(frames, "test")
+    kappa = tv.agreement_matrix(probs, list(frames))
+    assert np.allclose(np.diag(kappa), 1) and np.allclose(kappa, kappa.T)
+    assert tv.agreement_heatmap(kappa).data[0].type == "heatmap"
+    votes = tv.vote_table(ids, probs)
+    assert set(votes["votes"]) <= {"3", "2–1"}
+    assert (votes.loc[votes["votes"] == "3", "entropy"] == 0).all()
+    students = {"naive": probs.mean(0)}
+    split = tv.split_examples(ids, gold, probs, list(frames), {"x31": "hi"}, ["neg", "pos"],
+                              students)
+    assert (split["entropy"] > 0).all() and len(split) == (votes["entropy"] > 0).sum()
+    assert {"t1", "t2", "t3", "→ naive"} <= set(split.columns)
+    assert split["→ naive"].str[0].isin(["✓", "✗"]).all()
+    long = tv.example_probs({"t1": probs[0, 0]}, {"naive": students["naive"][0]}, ["neg", "pos"])
+    assert len(long) == 4 and long["probability"].sum() == pytest.approx(2.0)
+    assert len(tv.example_figure(long, "x").data) == 2
+    ds = tv.ds_frame(["t1", "t2"], np.array([0.7, 0.8]), np.array([0.72, 0.75]))
+    assert ds["error"].tolist() == pytest.approx([0.02, -0.05])
+    assert tv.ds_figure(ds).data[-1].text.tolist() == ["t1", "t2"]
+
+
+# ---------------------------------------------------------------- posteriors
+def _edl(n: int = 40, c: int = 2, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    alpha = 1 + rng.gamma(2.0, 3.0, (n, c))
+    gold = rng.integers(0, c, n)
+    return store.predictions_frame([f"x{i}" for i in range(n)], gold,
+                                   alpha / alpha.sum(1, keepdims=True), alpha)
+
+
+def test_edl_frame_readouts() -> None:
+    edl = _edl()
+    naive = edl[["example_id", "gold", "p_0", "p_1"]].iloc[::-1]  # other order: realigned
+    f = pv.edl_frame(edl, naive, {}, ["neg", "pos"])
+    alpha = store.probs_of(edl, "alpha")
+    np.testing.assert_allclose(f["S"], alpha.sum(1), rtol=1e-6)
+    np.testing.assert_allclose(f["vacuity"], 2 / alpha.sum(1), rtol=1e-6)
+    np.testing.assert_allclose(f["conf_naive"], f["conf_edl"], rtol=1e-5)
+    assert pv.has_alpha(edl) and not pv.has_alpha(naive)
+    rank = pv.vacuity_ranking(f, top=5)
+    assert len(rank) == 5 and rank["vacuity"].is_monotonic_decreasing
+    assert len(pv.evidence_figure(f).data) == 4
+    assert len(pv.confidence_figure(f).data) == 3
+
+
+@pytest.mark.parametrize("c, trace", [(2, "scatter"), (3, "scatterternary"), (5, "bar")])
+def test_density_figure_per_class_count(c: int, trace: str) -> None:
+    alpha = np.arange(2.0, 2.0 + c)
+    markers = {"t1": (np.full(c, 1 / c), "#123456")}
+    fig, data = pv.density_figure(alpha, [f"c{i}" for i in range(c)], title="x",
+                                  markers=markers)
+    assert fig.data[0].type == trace and len(data) > 0
+    if c == 2:  # the Beta density integrates to one over P(class 1)
+        x = data.iloc[:, 0].to_numpy()
+        assert np.trapezoid(data["density"], x) == pytest.approx(1.0, abs=0.01)
+    if c == 3:
+        assert fig.data[1].name == "t1" and data["density"].mean() / 2 == pytest.approx(1, abs=.05)
+    other = pv.density_figure(alpha * 3, [f"c{i}" for i in range(c)], title="x")[1]
+    assert not np.allclose(other.iloc[:, -1], data.iloc[:, -1])  # a new example → new data
+
+
+# ---------------------------------------------------------------- calibration
+def test_calibration_frames_and_table() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = rng.dirichlet([2, 2], 200)
+    q = np.eye(2)[y] * 0.6 + 0.2
+    frame = cv.reliability_frame({"a": p, "b": q}, y, 10)
+    assert set(frame["strategy"]) == {"uniform", "quantile"}
+    assert frame.groupby(["source", "strategy"])["count"].sum().eq(200).all()
+    tab = cv.calibration_table({"a": p, "b": q}, {"a": "teacher"}, y, p.argmax(1))
+    assert tab.loc[0, "ece"] == pytest.approx(ece(p, y, 15))
+    assert tab.loc[0, "weak_agreement"] == 1.0 and tab.loc[1, "accuracy"] == 1.0
+    fig = cv.reliability_figure(frame, {"a": p, "b": q}, 2)
+    names = [t.name for t in fig.data]
+    assert names.count("a") == 3  # uniform + equal-mass panels + histogram outline
+    assert cv.reliability_figure(cv.reliability_frame({}, y), {}, 2).layout.annotations
+
+
+# ---------------------------------------------------------------- compare
+def test_compare_side_by_side_and_config_diff() -> None:
+    rows = _runs().iloc[[2, 3]].reset_index(drop=True)
+    side = cmp.metrics_side_by_side(rows, ["A", "B"])
+    assert side["metric"].iloc[0] == "accuracy" and list(side.columns) == ["metric", "A", "B"]
+    assert "seed" not in set(side["metric"])
+    assert len(cmp.compare_figure(side, ["naive", "naive"]).data) == 2
+    cfg_a = {"method": "bayes", "evidence": "exp", "training": {"lr": 1e-3}, "subset": ["a"]}
+    cfg_b = {"method": "naive", "evidence": None, "training": {"lr": 1e-3}, "subset": ["a"]}
+    assert cmp.flatten(cfg_a)["training.lr"] == 1e-3
+    full = cmp.config_diff({"A": cfg_a, "B": cfg_b})
+    diff = cmp.config_diff({"A": cfg_a, "B": cfg_b}, only_diff=True)
+    assert len(full) == 4 and diff["key"].tolist() == ["evidence", "method"]
+
+
+# ---------------------------------------------------------------- exports
+def test_csv_and_html_exports() -> None:
+    df = pd.DataFrame({"k": [1, 2], "pgr": [0.1, nan]})
+    back = pd.read_csv(io.BytesIO(export.to_csv_bytes(df)))
+    assert back["k"].tolist() == [1, 2] and np.isnan(back["pgr"][1])
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+    html = export.to_html_bytes(fig)
+    assert b"<html>" in html[:100] and len(html) > 1_000_000  # plotly.js inlined: offline
+    assert export.export_figure(fig).layout.template.layout.colorway  # a real template
+    assert export.file_stem("Recovery: PGR vs K") == "recovery-pgr-vs-k"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists(),
+                    reason="kaleido needs Chromium: apt-get install chromium")
+def test_png_and_svg_exports_keep_colours() -> None:
+    from PIL import Image
+
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2], marker_color=colors.method_color("bayes")))
+    png = export.to_image_bytes(fig, "png", width=400, height=300, scale=1)
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3).astype(int)
+    red = (np.abs(img - [0xD6, 0x27, 0x28]).sum(1) < 30).mean()
+    assert red > 0.02  # the bars keep their colour (the "streamlit" template would be black)
+    svg = export.to_image_bytes(fig, "svg")
+    assert svg.lstrip().startswith(b"<svg") and b"rgb(214, 39, 40)" in svg
+
+
+# ---------------------------------------------------------------- background jobs
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def _wait(job_dir: Path, want: str, timeout: float = 20.0) -> dict:
+    end = time.time() + timeout
+    while time.time() < end:
+        st = jobs.status(job_dir)
+        if st["status"] == want:
+            return st
+        time.sleep(0.1)
+    raise AssertionError(f"job stayed {jobs.status(job_dir)['status']}, wanted {want}")
+
+
+def test_jobs_done_failed_cancelled_and_progress(tmp_path: Path) -> None:
+    exp = store.experiment_dir(tmp_path, "demo-0123456789ab")
+    store.write_json(exp.meta, {"id": exp.id, "config": {"teachers": []}})
+    code = ("import json,sys,time;p=sys.argv[1]\n"
+            "for i in range(3):\n"
+            "  open(p,'a').write(json.dumps({'time':time.time(),'stage':'students','done':i+1,"
+            "'total':4,'message':'m'})+'\\n')\n"
+            "print('ok', flush=True)")
+    ok = jobs.new_job(tmp_path, "test", "ok")
+    jobs.start(ok, [*_py(code), str(exp.progress)], tmp_path)
+    bad = jobs.new_job(tmp_path, "test", "bad")
+    jobs.start(bad, _py("import sys; print('boom'); sys.exit(3)"), tmp_path)
+    slow = jobs.new_job(tmp_path, "test", "slow")
+    jobs.start(slow, _py("import time; print('zz', flush=True); time.sleep(60)"), tmp_path)
+    assert _wait(ok, "done")["returncode"] == 0
+    assert "ok" in jobs.log_tail(ok)
+    ev = jobs.progress(tmp_path, jobs.status(ok))
+    assert ev["experiment_id"] == exp.id and ev["fraction"] == pytest.approx(0.75)
+    assert _wait(bad, "failed")["returncode"] == 3 and "boom" in jobs.log_tail(bad)
+    assert jobs.status(slow)["status"] == "running"
+    assert jobs.cancel(slow)
+    assert _wait(slow, "cancelled")["status"] == "cancelled"
+    assert not jobs.cancel(slow)  # already over
+    listed = jobs.list_jobs(tmp_path)
+    assert [j["label"] for j in listed] == ["slow", "bad", "ok"]  # newest first
+
+
+def test_sweep_job_writes_its_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "cli_argv", lambda *a: _py("print('sweep')"))
+    d = jobs.launch_sweep(tmp_path, {"name": "s", "teachers": ["a"], "seeds": [0]})
+    assert "teachers:\n- a" in (d / "config.yaml").read_text()
+    assert _wait(d, "done")["kind"] == "sweep"

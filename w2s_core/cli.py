@@ -1,0 +1,165 @@
+"""The `w2s` command: demo, sweep, report, list, app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from w2s_core.errors import W2SError
+from w2s_core.paths import workspace_dir
+
+
+def _add_ws(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", help="results folder (default: $W2S_WORKSPACE or ./w2s_workspace)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="w2s", description="WeakS-to-Strong Lab: weak-to-strong "
+                                 "generalization with an ensemble of weak teachers.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("demo", help="run the embedded default experiment (offline)",
+                       description="Tweets sentiment; teachers tfidf-logreg, minilm-l3, minilm-l6, "
+                       "mpnet-2l, mpnet-4l; student mpnet-base; all subsets, all methods ± aux.")
+    d.add_argument("--quick", action="store_true", help="small slice: 1k/1k/1k examples, 2 seeds")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_ws(d)
+    s = sub.add_parser("sweep", help="run an experiment from a YAML/TOML config",
+                       description="Run (or resume) the experiment described by a config file; "
+                       "see configs/ for examples.")
+    s.add_argument("--config", required=True, help="path to a .yaml/.yml/.toml file")
+    s.add_argument("--no-progress", action="store_true")
+    _add_ws(s)
+    r = sub.add_parser("report", help="print the results of the experiments in a workspace")
+    r.add_argument("--experiment", help="experiment id (default: all)")
+    r.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    r.add_argument("--floor", choices=["mean", "best", "vote"], default="mean",
+                   help="PGR floor convention (default: mean of the subset's teachers)")
+    _add_ws(r)
+    ls = sub.add_parser("list", help="list the registered datasets, models or methods")
+    ls.add_argument("what", choices=["datasets", "models", "methods"])
+    a = sub.add_parser("app", help="open the dashboard (streamlit) on a workspace")
+    _add_ws(a)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except W2SError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are saved; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.cmd in ("demo", "sweep"):
+        from w2s_core.api import run_experiment
+        from w2s_core.experiments.config import demo_config, load_config
+
+        cfg = demo_config(args.quick) if args.cmd == "demo" else load_config(args.config)
+        exp_id = run_experiment(cfg, args.workspace, progress=not args.no_progress)
+        print(f"results: {workspace_dir(args.workspace)} (experiment {exp_id}); "
+              f"see them with `w2s report` or `w2s app`")
+        return 0
+    if args.cmd == "report":
+        return _report(args)
+    if args.cmd == "list":
+        return _list(args.what)
+    if args.cmd == "app":
+        env = {**os.environ, "W2S_WORKSPACE": str(workspace_dir(args.workspace))}
+        app = Path(__file__).resolve().parent.parent / "app.py"
+        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app)], env=env)
+    raise AssertionError(args.cmd)
+
+
+def _list(what: str) -> int:
+    if what == "datasets":
+        from w2s_core.data.registry import DATASETS
+
+        for name, e in DATASETS.items():
+            print(f"{name:16} {'offline' if e.offline else 'hub    '}  {e.description}")
+    elif what == "models":
+        from w2s_core.models.registry import MODELS
+
+        for name, m in MODELS.items():
+            print(f"{name:14} {m.kind:8} {m.description}")
+    else:
+        from w2s_core.methods.registry import METHODS
+
+        for name, m in METHODS.items():
+            print(f"{name:12} {m.description}  [{m.paper}]")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from w2s_core.experiments import report, store
+
+    ws = workspace_dir(args.workspace)
+    exps = [store.experiment_dir(ws, args.experiment)] if args.experiment \
+        else list(store.iter_experiments(ws))
+    if not exps or not exps[0].meta.exists():
+        raise W2SError(f"no experiments in {ws}", "run `w2s demo --quick` or pass --workspace")
+    reps = [report.report(e, args.floor) for e in exps]
+    if args.format == "json":
+        print(json.dumps(reps, indent=1, default=_num))
+    elif args.format == "csv":
+        import pandas as pd
+
+        frames = [pd.DataFrame(r["recovery"]).assign(experiment=r["experiment"]) for r in reps]
+        pd.concat(frames).to_csv(sys.stdout, index=False)
+    else:
+        for r in reps:
+            print(_table(r))
+    return 0
+
+
+def _num(o: Any) -> Any:
+    try:
+        return float(o)
+    except (TypeError, ValueError):
+        return str(o)
+
+
+def _fmt(x: Any, nd: int = 3) -> str:
+    return "  n/a" if x is None or x != x else f"{x:.{nd}f}"
+
+
+def _table(r: dict[str, Any]) -> str:
+    lines = [f"== {r['experiment']} ({r['dataset']}, student {r['student']}, {r['status']}, "
+             f"{r['n_runs']} runs) ==", f"splits: {(r.get('splits') or {}).get('sizes')}"]
+    for w in r["warnings"]:
+        lines.append(f"warning: {w}")
+    lines.append("weak floors (test accuracy):")
+    for t in r["teachers"]:
+        lines.append(f"  {t['teacher']:14} {_fmt(t['accuracy_test'])}")
+    if r.get("ceiling"):
+        c = r["ceiling"]
+        lines.append(f"strong ceiling: {_fmt(c['mean'])} (95% CI {_fmt(c['lo'])}–{_fmt(c['hi'])},"
+                     f" {c['n']} seeds)")
+    lines.append(f"PGR (floor = {r['floor']} of the subset's teachers) by method and ensemble size"
+                 " K: mean [95% CI] (n runs, undefined)")
+    lines.append(f"  {'method':12} {'aux':4} {'K':>2}  {'PGR':>6}  {'95% CI':15} {'acc':>6}  n")
+    for row in r["recovery"]:
+        und = f", {row['n_undefined']} undef." if row["n_undefined"] else ""
+        lines.append(f"  {row['method']:12} {'yes' if row['aux'] else 'no':4} {row['k']:>2}  "
+                     f"{_fmt(row['pgr']):>6}  [{_fmt(row['pgr_lo'])}, {_fmt(row['pgr_hi'])}] "
+                     f"{_fmt(row['accuracy']):>6}  {row['n']}{und}")
+    bn = r.get("bayes_vs_naive")
+    if bn and bn["pairs"]:
+        d = bn["pgr_diff"]
+        lines.append(f"bayes − naive (K ≥ 2, paired over {bn['pairs']} runs): PGR "
+                     f"{_fmt(d['mean'])} [{_fmt(d['lo'])}, {_fmt(d['hi'])}]")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

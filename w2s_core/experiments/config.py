@@ -1,0 +1,175 @@
+"""One typed config per experiment; run configs derived from it are hashed into run ids."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from w2s_core.data.schema import DataConfig
+from w2s_core.errors import W2SError
+from w2s_core.methods.registry import METHODS, MethodOptions
+from w2s_core.models.registry import resolve_model
+from w2s_core.training.finetune import FinetuneConfig
+from w2s_core.training.probe import ProbeConfig
+
+Mode = Literal["probe", "full", "lora"]
+DEMO_TEACHERS = ("tfidf-logreg", "minilm-l3", "minilm-l6", "mpnet-2l", "mpnet-4l")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines an experiment. ``device`` and ``feature_batch_size`` cannot change
+    results and are left out of every hash."""
+
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    teachers: tuple[str, ...] = DEMO_TEACHERS
+    student: str = "mpnet-base"
+    teacher_mode: Mode = "probe"
+    student_mode: Mode = "probe"
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    precision: str = "auto"  # feature extraction: auto (bf16 where fast) | fp32
+    methods: tuple[str, ...] = tuple(METHODS.names())
+    aux: tuple[bool, ...] = (False, True)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    max_subsets: int | None = None  # sample this many teacher subsets (seeded) when K is large
+    subset_seed: int = 0
+    options: MethodOptions = field(default_factory=MethodOptions)
+    device: str = "auto"
+    feature_batch_size: int = 64
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> ExperimentConfig:
+        if not self.teachers:
+            raise W2SError("no teachers given (K = 0)", "list at least one teacher model")
+        dup = sorted({t for t in self.teachers if self.teachers.count(t) > 1})
+        if dup:
+            raise W2SError(f"teacher named twice: {', '.join(dup)}",
+                           "list each teacher once (use a truncated variant for a second copy)")
+        for name in (*self.teachers, self.student):
+            resolve_model(name)
+        for m in self.methods:
+            METHODS.get(m)
+        if not self.methods:
+            raise W2SError("no methods given", f"pick from {', '.join(METHODS.names())}")
+        if not self.seeds:
+            raise W2SError("no seeds given", "give at least one seed, e.g. seeds: [0]")
+        for mode in (self.teacher_mode, self.student_mode):
+            if mode not in ("probe", "full", "lora"):
+                raise W2SError(f"unknown training mode '{mode}'", "use probe, full or lora")
+        if self.student_mode != "probe" and resolve_model(self.student).kind == "tfidf":
+            raise W2SError("tfidf-logreg cannot be fine-tuned", "use student_mode: probe")
+        w = self.options.weights
+        if not isinstance(w, str) and len(w) != len(self.teachers):
+            raise W2SError(f"{len(w)} teacher weights given for {len(self.teachers)} teachers",
+                           "give one weight per teacher, in the order of `teachers`")
+        if not isinstance(w, str) and any(x < 0 for x in w):
+            raise W2SError(f"negative teacher weight in {list(w)}", "weights must be ≥ 0")
+        if isinstance(w, str) and w not in ("uniform", "ds"):
+            raise W2SError(f"unknown teacher weighting '{w}'", "use uniform, ds or a list")
+        if self.options.evidence not in ("exp", "softplus", "relu"):
+            raise W2SError(f"unknown evidence function '{self.options.evidence}'",
+                           "use exp, softplus or relu")
+        return self
+
+    # ------------------------------------------------------------ identity
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def experiment_key(self) -> dict[str, Any]:
+        """What determines the teachers' labels and the student's features."""
+        d = self.to_dict()
+        keep = ("data", "teachers", "student", "teacher_mode", "student_mode", "probe",
+                "finetune", "precision")
+        out = {k: d[k] for k in keep}
+        out["finetune"] = result_fields(out["finetune"])
+        return out
+
+    def experiment_id(self) -> str:
+        return f"{_slug(self.name)}-{config_hash(self.experiment_key())}"
+
+
+# FinetuneConfig fields that cannot change results: never part of a hash
+NON_RESULT_FIELDS = ("device", "progress", "eval_batch_size")
+
+
+def result_fields(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in NON_RESULT_FIELDS}
+
+
+def config_hash(obj: Any) -> str:
+    blob = json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _slug(name: str) -> str:
+    s = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name.strip().lower())
+    return s.strip("-") or "experiment"
+
+
+# ---------------------------------------------------------------- loading
+def from_dict(cls: type, raw: dict[str, Any], where: str = "config") -> Any:
+    """Build a (nested) config dataclass; unknown keys are an error naming the allowed ones."""
+    if not isinstance(raw, dict):
+        raise W2SError(f"{where} must be a mapping, got {type(raw).__name__}",
+                       "see configs/*.yaml for the format")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise W2SError(f"unknown key(s) in {where}: {', '.join(unknown)}",
+                       f"allowed: {', '.join(sorted(fields))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value or {}, f"{where}.{key}")  # type: ignore[arg-type]
+        elif isinstance(value, list):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise W2SError(f"bad value in {where}: {e}", "check the config against the README") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read an ExperimentConfig from YAML (.yaml/.yml) or TOML (.toml)."""
+    p = Path(path)
+    if not p.is_file():
+        raise W2SError(f"config file {p} not found", "check the path")
+    text = p.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise W2SError(f"cannot parse {p}: {first}", "fix the YAML/TOML syntax") from None
+    return from_dict(ExperimentConfig, raw or {}, p.name).validate()
+
+
+def demo_config(quick: bool = False) -> ExperimentConfig:
+    """The embedded default experiment: tweets, five teachers, MPNet-base student."""
+    if quick:
+        return ExperimentConfig(name="demo-quick",
+                                data=DataConfig("tweets", n_weak=1000, n_transfer=1000,
+                                                n_test=1000),
+                                seeds=(0, 1))
+    return ExperimentConfig(name="demo")

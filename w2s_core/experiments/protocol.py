@@ -1,0 +1,163 @@
+"""The three kinds of run of the W2S protocol, as building blocks for the sweep.
+
+1. weak floors: each teacher learns the weak split's gold labels and predicts soft labels on
+   transfer and test; 2. strong ceiling: the student learns transfer gold labels;
+3. transfer: the student learns the teachers' labels combined by an ensemble method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from w2s_core.data.schema import TextDataset
+from w2s_core.experiments.config import ExperimentConfig
+from w2s_core.methods import losses
+from w2s_core.methods.registry import Family, MethodOptions, family_loss, predictive
+from w2s_core.models.features import extract_features
+from w2s_core.models.registry import resolve_model
+from w2s_core.models.spec import ModelSpec
+from w2s_core.models.tfidf import tfidf_fit_predict
+from w2s_core.training.finetune import finetune_predict
+from w2s_core.training.probe import ProbeJob, train_probes
+
+
+@dataclass
+class Splits:
+    """The dataset and its split indices; arrays of rows into ``ds``."""
+
+    ds: TextDataset
+    idx: dict[str, np.ndarray]
+
+    def texts(self, split: str) -> list[str]:
+        return [self.ds.texts[i] for i in self.idx[split]]
+
+    def gold(self, split: str) -> np.ndarray:
+        return self.ds.labels[self.idx[split]]
+
+    def ids(self, split: str) -> list[str]:
+        return [self.ds.ids[i] for i in self.idx[split]]
+
+
+def onehot(y: np.ndarray, c: int) -> np.ndarray:
+    return np.eye(c, dtype=np.float64)[y]
+
+
+def needed_features(cfg: ExperimentConfig) -> list[ModelSpec]:
+    """Frozen-feature models of this experiment: probe-mode teachers and a probe-mode student."""
+    specs = []
+    if cfg.teacher_mode == "probe":
+        specs += [resolve_model(t) for t in cfg.teachers]
+    if cfg.student_mode == "probe":
+        specs.append(resolve_model(cfg.student))
+    seen: dict[str, ModelSpec] = {}
+    for s in specs:
+        if s.kind != "tfidf":
+            seen.setdefault(s.name, s)
+    return list(seen.values())
+
+
+def compute_features(cfg: ExperimentConfig, sp: Splits, progress: bool
+                     ) -> dict[str, dict[str, np.ndarray]]:
+    """model name → split → (N_split, D). One extraction over all splits' texts (cached on disk,
+    and models sharing weights share one forward pass)."""
+    specs = needed_features(cfg)
+    if not specs:
+        return {}
+    order = ["weak", "transfer", "test"]
+    texts = [t for s in order for t in sp.texts(s)]
+    feats = extract_features(specs, texts, batch_size=cfg.feature_batch_size, device=cfg.device,
+                             precision=cfg.precision, progress=progress)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, arr in feats.items():
+        bounds = np.cumsum([0] + [len(sp.idx[s]) for s in order])
+        out[name] = {s: arr[bounds[i]:bounds[i + 1]] for i, s in enumerate(order)}
+    return out
+
+
+def train_teacher(cfg: ExperimentConfig, name: str, sp: Splits,
+                  feats: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
+    """Weak floor: train on weak-split gold, return soft labels on transfer ++ test (N_tr+N_te, C)."""
+    spec = resolve_model(name)
+    c = sp.ds.n_classes
+    seed = cfg.data.seed
+    if spec.kind == "tfidf":
+        pred = tfidf_fit_predict(sp.texts("weak"), sp.gold("weak"), c,
+                                 {"eval": sp.texts("transfer") + sp.texts("test")}, seed)
+        return pred["eval"]
+    if cfg.teacher_mode == "probe":
+        f = feats[name]
+        job = ProbeJob("ce", onehot(sp.gold("weak"), c)[None], np.ones(1), 0.0, seed)
+        x_eval = np.concatenate([f["transfer"], f["test"]])
+        return train_probes(f["weak"], [job], x_eval, cfg.probe, cfg.options)[0].probs
+    # full fine-tune / LoRA of the teacher on gold
+    y = torch.from_numpy(sp.gold("weak"))
+
+    def loss_fn(logits: torch.Tensor, idx: torch.Tensor, tau: float) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits.float(), y[idx].to(logits.device))
+
+    ft = _finetune_cfg(cfg, cfg.teacher_mode)
+    logits = finetune_predict(spec, sp.texts("weak"), loss_fn,
+                              sp.texts("transfer") + sp.texts("test"), c, ft, seed)
+    return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
+
+
+def _finetune_cfg(cfg: ExperimentConfig, mode: str):  # noqa: ANN202 - FinetuneConfig
+    import dataclasses
+
+    return dataclasses.replace(cfg.finetune, mode=mode, device=cfg.device)
+
+
+@dataclass
+class StudentJob:
+    """One student run: targets (K', N_transfer, C) with weights (K',), family, aux and seed."""
+
+    family: Family
+    targets: np.ndarray
+    lam: np.ndarray
+    aux: bool
+    seed: int
+
+
+def train_students(cfg: ExperimentConfig, jobs: list[StudentJob], sp: Splits,
+                   feats: dict[str, dict[str, np.ndarray]], on_done=None  # noqa: ANN001
+                   ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Train students on the transfer split; (probs, alpha) on test for each job, in order."""
+    opts = cfg.options
+    if cfg.student_mode == "probe":
+        f = feats[resolve_model(cfg.student).name]
+        probe_jobs = [ProbeJob(j.family, j.targets, j.lam, opts.aux_max if j.aux else 0.0,
+                               j.seed) for j in jobs]
+        res = train_probes(f["transfer"], probe_jobs, f["test"], cfg.probe, opts,
+                           on_done=on_done)
+        return [(r.probs, r.alpha) for r in res]
+    out = []
+    for j in jobs:
+        out.append(_finetune_student(cfg, j, sp, opts))
+        if on_done:
+            on_done(1)
+    return out
+
+
+def _finetune_student(cfg: ExperimentConfig, j: StudentJob, sp: Splits, opts: MethodOptions
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    t = torch.from_numpy(j.targets).float()  # (K, N, C)
+    lam = torch.from_numpy(j.lam).float()  # (K,)
+    c = t.shape[-1]
+    balance = (lam * t[..., 1].mean(-1)).sum() if c == 2 else None
+
+    def loss_fn(logits: torch.Tensor, idx: torch.Tensor, tau: float) -> torch.Tensor:
+        z = logits.float()
+        tb = t[:, idx.cpu()].to(z.device)  # (K, B, C)
+        if j.aux:
+            a_t = losses.aux_weight(tau, opts.aux_max, opts.aux_warmup, opts.aux_schedule)
+            tb = losses.with_aux(tb, z, a_t, None if balance is None else balance.to(z.device))
+        return family_loss(j.family, z, tb, lam.to(z.device), tau, opts).mean()
+
+    spec = resolve_model(cfg.student)
+    logits = finetune_predict(spec, sp.texts("transfer"), loss_fn, sp.texts("test"), c,
+                              _finetune_cfg(cfg, cfg.student_mode), j.seed)
+    probs, alpha = predictive(j.family, torch.from_numpy(logits).float(), opts)
+    return probs.double().numpy(), None if alpha is None else alpha.double().numpy()

@@ -1,0 +1,231 @@
+"""Background jobs (a demo or a sweep) launched by the dashboard, tracked through files.
+
+The dashboard must never train in its script thread, and it may be restarted while a sweep runs,
+so a job is a detached process group described entirely by files in the workspace::
+
+    <workspace>/jobs/<job_id>/job.json    command, pid, start time, label, cancel request
+    <workspace>/jobs/<job_id>/log.txt     the command's stdout + stderr
+    <workspace>/jobs/<job_id>/exit.json   written by the runner when the command ends
+
+The process is ``python -m w2s_core.jobs run <job_dir> -- <command>``: a small runner that waits
+for the command and records its exit code, because a restarted dashboard cannot ``wait()`` on a
+process it did not start. Progress comes from the experiment's ``progress.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from w2s_core.experiments import store
+
+JOBS = "jobs"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STATUSES = ("running", "done", "failed", "cancelled")
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # reaped on poll, so no zombies linger
+
+
+# ---------------------------------------------------------------- launching
+def new_job(workspace: Path, kind: str, label: str) -> Path:
+    """Create an empty job folder; the id sorts by start time."""
+    now = time.time()
+    job_id = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}{int(now % 1 * 1000):03d}" \
+        f"-{kind}-{secrets.token_hex(3)}"
+    d = Path(workspace) / JOBS / job_id
+    d.mkdir(parents=True)
+    store.write_json(d / "job.json", {"id": job_id, "kind": kind, "label": label,
+                                      "status": "starting", "created": now})
+    return d
+
+
+def start(job_dir: Path, argv: list[str], workspace: Path) -> dict[str, Any]:
+    """Run ``argv`` detached (own session, so the app's Ctrl-C does not kill it)."""
+    meta = read_meta(job_dir)
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["W2S_WORKSPACE"] = str(workspace)
+    env["PYTHONUNBUFFERED"] = "1"  # the log tail should be live
+    cmd = [sys.executable, "-m", "w2s_core.jobs", "run", str(job_dir), "--", *argv]
+    with open(job_dir / "log.txt", "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    meta.update(command=argv, pid=proc.pid, started=time.time(), status="running",
+                workspace=str(workspace))
+    store.write_json(job_dir / "job.json", meta)
+    return meta
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "w2s_core.cli", *args]
+
+
+def launch_demo(workspace: Path, quick: bool = True) -> Path:
+    d = new_job(workspace, "demo", "demo experiment" + (" (quick)" if quick else ""))
+    start(d, cli_argv("demo", *(["--quick"] if quick else []), "--workspace", str(workspace)),
+          workspace)
+    return d
+
+
+def launch_sweep(workspace: Path, config: dict[str, Any]) -> Path:
+    """Write the sweep's YAML config into the job folder and run ``w2s sweep`` on it."""
+    d = new_job(workspace, "sweep", str(config.get("name", "sweep")))
+    cfg_path = d / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    start(d, cli_argv("sweep", "--config", str(cfg_path), "--workspace", str(workspace)),
+          workspace)
+    return d
+
+
+# ---------------------------------------------------------------- state
+def read_meta(job_dir: Path) -> dict[str, Any]:
+    try:
+        return store.read_json(job_dir / "job.json")
+    except Exception:  # noqa: BLE001 - a torn job file must not break the job list
+        return {"id": job_dir.name, "status": "unknown"}
+
+
+def _alive(pid: int, job_id: str) -> bool:
+    proc = _CHILDREN.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():  # Linux: rule out a zombie, and a recycled pid running something else
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+            return job_id in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError):
+            return True
+    return True
+
+
+def status(job_dir: Path) -> dict[str, Any]:
+    """The job's meta with a fresh ``status`` (running | done | failed | cancelled) and, when
+    ended, ``returncode`` and ``ended``."""
+    meta = read_meta(job_dir)
+    exit_file = job_dir / "exit.json"
+    cancelled = bool(meta.get("cancel_requested"))
+    if exit_file.exists():
+        try:
+            ex = store.read_json(exit_file)
+        except Exception:  # noqa: BLE001
+            ex = {"returncode": None}
+        meta.update(ex)
+        rc = ex.get("returncode")
+        meta["status"] = "cancelled" if cancelled or ex.get("cancelled") else (
+            "done" if rc == 0 else "failed")
+    elif "pid" not in meta:
+        meta["status"] = "failed" if time.time() - meta.get("created", 0) > 60 else "starting"
+    elif _alive(int(meta["pid"]), meta.get("id", job_dir.name)):
+        meta["status"] = "running"
+    else:  # killed hard (no exit file): SIGKILL, OOM, machine reboot
+        meta["status"] = "cancelled" if cancelled else "failed"
+    meta["dir"] = str(job_dir)
+    return meta
+
+
+def list_jobs(workspace: Path) -> list[dict[str, Any]]:
+    """Every job in the workspace with its fresh status, newest first."""
+    base = Path(workspace) / JOBS
+    if not base.is_dir():
+        return []
+    found = [status(d) for d in base.iterdir() if (d / "job.json").exists()]
+    return sorted(found, key=lambda j: float(j.get("created") or 0), reverse=True)
+
+
+def cancel(job_dir: Path, force: bool = False) -> bool:
+    """SIGTERM (or SIGKILL with ``force``) to the job's whole process group."""
+    meta = read_meta(job_dir)
+    pid = meta.get("pid")
+    if pid is None or status(job_dir)["status"] != "running":
+        return False
+    meta["cancel_requested"] = time.time()
+    store.write_json(job_dir / "job.json", meta)
+    try:
+        os.killpg(int(pid), signal.SIGKILL if force else signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def log_tail(job_dir: Path, n_lines: int = 40) -> str:
+    path = job_dir / "log.txt"
+    if not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 64_000))  # a long sweep log: read only its end
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-n_lines:])
+
+
+def progress(workspace: Path, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest progress event of the experiment this job writes to.
+
+    The job does not know its experiment id in advance (the engine derives it from the config),
+    so the experiment is the one whose progress.jsonl changed most recently since the job began.
+    """
+    started = float(job.get("started") or job.get("created") or 0)
+    best: tuple[float, Path] | None = None
+    for exp in store.iter_experiments(Path(workspace)):
+        p = exp.progress
+        if p.exists() and p.stat().st_mtime >= started - 1 and (
+                best is None or p.stat().st_mtime > best[0]):
+            best = (p.stat().st_mtime, p)
+    if best is None:
+        return None
+    events = store.read_progress(best[1])
+    if not events:
+        return None
+    ev = dict(events[-1])
+    ev["experiment_id"] = best[1].parent.name
+    total = ev.get("total") or 0
+    ev["fraction"] = min(1.0, float(ev.get("done") or 0) / total) if total else None
+    return ev
+
+
+# ---------------------------------------------------------------- runner (the child process)
+def _run(job_dir: Path, argv: list[str]) -> int:
+    cancelled = {"flag": False}
+
+    def _on_term(signum: int, _frame: Any) -> None:
+        # The whole group got the signal, the command included; wait for it to end, then record.
+        cancelled["flag"] = True
+
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
+    try:
+        child = subprocess.Popen(argv)
+        rc = child.wait()
+    except OSError as e:  # the command could not even start
+        print(f"could not start {argv[0]}: {e}", flush=True)
+        rc = 127
+    store.write_json(job_dir / "exit.json", {"returncode": rc, "ended": time.time(),
+                                             "cancelled": cancelled["flag"]})
+    return 0 if rc == 0 else 1
+
+
+def main(args: list[str]) -> int:
+    if len(args) >= 3 and args[0] == "run" and "--" in args:
+        sep = args.index("--")
+        return _run(Path(args[1]), args[sep + 1:])
+    print("usage: python -m w2s_core.jobs run <job_dir> -- <command ...>", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
