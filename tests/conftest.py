@@ -7,6 +7,7 @@ packaged models reuse the user cache, where converted models persist between run
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,8 +83,35 @@ def tiny_causal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def torch_single_thread() -> Iterator[None]:
+    """One intra-op thread for tiny-model tests: their ops take microseconds, so on a busy
+    machine every multi-thread barrier (waiting for a descheduled worker) costs 100x the op."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty ``W2S_CACHE`` for this test only (feature/model cache behaviour)."""
     cache = tmp_path / "w2s_cache"
     monkeypatch.setenv("W2S_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real small workspace built once per session by `w2s demo --quick` (packaged models).
+
+    Shared by the engine tests and the dashboard tests so the demo runs only once."""
+    import subprocess
+    import sys
+
+    ws = tmp_path_factory.mktemp("demo_ws")
+    r = subprocess.run([sys.executable, "-m", "w2s_core.cli", "demo", "--quick", "--no-progress",
+                        "--workspace", str(ws)], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return ws

@@ -15,7 +15,8 @@ from w2s_core.paths import workspace_dir
 
 
 def _add_ws(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workspace", help="results folder (default: $W2S_WORKSPACE or ./w2s_workspace)")
+    p.add_argument("--workspace",
+                   help="results folder (default: $W2S_WORKSPACE or ./w2s_workspace)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -148,7 +148,8 @@ def from_dict(cls: type, raw: dict[str, Any], where: str = "config") -> Any:
     try:
         return cls(**kwargs)
     except TypeError as e:
-        raise W2SError(f"bad value in {where}: {e}", "check the config against the README") from None
+        raise W2SError(f"bad value in {where}: {e}",
+                       "check the config against the README") from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

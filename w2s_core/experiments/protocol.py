@@ -79,7 +79,7 @@ def compute_features(cfg: ExperimentConfig, sp: Splits, progress: bool
 
 def train_teacher(cfg: ExperimentConfig, name: str, sp: Splits,
                   feats: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-    """Weak floor: train on weak-split gold, return soft labels on transfer ++ test (N_tr+N_te, C)."""
+    """Weak floor: train on weak-split gold; soft labels on transfer ++ test (N_tr + N_te, C)."""
     spec = resolve_model(name)
     c = sp.ds.n_classes
     seed = cfg.data.seed

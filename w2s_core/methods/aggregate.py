@@ -89,7 +89,8 @@ def teacher_weights(spec: str | Sequence[float], p: np.ndarray) -> np.ndarray:
             acc = dawid_skene(p).accuracy
             w = np.clip(acc - 1.0 / c, 1e-3, None)  # a teacher at chance gets (almost) no say
             return w / w.sum()
-        raise W2SError(f"unknown teacher weighting '{spec}'", "use uniform, ds or a list of numbers")
+        raise W2SError(f"unknown teacher weighting '{spec}'",
+                       "use uniform, ds or a list of numbers")
     w = np.asarray(list(spec), dtype=np.float64)
     if w.shape != (k,):
         raise W2SError(f"{len(w)} teacher weights given for {k} teachers",

@@ -16,11 +16,13 @@ import io
 import json
 import os
 import shutil
+import socket
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from tqdm.auto import tqdm
@@ -279,12 +281,6 @@ _BUILDERS = {"minilm-l3": _build_minilm_l3, "mpnet-base": _build_mpnet,
 # --------------------------------------------------------------------------- loading
 
 
-def is_causal_config(config: object) -> bool:
-    """Decoder-only LM? Decided from the config, so hub ids and local folders need no flag."""
-    archs = getattr(config, "architectures", None) or []
-    return any("ForCausalLM" in a for a in archs) or bool(getattr(config, "is_decoder", False))
-
-
 def truncate_layers(model: torch.nn.Module, layers: int) -> torch.nn.Module:
     """Keep the first ``layers`` transformer blocks (cheap extra teachers of one family)."""
     config = model.config  # type: ignore[attr-defined]
@@ -300,42 +296,70 @@ def truncate_layers(model: torch.nn.Module, layers: int) -> torch.nn.Module:
     return model
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe: without it, an offline hub lookup retries for about a minute."""
+    if any(os.environ.get(k, "").lower() in ("1", "true", "yes")
+           for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return False
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True  # the proxy decides; a direct probe would be meaningless
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _from_pretrained(source: str, local: bool) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # "unused lm_head weights" is expected here, not a problem
+    hf_logging.disable_progress_bar()  # a bar per load is noise when loading takes 0.1 s
+    try:
+        tok = AutoTokenizer.from_pretrained(source, local_files_only=local)
+        return AutoModel.from_pretrained(source, dtype=torch.float32, local_files_only=local), tok
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_encoder(
     spec: ModelSpec, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, Any]:
     """``(backbone, tokenizer)``, fp32, eval mode; the backbone has no LM or classifier head.
 
     Causal LMs load through ``AutoModel`` too (their LM head is dropped): pooling and the
-    student's linear head need only hidden states. ``spec.layers`` truncates the model.
+    student's linear head need only hidden states. ``spec.layers`` truncates the model. Hub ids
+    are tried in the local HF cache first, so a once-downloaded model works offline.
     """
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
     if spec.kind == "tfidf":
         raise ValueError(f"'{spec.name}' is a tf-idf model; it has no transformer backbone")
     packaged = spec.base in PACKAGES
     source = str(materialize(spec.base)) if packaged else spec.base
     local = packaged or Path(source).is_dir()
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # "unused lm_head weights" is expected here, not a problem
-    hf_logging.disable_progress_bar()  # a bar per load is noise when loading takes 0.1 s
     try:
-        tok = AutoTokenizer.from_pretrained(source, local_files_only=local)
-        model = AutoModel.from_pretrained(source, dtype=torch.float32, local_files_only=local)
+        model, tok = _from_pretrained(source, local=True)
     except OSError as err:
         if local:
             raise W2SError(f"could not load model '{spec.name}' from {source} ({err})",
                            "delete that folder to rebuild it, or check that it holds an HF model"
                            ) from None
-        raise W2SError(f"could not load '{spec.base}' from the Hugging Face hub (offline, "
-                       "or no such model)", f"use a packaged model ({', '.join(PACKAGES)}) or a "
-                       "local folder with config.json") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+        hub_fail = W2SError(f"could not load '{spec.base}' from the Hugging Face hub (offline, "
+                            "or no such model)", f"use a packaged model ({', '.join(PACKAGES)}) "
+                            "or a local folder with config.json")
+        if not _hub_reachable():
+            raise hub_fail from None
+        try:
+            model, tok = _from_pretrained(source, local=False)
+        except OSError:
+            raise hub_fail from None
     if tok.pad_token is None:  # causal tokenizers often lack one; pooling masks it out anyway
         tok.pad_token = tok.eos_token or tok.unk_token
     if spec.layers is not None:
         truncate_layers(model, spec.layers)
+    model.config.use_cache = False  # no generation here: a KV cache per batch is pure waste
     return model.to(device).eval(), tok

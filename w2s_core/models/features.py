@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from w2s_core.device import autocast_bf16, pick_device
 from w2s_core.models import assets
+from w2s_core.models.registry import is_causal_config
 from w2s_core.models.spec import ModelSpec
 from w2s_core.paths import cache_dir
 
@@ -73,7 +74,8 @@ def pool(states: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
 
 def effective_pooling(spec: ModelSpec, model: torch.nn.Module) -> str:
     """The spec's pooling, except that hub models that turn out causal pool the last token."""
-    return "last" if assets.is_causal_config(model.config) else spec.pooling  # type: ignore[attr-defined]
+    causal = is_causal_config(model.config)  # type: ignore[attr-defined]
+    return "last" if causal else spec.pooling
 
 
 def _final_norm(model: torch.nn.Module) -> torch.nn.Module | None:

@@ -71,6 +71,12 @@ def kind_from_architectures(architectures: list[str] | None) -> str:
     return "causal" if any("ForCausalLM" in a for a in architectures or []) else "encoder"
 
 
+def is_causal_config(config: object) -> bool:
+    """Decoder-only LM? Read from a loaded config, so hub ids need no flag."""
+    archs = getattr(config, "architectures", None)
+    return kind_from_architectures(archs) == "causal" or bool(getattr(config, "is_decoder", False))
+
+
 def resolve_model(name: str) -> ModelSpec:
     """A registry name, else a local HF folder (with config.json), else an ``owner/name`` hub id.
 

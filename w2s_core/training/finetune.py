@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -109,7 +110,9 @@ def _lora(backbone: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     targets = LORA_TARGETS.get(backbone.config.model_type, "all-linear")
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none")
-    return get_peft_model(backbone, lora)  # freezes everything but the adapters
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(backbone, lora)  # freezes everything but the adapters
 
 
 def _collate(ids: list[list[int]], rows: np.ndarray | list[int], pad_id: int,
@@ -158,7 +161,6 @@ def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
 
     backbone, tok = load_encoder(spec, "cpu")
     pooling = effective_pooling(spec, backbone)
-    backbone.config.use_cache = False  # causal LMs would build a KV cache every step
     if cfg.gradient_checkpointing:
         # non-reentrant: with frozen embeddings (LoRA) the reentrant variant drops all grads
         backbone.gradient_checkpointing_enable({"use_reentrant": False})

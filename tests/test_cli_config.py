@@ -1,0 +1,110 @@
+"""The CLI and every bad input: one line naming the problem and the fix, exit code ≠ 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from w2s_core import cli
+from w2s_core.errors import W2SError
+from w2s_core.experiments.config import ExperimentConfig, demo_config, load_config
+
+CONFIG = """
+name: t
+data: {name: tweets, n_weak: 100, n_transfer: 100, n_test: 100}
+teachers: [tfidf-logreg, minilm-l3]
+student: mpnet-base
+methods: [naive, bayes]
+seeds: [0]
+"""
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "w2s_core.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_help_everywhere():
+    for args in ([], ["demo"], ["sweep"], ["report"], ["list"], ["app"]):
+        r = run_cli(*args, "--help")
+        assert r.returncode == 0 and "usage: w2s" in r.stdout
+
+
+def test_list_commands_name_the_registries(capsys):
+    assert cli.main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert "bayes" in out and "dawid-skene" in out
+    assert cli.main(["list", "models"]) == 0
+    assert "mpnet-2l" in capsys.readouterr().out
+    assert cli.main(["list", "datasets"]) == 0
+    assert "wordnet-qa" in capsys.readouterr().out
+
+
+def test_load_config_roundtrip(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(CONFIG)
+    cfg = load_config(p)
+    assert cfg.teachers == ("tfidf-logreg", "minilm-l3") and cfg.data.n_test == 100
+    q = tmp_path / "c.toml"
+    q.write_text('name = "t"\nteachers = ["tfidf-logreg"]\nseeds = [1]\n[data]\nname = "tweets"\n')
+    assert load_config(q).seeds == (1,)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("teachers: []", "K = 0"),
+    ("teachers: [minilm-l3, minilm-l3]", "teacher named twice: minilm-l3"),
+    ("teachers: [nosuchmodel]", "unknown model 'nosuchmodel'"),
+    ("methods: [magic]", "unknown method 'magic'.*known: bayes"),
+    ("teachers: [minilm-l3, minilm-l6]\noptions: {weights: [1]}", "1 teacher weights .* 2"),
+    ("teachers: [minilm-l3, minilm-l6]\noptions: {weights: [1, -2]}", "negative teacher weight"),
+    ("options: {weights: bogus}", "unknown teacher weighting"),
+    ("colour: blue", "unknown key.*colour.*allowed"),
+    ("data: {name: tweets, splits: 3}", r"unknown key.*data.*splits"),
+    ("student_mode: turbo", "unknown training mode"),
+    ("name: [unclosed", "cannot parse"),
+])
+def test_bad_config_is_one_line_error(tmp_path, text, match):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(W2SError, match=match) as e:
+        load_config(p)
+    assert "\n" not in str(e.value) and "—" in str(e.value)
+
+
+def test_bad_input_through_the_cli_exits_nonzero_with_one_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("teachers: [minilm-l3, minilm-l3]\n")
+    r = run_cli("sweep", "--config", str(p), "--workspace", str(tmp_path / "ws"))
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: teacher named twice: minilm-l3 — list each teacher once (use a "
+                     "truncated variant for a second copy)"]
+    r = run_cli("sweep", "--config", str(tmp_path / "missing.yaml"))
+    assert r.returncode == 2 and "not found" in r.stderr
+    r = run_cli("report", "--workspace", str(tmp_path / "empty"))
+    assert r.returncode == 2 and "no experiments" in r.stderr
+
+
+def test_unknown_dataset_lists_known(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data: {name: imdb}\nteachers: [tfidf-logreg]\nstudent: tfidf-logreg\n")
+    r = run_cli("sweep", "--config", str(p), "--workspace", str(tmp_path / "ws"))
+    assert r.returncode == 2 and "unknown dataset 'imdb'" in r.stderr and "tweets" in r.stderr
+
+
+def test_demo_config_matches_the_issue():
+    full = demo_config()
+    assert full.teachers == ("tfidf-logreg", "minilm-l3", "minilm-l6", "mpnet-2l", "mpnet-4l")
+    assert full.student == "mpnet-base" and full.seeds == (0, 1, 2) and full.aux == (False, True)
+    assert full.data.name == "tweets" and full.data.n_weak == 5000
+    assert demo_config(quick=True).experiment_id() != full.experiment_id()
+    assert ExperimentConfig().validate()
+
+
+def test_run_ids_ignore_device_but_not_results():
+    a = demo_config(quick=True)
+    b = ExperimentConfig(**{**a.__dict__, "device": "cuda"})
+    c = ExperimentConfig(**{**a.__dict__, "precision": "fp32"})
+    assert a.experiment_id() == b.experiment_id() != c.experiment_id()
