@@ -27,6 +27,9 @@ def test_quick_demo_end_to_end(demo_workspace):
     # real models on real tweets: every teacher beats chance, the student's ceiling beats them
     assert min(floors) > 0.6
     assert rep["ceiling"]["mean"] > max(floors)
+    ag = rep["agreement"]
+    assert 0 < ag["fleiss_kappa"] < 1 and ag["mean_vote_entropy"] > 0
+    assert ag["kappa"]["minilm-l3"]["minilm-l3"] == 1.0
     rec = pd.DataFrame(rep["recovery"])
     assert set(rec.method) == {"single", "naive", "joint", "vote", "dawid-skene", "bayes",
                                "bayes-softy"}

@@ -154,3 +154,48 @@ def test_corrupt_run_is_reported_and_others_still_load(cfg, tmp_path):
     exp.run_index.unlink()
     runs2, warns = api.runs(exp_id, tmp_path)
     assert len(runs2) == len(runs) - 1 and len(warns) == 1 and bad in warns[0]
+
+
+def test_disk_full_mid_sweep_is_one_line_and_resumable(cfg, tmp_path, monkeypatch):
+    import errno
+
+    from w2s_core.errors import W2SError
+
+    real = store.write_parquet
+    calls = {"n": 0}
+
+    def full_disk(path, df):
+        calls["n"] += 1
+        if "runs" in str(path) and calls["n"] > 8:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, df)
+
+    monkeypatch.setattr(store, "write_parquet", full_disk)
+    with pytest.raises(W2SError, match="disk full.*rerun the same command") as e:
+        api.run_experiment(cfg, tmp_path, progress=False)
+    assert "\n" not in str(e.value)
+    exp = next(store.iter_experiments(tmp_path))
+    runs, warns = api.runs(exp.id, tmp_path)
+    assert not warns and 0 < len(runs) < expected_runs(cfg)  # finished runs intact
+    assert not list(exp.root.rglob("*.tmp"))  # no half-written files left behind
+    monkeypatch.setattr(store, "write_parquet", real)
+    api.run_experiment(cfg, tmp_path, progress=False)
+    assert len(api.runs(exp.id, tmp_path)[0]) == expected_runs(cfg)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_finetune_student_modes_run_through_the_sweep(cfg, tmp_path, mode):
+    from w2s_core.training.finetune import FinetuneConfig
+
+    ft = ExperimentConfig(**{**cfg.__dict__, "student_mode": mode, "methods": ("naive", "bayes"),
+                             "aux": (True,), "seeds": (0,),
+                             "finetune": FinetuneConfig(epochs=1, batch_size=32, lr=1e-3,
+                                                        progress=False)})
+    exp_id = api.run_experiment(ft, tmp_path, progress=False)
+    runs, _ = api.runs(exp_id, tmp_path)
+    # ceiling + K=1: bayes ×2 subsets, K=2: naive + bayes
+    assert len(runs) == 1 + 2 + 2
+    assert runs["accuracy"].between(0, 1).all()
+    cfgs = json.loads((store.experiment_dir(tmp_path, exp_id).run_dir(runs.run_id[0])
+                       / "config.json").read_text())
+    assert cfgs["student_mode"] == mode and "device" not in cfgs["train"]

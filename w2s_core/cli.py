@@ -142,6 +142,11 @@ def _table(r: dict[str, Any]) -> str:
     lines.append("weak floors (test accuracy):")
     for t in r["teachers"]:
         lines.append(f"  {t['teacher']:14} {_fmt(t['accuracy_test'])}")
+    ag = r.get("agreement") or {}
+    if ag:
+        lines.append(f"teacher agreement (test): Fleiss κ {_fmt(ag['fleiss_kappa'])}, mean "
+                     f"pairwise Cohen κ {_fmt(ag['mean_pairwise_kappa'])}, mean vote entropy "
+                     f"{_fmt(ag['mean_vote_entropy'])} nats")
     if r.get("ceiling"):
         c = r["ceiling"]
         lines.append(f"strong ceiling: {_fmt(c['mean'])} (95% CI {_fmt(c['lo'])}–{_fmt(c['hi'])},"

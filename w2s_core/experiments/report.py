@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from w2s_core.experiments import store
+from w2s_core.metrics.agreement import teacher_set_summary
 from w2s_core.metrics.stats import mean_std_ci, paired_bootstrap_diff, summarize
 
 FLOORS = ("mean", "best", "vote")
@@ -24,6 +25,22 @@ def teacher_table(exp: store.ExperimentDir) -> pd.DataFrame:
             rows.append({"teacher": t, "accuracy_test": m["accuracy_test"],
                          "accuracy_transfer": m["accuracy_transfer"]})
     return pd.DataFrame(rows, columns=["teacher", "accuracy_test", "accuracy_transfer"])
+
+
+def teacher_agreement(exp: store.ExperimentDir) -> dict[str, Any]:
+    """Agreement of the full teacher set on the test split: pairwise agreement and Cohen's κ
+    matrices, Fleiss' κ, mean vote entropy."""
+    teach = store.load_teachers(exp)
+    if not teach:
+        return {}
+    test = {n: df[df["split"] == "test"] for n, df in teach.items()}
+    y = next(iter(test.values()))["gold"].to_numpy()
+    s = teacher_set_summary({n: store.probs_of(df) for n, df in test.items()}, y)
+    k = s["kappa"].to_numpy()
+    off = k[~np.eye(len(k), dtype=bool)]
+    return {"fleiss_kappa": s["fleiss_kappa"], "mean_vote_entropy": s["mean_vote_entropy"],
+            "mean_pairwise_kappa": float(np.nanmean(off)) if off.size else float("nan"),
+            "kappa": s["kappa"].round(4).to_dict(), "agreement": s["agreement"].round(4).to_dict()}
 
 
 def recovery_table(runs: pd.DataFrame, floor: str = "mean") -> pd.DataFrame:
@@ -69,7 +86,7 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     """Everything `w2s report` prints, as plain data."""
     meta = store.read_json(exp.meta)
     runs, warns = store.load_runs(exp)
-    out: dict[str, Any] = {"experiment": exp.id, "name": meta.get("name"),
+    out: dict[str, Any] = {"agreement": teacher_agreement(exp), "experiment": exp.id, "name": meta.get("name"),
                            "status": meta.get("status"), "splits": meta.get("splits"),
                            "dataset": meta["config"]["data"]["name"],
                            "student": meta["config"]["student"], "warnings": warns,

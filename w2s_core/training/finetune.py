@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from w2s_core.device import autocast_bf16, pick_device
 from w2s_core.models.assets import load_encoder
-from w2s_core.models.features import cpu_has_fast_bf16, effective_pooling, pool
+from w2s_core.models.features import cpu_has_fast_bf16, effective_pooling, pad_batch, pool
 from w2s_core.models.spec import ModelSpec
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
@@ -115,18 +115,6 @@ def _lora(backbone: nn.Module, cfg: FinetuneConfig) -> nn.Module:
         return get_peft_model(backbone, lora)  # freezes everything but the adapters
 
 
-def _collate(ids: list[list[int]], rows: np.ndarray | list[int], pad_id: int,
-             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad the rows to the longest one (pooling reads the mask, so the side is free)."""
-    width = max(len(ids[i]) for i in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, i in enumerate(rows):
-        input_ids[r, :len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
-        mask[r, :len(ids[i])] = 1
-    return input_ids.to(device), mask.to(device)
-
-
 def _batches(n: int, per_step: int, total_steps: int, gen: torch.Generator) -> Iterator[list[int]]:
     """Global batches of reshuffled epochs until ``total_steps`` (epochs may be fractional)."""
     step = 0
@@ -197,7 +185,7 @@ def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
     with bar:
         for step, batch in enumerate(_batches(len(train_texts), per_step, total, gen)):
             rows = batch[rank::world] or batch[:1]  # every process must take part in a step
-            input_ids, mask = _collate(train_ids, rows, pad_id, acc.device)
+            input_ids, mask = pad_batch(train_ids, rows, pad_id, acc.device)
             with autocast_bf16(acc.device, own_autocast):
                 logits = model(input_ids, mask).float()
             loss = loss_fn(logits, torch.tensor(rows, dtype=torch.long), step / total)
@@ -226,6 +214,6 @@ def _predict(model: nn.Module, ids: list[list[int]], pad_id: int, n_classes: int
     with torch.inference_mode(), ctx:
         for start in range(0, len(ids), cfg.eval_batch_size):
             rows = order[start:start + cfg.eval_batch_size]
-            input_ids, mask = _collate(ids, rows, pad_id, device)
+            input_ids, mask = pad_batch(ids, rows, pad_id, device)
             out[rows] = model(input_ids, mask).float().cpu().numpy()
     return out
