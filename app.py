@@ -55,8 +55,12 @@ def sidebar() -> ui.Ctx:
     if exps.empty:
         sb.caption("No experiments here yet — run one from the 🧪 Lab.")
         return c
-    exps = exps[~exps["status"].astype(str).str.startswith("corrupt")] \
-        if "status" in exps.columns else exps
+    corrupt = exps["status"].astype(str).str.startswith("corrupt")
+    c.warnings += [f"experiment {i} skipped: {s}" for i, s in
+                   zip(exps.loc[corrupt, "id"], exps.loc[corrupt, "status"], strict=True)]
+    exps = exps[~corrupt]
+    if exps.empty:
+        return c
     datasets = sorted(exps["dataset"].dropna().astype(str).unique().tolist())
     # a URL naming only an experiment opens on that experiment's dataset
     by_id = dict(zip(exps["id"], exps["dataset"].astype(str), strict=True))
@@ -68,7 +72,8 @@ def sidebar() -> ui.Ctx:
                          fmt=lambda i: _exp_label(exps, i))
     c.stamp = ui.experiment_stamp(ws, c.exp_id)
     c.meta = ui.load_meta(str(ws), c.exp_id, c.stamp)
-    c.runs, c.warnings = ui.load_runs(str(ws), c.exp_id, c.stamp)
+    c.runs, run_warnings = ui.load_runs(str(ws), c.exp_id, c.stamp)
+    c.warnings += run_warnings
     sb.caption(f"{len(c.class_names)} classes · teachers: {', '.join(c.teacher_names)} · "
                f"student: {c.meta.get('config', {}).get('student', '?')}")
     ks = k_options(c.runs)
@@ -129,6 +134,5 @@ if c.experiments.empty and page.title == recovery_page.title:
     st.switch_page(lab_page)
 if c.warnings:  # one warning for all unreadable runs; everything else keeps working
     names = "; ".join(w.replace(str(c.ws), "…") for w in c.warnings)
-    st.warning(f"{len(c.warnings)} run(s) could not be read and are left out: {names}",
-               icon="⚠️")
+    st.warning(f"{len(c.warnings)} unreadable item(s) left out: {names}", icon="⚠️")
 page.run()

@@ -116,7 +116,8 @@ class Ctx:
 
     @property
     def has_runs(self) -> bool:
-        return self.exp_id is not None and not self.runs.empty
+        """At least one complete transfer run (the sidebar then has a K, a subset, …)."""
+        return self.exp_id is not None and not self.runs.empty and "k" in self.sel
 
     def teachers(self) -> dict[str, pd.DataFrame]:
         assert self.exp_id is not None
@@ -256,6 +257,12 @@ def table(df: pd.DataFrame, name: str, **kw: Any) -> None:
                        key=f"dl_{file_stem(name)}_table", on_click="ignore")
 
 
+def md_escape(text: str) -> str:
+    """Example texts are user data: show them literally, not as Markdown (tweets are full of
+    #, * and _)."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$" else ch for ch in str(text))
+
+
 def need_runs(c: Ctx) -> bool:
     """Empty state: say why there is nothing to show, and point to the Lab."""
     if c.has_runs:
@@ -263,8 +270,8 @@ def need_runs(c: Ctx) -> bool:
     if c.exp_id is None:
         st.info(f"No experiments in the workspace `{c.ws}` yet.", icon="🗂️")
     else:
-        st.info(f"Experiment `{c.exp_id}` has no complete runs yet — they appear here as soon "
-                "as the sweep finishes each one.", icon="⏳")
+        st.info(f"Experiment `{c.exp_id}` has no complete transfer runs yet — they appear here "
+                "as soon as the sweep finishes each one.", icon="⏳")
     st.page_link(LAB_PAGE, label="Open the Lab to run the demo experiment", icon="🧪")
     return False
 

@@ -44,7 +44,9 @@ def body(c: ui.Ctx) -> None:
     if method != c.sel.get("method"):
         st.caption(f"“{c.sel.get('method')}” has no Dirichlet; showing **{method}**.")
     edl = c.preds(str(row["run_id"]))
-    if edl is None or not pv.has_alpha(edl):
+    if edl is None:
+        return  # unreadable: warn_once has named it
+    if not pv.has_alpha(edl):
         st.info(f"Run {row['run_id']} stores no Dirichlet parameters (alpha_* columns).")
         return
     naive_m = "naive" if int(row["k"]) > 1 else "single"
@@ -82,7 +84,7 @@ def body(c: ui.Ctx) -> None:
              f"u = {r['vacuity']:.2f}, gold = {r['gold']}")
     fig, dens = pv.density_figure(alpha, c.class_names, title=title, markers=markers)
     ui.chart(fig, dens, "dirichlet-density")
-    st.caption(f"“{info.at[example, 'text']}”")
+    st.caption(f"“{ui.md_escape(info.at[example, 'text'])}”")
 
     left, right = st.columns(2)
     with left:

@@ -46,8 +46,8 @@ def _job_card(ws: Path, job: dict[str, Any]) -> None:
         if status == "running":
             ev = jobs.progress(ws, job)
             if ev and ev.get("fraction") is not None:
-                st.progress(ev["fraction"], text=f"{ev.get('stage', '')}: "
-                            f"{ev.get('done')}/{ev.get('total')} {ev.get('message', '')}")
+                detail = ev.get("message") or f"{ev.get('done')}/{ev.get('total')}"
+                st.progress(ev["fraction"], text=f"{ev.get('stage', '')}: {detail}")
             else:
                 st.progress(0, text="starting… (loading models and data)")
             requested = job.get("cancel_requested")
@@ -65,9 +65,14 @@ def _job_card(ws: Path, job: dict[str, Any]) -> None:
 def _jobs_panel(ws: Path) -> None:
     all_jobs = jobs.list_jobs(ws)
     running = {j["id"] for j in all_jobs if j["status"] in ("running", "starting")}
+    exps = {d.name for d in (ws / "experiments").glob("*") if (d / "experiment.json").exists()}
     before = st.session_state.get("_lab_running", set())
+    exps_before = st.session_state.get("_lab_exps", exps)
     st.session_state["_lab_running"] = running
-    if before - running:  # a job just ended: rerun the whole app so new results appear
+    st.session_state["_lab_exps"] = exps
+    # a job ended, or a new experiment appeared: rerun the whole app so the sidebar and the
+    # other pages see it (this fragment alone only redraws the job cards)
+    if before - running or exps != exps_before:
         st.rerun(scope="app")
     if not all_jobs:
         st.caption("No jobs yet.")
@@ -125,13 +130,16 @@ def body(c: ui.Ctx) -> None:
                    "launching is disabled.", icon="⚠️")
     if c.experiments.empty:
         st.info(f"The workspace `{c.ws}` has no results yet. The quick demo trains 5 small "
-                "teachers and a linear-probe student on tweets (about 1–2 minutes on a CPU).",
+                "teachers and a linear-probe student on tweets (a few minutes on a 2-core CPU the first time, while the packaged models are converted; faster afterwards).",
                 icon="👋")
+    active = [j for j in jobs.list_jobs(c.ws) if j["status"] in ("running", "starting")]
+    demo_busy = any(j.get("kind") == "demo" for j in active)  # two demos would share one folder
     st.button("▶️ Run the demo experiment", key="run_demo", type="primary"
-              if c.experiments.empty else "secondary", disabled=not ready,
-              on_click=_launch_demo, args=(c.ws,))
+              if c.experiments.empty else "secondary", disabled=not ready or demo_busy,
+              on_click=_launch_demo, args=(c.ws,),
+              help="The demo is already running" if demo_busy else None)
     st.subheader("Jobs")
-    running = any(j["status"] in ("running", "starting") for j in jobs.list_jobs(c.ws))
+    running = bool(active)
     st.fragment(run_every=1.5 if running else None)(_jobs_panel)(c.ws)
     st.subheader("Configure a sweep")
     _sweep_form(c, ready)

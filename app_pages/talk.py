@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape
 
 import numpy as np
 import streamlit as st
@@ -32,8 +33,9 @@ def setting(c: ui.Ctx) -> None:
     test = acc[acc["split"] == "test"]
     cfg = c.meta.get("config", {})
     ceil = recovery.ceiling_level(c.runs)
-    _say("The setting", f"{len(test)} weak teachers label <b>{cfg.get('data', {}).get('name')}"
-         f"</b>; a strong student (<b>{cfg.get('student')}</b>) learns only from their labels.")
+    data_name = escape(str(cfg.get("data", {}).get("name")))
+    _say("The setting", f"{len(test)} weak teachers label <b>{data_name}</b>; a strong student "
+         f"(<b>{escape(str(cfg.get('student')))}</b>) learns only from their labels.")
     cols = st.columns(3)
     cols[0].metric("best teacher", f"{test['accuracy'].max():.1%}" if len(test) else "—")
     cols[1].metric("mean teacher", f"{test['accuracy'].mean():.1%}" if len(test) else "—")
@@ -73,8 +75,8 @@ def grows(c: ui.Ctx) -> None:
                                     c.sel.get("floor", "mean"))
     best = table.dropna(subset=["mean"]).sort_values("mean").tail(1)
     line = "Recovery vs number of teachers." if best.empty else (
-        f"Best: <b>{best['method'].iloc[0]}</b> recovers <b>{best['mean'].iloc[0]:.0%}</b> "
-        f"of the gap with K = {int(best['k'].iloc[0])}.")
+        f"Best: <b>{escape(str(best['method'].iloc[0]))}</b> recovers "
+        f"<b>{best['mean'].iloc[0]:.0%}</b> of the gap with K = {int(best['k'].iloc[0])}.")
     _say("Recovery grows with K", line)
     ui.chart(bigger(recovery.recovery_figure(table, floor=c.sel.get("floor", "mean"))), table,
              "talk-recovery")
@@ -87,7 +89,7 @@ def calibration(c: ui.Ctx) -> None:
         _say("Calibration", "No student runs in view.")
         return
     tab = cv.calibration_table(students, {}, gold, None)
-    parts = [f"{r.source}: ECE <b>{r.ece:.3f}</b>" for r in tab.itertuples()]
+    parts = [f"{escape(str(r.source))}: ECE <b>{r.ece:.3f}</b>" for r in tab.itertuples()]
     _say("Is the Bayesian student better calibrated?", " · ".join(parts))
     rel = cv.reliability_frame(students, gold, 10)
     ui.chart(bigger(cv.reliability_figure(rel, students, len(c.class_names))), rel,

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from workspace_factory import build_workspace, demo_workspace
 
 from w2s_core import api, jobs
+from w2s_core.errors import W2SError
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["app_pages/recovery.py", "app_pages/teachers.py", "app_pages/dirichlet.py",
@@ -165,6 +166,29 @@ def test_a_corrupt_run_costs_one_warning(synth, monkeypatch) -> None:
         named = [w.value for w in at.warning if ids["corrupt_run"] in w.value]
         assert len(named) == 1, (page, [w.value for w in at.warning])
         assert at.get("plotly_chart"), page
+
+
+def test_an_unreadable_prediction_file_costs_one_warning(synth, monkeypatch) -> None:
+    ws, ids = synth
+    from app_pages import _data  # the page helpers, as the running app imported them
+
+    at = app(ws, monkeypatch, exp=ids["binary"])
+    bad = str(_data.run_row(at.session_state["_ctx"], "naive")["run_id"])
+    real = api.run_predictions
+
+    def flaky(exp_id: str, run_id: str, workspace: Any = None) -> Any:
+        if run_id == bad:  # as a truncated parquet file reads
+            raise W2SError(f"corrupt or truncated parquet file {run_id}/predictions.parquet")
+        return real(exp_id, run_id, workspace)
+
+    monkeypatch.setattr(api, "run_predictions", flaky)
+    st.cache_data.clear()
+    at.switch_page("app_pages/teachers.py").run()
+    ok(at)
+    assert len([w.value for w in at.warning if bad in w.value]) == 1
+    split = at.dataframe[0].value
+    assert "→ naive" not in split.columns and "→ bayes" in split.columns
+    assert len(at.get("plotly_chart")) >= 4  # the rest of the page still draws
 
 
 def test_three_classes_draw_a_simplex_and_flag_undefined_pgr(synth, monkeypatch) -> None:

@@ -78,7 +78,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "app":
         env = {**os.environ, "W2S_WORKSPACE": str(workspace_dir(args.workspace))}
         app = Path(__file__).resolve().parent.parent / "app.py"
-        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app)], env=env)
+        # run from the project folder so .streamlit/config.toml (loopback, no telemetry) applies
+        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app)], env=env,
+                               cwd=app.parent)
     raise AssertionError(args.cmd)
 
 

@@ -170,7 +170,9 @@ def log_tail(job_dir: Path, n_lines: int = 40) -> str:
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - 64_000))  # a long sweep log: read only its end
         text = f.read().decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-n_lines:])
+    # progress bars redraw one line with "\r": keep what a terminal would show, the last state
+    lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+    return "\n".join(line for line in lines[-n_lines - 1:] if line.strip())
 
 
 def progress(workspace: Path, job: dict[str, Any]) -> dict[str, Any] | None:

@@ -37,9 +37,11 @@ def _no_errors(page: Page) -> None:
 
 
 def _shot(page: Page, path: Path) -> None:
-    # wait for the script run to end (the "running" widget) and plotly's transitions
+    # the "running" indicator appears only after a short delay: give it time to show, then
+    # wait for the script run to end, and for plotly's transitions
+    page.wait_for_timeout(700)
     page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=30_000)
-    page.wait_for_timeout(400)
+    page.wait_for_timeout(300)
     page.screenshot(path=str(path), full_page=True, animations="disabled")
 
 

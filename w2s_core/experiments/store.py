@@ -179,6 +179,7 @@ def probs_of(df: pd.DataFrame, prefix: str = "p") -> np.ndarray:
 def save_run(exp: ExperimentDir, run_id: str, config: dict[str, Any], preds: pd.DataFrame,
              metrics: dict[str, Any]) -> None:
     d = exp.run_dir(run_id)
+    exp.run_index.unlink(missing_ok=True)  # the index is derived: stale once a run is added
     write_json(d / "config.json", config)
     write_parquet(d / "predictions.parquet", preds)
     write_json(d / "metrics.json", nan_to_none(metrics))  # last: marks the run complete

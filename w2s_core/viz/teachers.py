@@ -56,7 +56,8 @@ def teacher_accuracy_figure(acc: pd.DataFrame, subset: list[str] | None = None) 
         x=test["teacher"], y=test["accuracy"], name="test",
         marker={"color": [teacher_color(t) for t in test["teacher"]],
                 "opacity": [1.0 if t in chosen else 0.35 for t in test["teacher"]]},
-        text=[f"{a:.3f}" for a in test["accuracy"]], textposition="outside",
+        text=[f"{a:.3f}" for a in test["accuracy"]], textposition="inside",
+        insidetextanchor="end",  # inside the bar top: clear of the transfer diamonds
         hovertemplate="%{x}: test accuracy %{y:.3f}<extra></extra>"))
     tr = acc[acc["split"] == "transfer"]
     if len(tr):
@@ -86,10 +87,13 @@ def agreement_heatmap(mat: pd.DataFrame, kind: str = "kappa") -> go.Figure:
     if mat.empty:
         return empty_figure("No teachers")
     label = "Cohen's κ" if kind == "kappa" else "agreement"
+    z = mat.to_numpy(float)
+    # κ < 0 (worse than chance) gets a diverging scale; otherwise 0..1 keeps the contrast
+    diverging = kind == "kappa" and bool(np.nanmin(z) < 0)
     fig = go.Figure(go.Heatmap(
-        z=mat.to_numpy(float), x=list(mat.columns), y=list(mat.index),
-        zmin=-1 if kind == "kappa" else 0, zmax=1, zmid=0 if kind == "kappa" else None,
-        colorscale="RdBu" if kind == "kappa" else "Blues", texttemplate="%{z:.2f}",
+        z=z, x=list(mat.columns), y=list(mat.index),
+        zmin=-1 if diverging else 0, zmax=1, zmid=0 if diverging else None,
+        colorscale="RdBu" if diverging else "Blues", texttemplate="%{z:.2f}",
         colorbar={"title": {"text": label}},
         hovertemplate="%{y} vs %{x}: " + label + " %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
