@@ -130,7 +130,8 @@ def body(c: ui.Ctx) -> None:
                    "launching is disabled.", icon="⚠️")
     if c.experiments.empty:
         st.info(f"The workspace `{c.ws}` has no results yet. The quick demo trains 5 small "
-                "teachers and a linear-probe student on tweets (a few minutes on a 2-core CPU the first time, while the packaged models are converted; faster afterwards).",
+                "teachers and a linear-probe student on tweets (a few minutes on a 2-core CPU "
+                "the first time, while the packaged models are converted; faster afterwards).",
                 icon="👋")
     active = [j for j in jobs.list_jobs(c.ws) if j["status"] in ("running", "starting")]
     demo_busy = any(j.get("kind") == "demo" for j in active)  # two demos would share one folder

@@ -86,7 +86,8 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     """Everything `w2s report` prints, as plain data."""
     meta = store.read_json(exp.meta)
     runs, warns = store.load_runs(exp)
-    out: dict[str, Any] = {"agreement": teacher_agreement(exp), "experiment": exp.id, "name": meta.get("name"),
+    out: dict[str, Any] = {"agreement": teacher_agreement(exp), "experiment": exp.id,
+                           "name": meta.get("name"),
                            "status": meta.get("status"), "splits": meta.get("splits"),
                            "dataset": meta["config"]["data"]["name"],
                            "student": meta["config"]["student"], "warnings": warns,
