@@ -104,14 +104,8 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real small workspace built once per session by `w2s demo --quick` (packaged models).
+    """A real small workspace built once per session by `w2s demo --quick` (packaged models),
+    shared with the dashboard tests (same folder), so the demo runs only once."""
+    from workspace_factory import demo_workspace as build
 
-    Shared by the engine tests and the dashboard tests so the demo runs only once."""
-    import subprocess
-    import sys
-
-    ws = tmp_path_factory.mktemp("demo_ws")
-    r = subprocess.run([sys.executable, "-m", "w2s_core.cli", "demo", "--quick", "--no-progress",
-                        "--workspace", str(ws)], capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return ws
+    return build(tmp_path_factory.getbasetemp())

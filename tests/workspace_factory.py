@@ -206,16 +206,15 @@ def build_workspace(ws: Path, *, corrupt: bool = True, three_class: bool = True)
 def demo_workspace(base: Path) -> Path:
     """The main dashboard test workspace, built once per test session under ``base``.
 
-    A real ``w2s demo --quick`` run when the engine's CLI exists (set ``W2S_TEST_WORKSPACE=
-    synthetic`` to force the synthetic one while the engine is being changed), else the
-    synthetic workspace above without its corrupt run.
+    A real ``w2s demo --quick`` run (set ``W2S_TEST_WORKSPACE=synthetic`` to use the synthetic
+    workspace above, without its corrupt run, while changing the engine).
     """
     ws = Path(base) / "demo-ws"
     marker = ws / ".built"
     if marker.exists():
         return ws
     mode = os.environ.get("W2S_TEST_WORKSPACE", "auto")
-    if mode == "demo" or (mode == "auto" and (ROOT / "w2s_core" / "cli.py").exists()):
+    if mode != "synthetic":
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
         r = subprocess.run([sys.executable, "-m", "w2s_core.cli", "demo", "--quick",

@@ -99,7 +99,7 @@ class ExperimentConfig:
 
 
 # FinetuneConfig fields that cannot change results: never part of a hash
-NON_RESULT_FIELDS = ("device", "progress", "eval_batch_size")
+NON_RESULT_FIELDS = ("device", "progress", "eval_batch_size", "gradient_checkpointing")
 
 
 def result_fields(d: dict[str, Any]) -> dict[str, Any]:

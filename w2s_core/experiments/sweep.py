@@ -177,9 +177,7 @@ class Sweep:
         plan: list[tuple[str, dict, Any]] = []
         gold_t = protocol.onehot(sp.gold("transfer"), c)[None]
         for seed in cfg.seeds:
-            rc = {**base, "kind": "ceiling", "method": "ceiling", "subset": [], "k": 0,
-                  "aux": False, "seed": seed}
-            plan.append(self._entry(rc, lambda s=seed: protocol.StudentJob(
+            plan.append(self._entry(self._ceiling_config(seed), lambda s=seed: protocol.StudentJob(
                 "ce", gold_t, np.ones(1), False, s)))
         for sub in subsets(cfg.teachers, cfg.max_subsets, cfg.subset_seed):
             p = np.stack([teach[t]["transfer"] for t in sub])  # (K, N, C)
@@ -234,7 +232,7 @@ class Sweep:
         for chunk in [ceilings] + [rest[i:i + CHUNK] for i in range(0, len(rest), CHUNK)]:
             if not chunk:
                 continue
-            ceil = self._ceilings(y)
+            ceil = self._ceilings()
             jobs = [make() for _, _, make in chunk]
             t0 = time.time()
             results = protocol.train_students(self.cfg, jobs, sp, feats)
@@ -249,12 +247,15 @@ class Sweep:
             self._event("students", n_done, len(plan), f"{n_done}/{len(plan)} runs")
         bar.close()
 
-    def _ceilings(self, y: np.ndarray) -> dict[int, float]:
+    def _ceiling_config(self, seed: int) -> dict[str, Any]:
+        return {**self._base(), "kind": "ceiling", "method": "ceiling", "subset": [], "k": 0,
+                "aux": False, "seed": seed}
+
+    def _ceilings(self) -> dict[int, float]:
+        """Seed → accuracy of that seed's strong ceiling (the PGR denominator's top)."""
         out: dict[int, float] = {}
         for seed in self.cfg.seeds:
-            rc = {**self._base(), "kind": "ceiling", "method": "ceiling", "subset": [], "k": 0,
-                  "aux": False, "seed": seed}
-            path = self.exp.run_dir(config_hash(rc)) / "metrics.json"
+            path = self.exp.run_dir(config_hash(self._ceiling_config(seed))) / "metrics.json"
             if path.exists():
                 out[seed] = store.read_json(path)["accuracy"]
         return out

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from w2s_core.device import autocast_bf16, pick_device
-from w2s_core.models import assets
+from w2s_core.models import assets, packages
 from w2s_core.models.registry import is_causal_config
 from w2s_core.models.spec import ModelSpec
 from w2s_core.paths import cache_dir
@@ -103,9 +103,9 @@ def _final_norm(model: torch.nn.Module) -> torch.nn.Module | None:
 
 def _base_identity(base: str) -> dict[str, object]:
     """What decides the weights: package versions, or file sizes/mtimes of a local folder."""
-    if base in assets.PACKAGES:
-        return {"base": base, "packages": {n: assets._package(n).version
-                                           for n in assets.PACKAGES[base]}}
+    if base in packages.PACKAGES:
+        return {"base": base, "packages": {n: packages.package(n).version
+                                           for n in packages.PACKAGES[base]}}
     path = Path(base)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
