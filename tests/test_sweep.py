@@ -199,3 +199,15 @@ def test_finetune_student_modes_run_through_the_sweep(cfg, tmp_path, mode):
     cfgs = json.loads((store.experiment_dir(tmp_path, exp_id).run_dir(runs.run_id[0])
                        / "config.json").read_text())
     assert cfgs["student_mode"] == mode and "device" not in cfgs["train"]
+
+
+def test_only_rank_zero_writes_under_a_distributed_launcher(cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # what torchrun / accelerate launch set on a second process
+    trained = []
+    real = protocol.train_students
+    monkeypatch.setattr(protocol, "train_students",
+                        lambda c, jobs, *a, **k: trained.append(len(jobs)) or real(c, jobs, *a,
+                                                                                     **k))
+    api.run_experiment(cfg, tmp_path, progress=False)
+    assert sum(trained) == expected_runs(cfg)  # it trains in lockstep with rank 0 ...
+    assert not (tmp_path / "experiments").exists()  # ... but leaves the workspace to rank 0

@@ -11,6 +11,7 @@ import datetime as dt
 import errno
 import itertools
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -56,8 +57,11 @@ class Sweep:
                  log: Callable[[str], None] = print) -> None:
         self.cfg = cfg.validate()
         self.exp = store.experiment_dir(workspace, cfg.experiment_id())
-        self.progress = progress
-        self.log = log
+        # Under `accelerate launch`/torchrun every rank runs the same deterministic plan (so the
+        # fine-tunes' collectives line up), but only rank 0 writes to the workspace.
+        self.main = int(os.environ.get("RANK", "0")) == 0
+        self.progress = progress and self.main
+        self.log = log if self.main else (lambda _msg: None)
 
     # ------------------------------------------------------------ driver
     def run(self) -> str:
@@ -79,11 +83,13 @@ class Sweep:
         return self.exp.id
 
     def _event(self, stage: str, done: int, total: int, message: str = "") -> None:
+        if not self.main:
+            return
         store.append_progress(self.exp, {"time": time.time(), "stage": stage, "done": done,
                                          "total": total, "message": message})
 
     def _set_status(self, status: str) -> None:
-        if self.exp.meta.exists():
+        if self.main and self.exp.meta.exists():
             try:
                 meta = store.read_json(self.exp.meta)
             except W2SError:
@@ -105,11 +111,14 @@ class Sweep:
         teach = self._teachers(sp, feats)
         pending = self._plan(sp, teach)
         self._students(pending, sp, feats, teach)
-        df = store.write_run_index(self.exp)
-        self._set_status("done")
-        self.log(f"done: {len(df)} runs in {self.exp.root}")
+        if self.main:
+            df = store.write_run_index(self.exp)
+            self._set_status("done")
+            self.log(f"done: {len(df)} runs in {self.exp.root}")
 
     def _write_meta(self, sp: protocol.Splits, info: dict[str, Any]) -> None:
+        if not self.main:
+            return
         ds = sp.ds
         meta = {"id": self.exp.id, "name": self.cfg.name, "status": "running",
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -150,6 +159,9 @@ class Sweep:
             if probs is None:
                 t0 = time.time()
                 probs = protocol.train_teacher(self.cfg, name, sp, feats)
+                if not self.main:
+                    out[name] = {"transfer": probs[:n_tr], "test": probs[n_tr:]}
+                    continue
                 store.write_parquet(path, store.predictions_frame(ids, gold, probs, split=split))
                 store.write_json(self.exp.teacher_meta(name), {
                     "teacher": name, "seconds": time.time() - t0,
@@ -241,7 +253,8 @@ class Sweep:
                 met = self._metrics(rc, probs, alpha, y, teach, ceil)
                 met["train_seconds"] = per_run
                 preds = store.predictions_frame(sp.ids("test"), y, probs, alpha)
-                store.save_run(self.exp, rid, rc, preds, met)
+                if self.main:
+                    store.save_run(self.exp, rid, rc, preds, met)
             n_done += len(chunk)
             bar.update(len(chunk))
             self._event("students", n_done, len(plan), f"{n_done}/{len(plan)} runs")
