@@ -45,9 +45,9 @@ def _atomic(path: Path, write: Any) -> None:
 def write_json(path: Path, obj: Any) -> None:
     def _w(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
+            # no fsync: the rename already makes Ctrl-C/crash safe, and a file torn by a power
+            # cut is detected on read (corrupt JSON → named, skipped, recomputed)
             json.dump(nan_to_none(obj), f, indent=1, sort_keys=True, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
 
     _atomic(path, _w)
 
