@@ -108,3 +108,21 @@ def test_run_ids_ignore_device_but_not_results():
     b = ExperimentConfig(**{**a.__dict__, "device": "cuda"})
     c = ExperimentConfig(**{**a.__dict__, "precision": "fp32"})
     assert a.experiment_id() == b.experiment_id() != c.experiment_id()
+
+
+def test_every_config_field_is_classified_for_hashing():
+    """Adding a config field must be a decision: does it change results (then it is hashed)?"""
+    import dataclasses
+
+    from w2s_core.experiments.config import NON_RESULT_FIELDS
+    from w2s_core.training.finetune import FinetuneConfig
+
+    exp_fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    in_experiment_id = set(ExperimentConfig().experiment_key())
+    per_run = {"methods", "aux", "seeds", "max_subsets", "subset_seed", "options"}  # in run ids
+    never_hashed = {"name", "device", "feature_batch_size"}  # name only labels the folder
+    assert exp_fields == in_experiment_id | per_run | never_hashed
+    ft_fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    assert set(NON_RESULT_FIELDS) <= ft_fields
+    assert len(ft_fields) == 16, "new FinetuneConfig field: add it to NON_RESULT_FIELDS if it " \
+                                 "cannot change results, then update this count"

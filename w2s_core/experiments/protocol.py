@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +22,7 @@ from w2s_core.models.features import extract_features
 from w2s_core.models.registry import resolve_model
 from w2s_core.models.spec import ModelSpec
 from w2s_core.models.tfidf import tfidf_fit_predict
-from w2s_core.training.finetune import finetune_predict
+from w2s_core.training.finetune import FinetuneConfig, finetune_predict
 from w2s_core.training.probe import ProbeJob, train_probes
 
 
@@ -104,9 +106,7 @@ def train_teacher(cfg: ExperimentConfig, name: str, sp: Splits,
     return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 
 
-def _finetune_cfg(cfg: ExperimentConfig, mode: str):  # noqa: ANN202 - FinetuneConfig
-    import dataclasses
-
+def _finetune_cfg(cfg: ExperimentConfig, mode: str) -> FinetuneConfig:
     return dataclasses.replace(cfg.finetune, mode=mode, device=cfg.device)
 
 
@@ -122,7 +122,8 @@ class StudentJob:
 
 
 def train_students(cfg: ExperimentConfig, jobs: list[StudentJob], sp: Splits,
-                   feats: dict[str, dict[str, np.ndarray]], on_done=None  # noqa: ANN001
+                   feats: dict[str, dict[str, np.ndarray]],
+                   on_done: Callable[[int], None] | None = None
                    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Train students on the transfer split; (probs, alpha) on test for each job, in order."""
     opts = cfg.options

@@ -200,7 +200,8 @@ class Sweep:
                     continue
                 cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-                def targets(spec=spec, p=p, lam=lam, cache=cache):  # noqa: ANN202
+                def targets(spec=spec, p=p, lam=lam, cache=cache
+                            ) -> tuple[np.ndarray, np.ndarray]:
                     if "t" not in cache:  # DS is costly: once per (subset, method)
                         cache["t"] = spec.targets(p, lam)
                     return cache["t"]

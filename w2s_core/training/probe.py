@@ -1,9 +1,9 @@
 """Many linear-probe students trained as ONE batched tensor program.
 
 A sweep trains ~1000 students (teacher subsets × methods × ±aux × seeds) on the same frozen
-features. Students sharing a seed (same minibatch order) and a loss family are stacked into a
-weight tensor W (B, D, C): one matmul X_batch (m, D) @ W (D, B·C) computes every student's logits,
-and Adam — being elementwise — updates each student exactly as if it were trained alone.
+features. Students sharing a seed (same minibatch order) and a loss family are stacked side by
+side in one weight matrix W (D, B·C): one GEMM X_batch (m, D) @ W computes every student's logits,
+and Adam — being elementwise — updates each student exactly as if it were trained alone (tested).
 The head is linear, without bias, zero-initialised (Burns et al.).
 """
 
