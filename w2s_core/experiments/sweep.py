@@ -237,7 +237,7 @@ class Sweep:
         n_done = len(plan) - len(todo)
         self.log(f"{len(plan)} runs planned, {n_done} already complete, {len(todo)} to train")
         bar = tqdm(total=len(plan), initial=n_done, desc="students", disable=not self.progress)
-        y = sp.gold("test")
+        y, test_ids = sp.gold("test"), sp.ids("test")
         ceilings = [e for e in todo if e[1]["kind"] == "ceiling"]
         rest = [e for e in todo if e[1]["kind"] != "ceiling"]
         # group by (seed, family) so each chunk batches well in the probe trainer
@@ -253,7 +253,7 @@ class Sweep:
             for (rid, rc, _), (probs, alpha) in zip(chunk, results, strict=True):
                 met = self._metrics(rc, probs, alpha, y, teach, ceil)
                 met["train_seconds"] = per_run
-                preds = store.predictions_frame(sp.ids("test"), y, probs, alpha)
+                preds = store.predictions_frame(test_ids, y, probs, alpha)
                 if self.main:
                     store.save_run(self.exp, rid, rc, preds, met)
             n_done += len(chunk)

@@ -154,16 +154,17 @@ def harden(z: torch.Tensor, class_balance: torch.Tensor | None = None) -> torch.
     z = z.detach()
     c = z.shape[-1]
     if c == 2 and class_balance is not None:
-        p1 = torch.softmax(z, -1)[..., 1]  # (..., N)
-        q = (1.0 - class_balance).clamp(0.0, 1.0).to(p1.dtype)  # (...)
+        # rank by the logit margin z1 − z0: monotone in P(1), without a softmax over C = 2
+        margin = z[..., 1] - z[..., 0]  # (..., N)
+        q = (1.0 - class_balance).clamp(0.0, 1.0).to(margin.dtype)  # (...)
         # per-student quantile (torch.quantile takes one q for all rows): linear interpolation
-        srt = p1.sort(-1).values  # (..., N)
-        pos_f = q * (p1.shape[-1] - 1)  # (...)
+        srt = margin.sort(-1).values  # (..., N)
+        pos_f = q * (margin.shape[-1] - 1)  # (...)
         lo = pos_f.floor().long().unsqueeze(-1)
         hi = pos_f.ceil().long().unsqueeze(-1)
         frac = (pos_f - pos_f.floor()).unsqueeze(-1)
         thr = srt.gather(-1, lo) * (1 - frac) + srt.gather(-1, hi) * frac  # (..., 1)
-        pos = (p1 > thr).to(z.dtype)
+        pos = (margin > thr).to(z.dtype)
         return torch.stack([1 - pos, pos], dim=-1)
     return F.one_hot(z.argmax(-1), c).to(z.dtype)
 
