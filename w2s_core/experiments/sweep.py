@@ -131,11 +131,11 @@ class Sweep:
             except W2SError:
                 pass  # corrupt meta: rewrite it
         store.write_json(self.exp.meta, meta)
-        if not self.exp.examples.exists():
-            rows = [(ds.ids[i], s, int(ds.labels[i]), ds.texts[i])
-                    for s in ("weak", "transfer", "test") for i in sp.idx[s]]
-            store.write_parquet(self.exp.examples, pd.DataFrame(
-                rows, columns=["example_id", "split", "gold", "text"]))
+        # rewritten every time (cheap): a user's data file may have changed under the same path
+        rows = [(ds.ids[i], s, int(ds.labels[i]), ds.texts[i])
+                for s in ("weak", "transfer", "test") for i in sp.idx[s]]
+        store.write_parquet(self.exp.examples, pd.DataFrame(
+            rows, columns=["example_id", "split", "gold", "text"]))
 
     # ------------------------------------------------------------ floors
     def _teachers(self, sp: protocol.Splits, feats: dict) -> dict[str, dict[str, np.ndarray]]:
