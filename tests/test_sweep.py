@@ -211,3 +211,21 @@ def test_only_rank_zero_writes_under_a_distributed_launcher(cfg, tmp_path, monke
     api.run_experiment(cfg, tmp_path, progress=False)
     assert sum(trained) == expected_runs(cfg)  # it trains in lockstep with rank 0 ...
     assert not (tmp_path / "experiments").exists()  # ... but leaves the workspace to rank 0
+
+
+def test_changed_data_under_the_same_path_is_refused(cfg, small_csv, tmp_path):
+    from w2s_core.errors import W2SError
+
+    api.run_experiment(cfg, tmp_path, progress=False)
+    changed = tmp_path / "changed.csv"
+    df = pd.read_csv(small_csv)
+    df.loc[0, "text"] = "a different first example"
+    df.to_csv(changed, index=False)
+    moved = ExperimentConfig(**{**cfg.__dict__, "data": DataConfig(
+        "file", path=str(changed), n_weak=120, n_transfer=120, n_test=120)})
+    exp = next(store.iter_experiments(tmp_path))
+    # same experiment folder as if the file had been edited in place
+    import shutil
+    shutil.copytree(exp.root, tmp_path / "experiments" / moved.experiment_id())
+    with pytest.raises(W2SError, match="data of experiment .* changed.*new `name`"):
+        api.run_experiment(moved, tmp_path, progress=False)

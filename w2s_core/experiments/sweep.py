@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import hashlib
 import itertools
+import json
 import math
 import os
 import time
@@ -117,25 +119,34 @@ class Sweep:
             self.log(f"done: {len(df)} runs in {self.exp.root}")
 
     def _write_meta(self, sp: protocol.Splits, info: dict[str, Any]) -> None:
-        if not self.main:
-            return
+        """experiment.json + examples.parquet. The data's fingerprint is stored so that a data
+        file that changed under the same path cannot silently mix with the results already
+        computed from the old one (the config, and so the run ids, would look the same)."""
         ds = sp.ds
+        rows = [(ds.ids[i], s, int(ds.labels[i]), ds.texts[i])
+                for s in ("weak", "transfer", "test") for i in sp.idx[s]]
+        fingerprint = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
         meta = {"id": self.exp.id, "name": self.cfg.name, "status": "running",
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "config": self.cfg.to_dict(), "splits": info,
+                "config": self.cfg.to_dict(), "splits": info, "data_fingerprint": fingerprint,
                 "class_names": list(ds.class_names), "n_classes": ds.n_classes,
                 "w2s_version": __version__}
         if self.exp.meta.exists():
             try:
-                meta["created"] = store.read_json(self.exp.meta).get("created", meta["created"])
+                old = store.read_json(self.exp.meta)
             except W2SError:
-                pass  # corrupt meta: rewrite it
+                old = {}  # corrupt meta: rewrite it
+            if old.get("data_fingerprint", fingerprint) != fingerprint:
+                raise W2SError(f"the data of experiment {self.exp.id} changed since its runs "
+                               "were computed", "give the config a new `name`, or delete "
+                               f"{self.exp.root} to recompute")
+            meta["created"] = old.get("created", meta["created"])
+        if not self.main:
+            return
         store.write_json(self.exp.meta, meta)
-        # rewritten every time (cheap): a user's data file may have changed under the same path
-        rows = [(ds.ids[i], s, int(ds.labels[i]), ds.texts[i])
-                for s in ("weak", "transfer", "test") for i in sp.idx[s]]
-        store.write_parquet(self.exp.examples, pd.DataFrame(
-            rows, columns=["example_id", "split", "gold", "text"]))
+        if not self.exp.examples.exists():
+            store.write_parquet(self.exp.examples, pd.DataFrame(
+                rows, columns=["example_id", "split", "gold", "text"]))
 
     # ------------------------------------------------------------ floors
     def _teachers(self, sp: protocol.Splits, feats: dict) -> dict[str, dict[str, np.ndarray]]:
