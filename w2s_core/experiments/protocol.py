@@ -16,8 +16,13 @@ import torch
 
 from w2s_core.data.schema import TextDataset
 from w2s_core.experiments.config import ExperimentConfig
-from w2s_core.methods import losses
-from w2s_core.methods.registry import Family, MethodOptions, family_loss, predictive
+from w2s_core.methods.registry import (
+    Family,
+    MethodOptions,
+    predictive,
+    student_loss,
+    weak_class_balance,
+)
 from w2s_core.models.features import extract_features
 from w2s_core.models.registry import resolve_model
 from w2s_core.models.spec import ModelSpec
@@ -147,15 +152,14 @@ def _finetune_student(cfg: ExperimentConfig, j: StudentJob, sp: Splits, opts: Me
     t = torch.from_numpy(j.targets).float()  # (K, N, C)
     lam = torch.from_numpy(j.lam).float()  # (K,)
     c = t.shape[-1]
-    balance = (lam * t[..., 1].mean(-1)).sum() if c == 2 else None
+    balance = weak_class_balance(t, lam)  # over the whole transfer split, as in the probe
+    a_max = opts.aux_max if j.aux else 0.0
 
     def loss_fn(logits: torch.Tensor, idx: torch.Tensor, tau: float) -> torch.Tensor:
         z = logits.float()
         tb = t[:, idx.cpu()].to(z.device)  # (K, B, C)
-        if j.aux:
-            a_t = losses.aux_weight(tau, opts.aux_max, opts.aux_warmup, opts.aux_schedule)
-            tb = losses.with_aux(tb, z, a_t, None if balance is None else balance.to(z.device))
-        return family_loss(j.family, z, tb, lam.to(z.device), tau, opts).mean()
+        bal = None if balance is None else balance.to(z.device)
+        return student_loss(j.family, z, tb, lam.to(z.device), tau, opts, a_max, bal).mean()
 
     spec = resolve_model(cfg.student)
     logits = finetune_predict(spec, sp.texts("transfer"), loss_fn, sp.texts("test"), c,

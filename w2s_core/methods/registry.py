@@ -99,6 +99,28 @@ def family_loss(family: Family, z: torch.Tensor, p: torch.Tensor, lam: torch.Ten
                                       kl_scale=opts.kl_scale)
 
 
+def weak_class_balance(t: torch.Tensor, lam: torch.Tensor) -> torch.Tensor | None:
+    """Weak labels' share of class 1, Σ_k λ_k mean_n p^(k)_n1, for the binary aux threshold.
+
+    t: (..., K, N, C); lam: (..., K) → (...); None unless C = 2 (multi-class hardens by argmax).
+    """
+    return (lam * t[..., 1].mean(-1)).sum(-1) if t.shape[-1] == 2 else None
+
+
+def student_loss(family: Family, z: torch.Tensor, t: torch.Tensor, lam: torch.Tensor, tau: float,
+                 opts: MethodOptions, a_max: float | torch.Tensor,
+                 balance: torch.Tensor | None) -> torch.Tensor:
+    """The loss every student trainer uses: the family's loss on targets mixed with the
+    auxiliary confidence term, a_t = a_max · warm-up(τ) (a_max = 0: no aux; may be (...,) for
+    students trained side by side). Shapes as in ``family_loss``; → (..., N)."""
+    a = torch.as_tensor(a_max, dtype=z.dtype, device=z.device)
+    if bool((a > 0).any()):
+        # aux_weight is proportional to a_max, so one call scales every student's a_t
+        a_t = a * losses.aux_weight(tau, 1.0, opts.aux_warmup, opts.aux_schedule)
+        t = losses.with_aux(t, z, a_t, balance)
+    return family_loss(family, z, t, lam, tau, opts)
+
+
 def predictive(family: Family, z: torch.Tensor, opts: MethodOptions
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Predicted probabilities (softmax, or the Dirichlet mean α/S for EDL) and α (EDL only)."""

@@ -16,8 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from w2s_core.methods import losses
-from w2s_core.methods.registry import Family, MethodOptions, family_loss, predictive
+from w2s_core.methods.registry import (
+    Family,
+    MethodOptions,
+    predictive,
+    student_loss,
+    weak_class_balance,
+)
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,7 @@ def _train_chunk(xt: torch.Tensor, xe: torch.Tensor, jobs: list[ProbeJob], famil
             t[i, : j.targets.shape[0]] = torch.from_numpy(j.targets.astype(np.float32))
             lam[i, : j.lam.shape[0]] = torch.from_numpy(j.lam.astype(np.float32))
     a_max = torch.tensor([j.aux_max for j in jobs], dtype=torch.float32)  # (B,)
-    use_aux = bool((a_max > 0).any())
-    # weak labels' share of class 1, for the binary aux threshold
-    balance = (lam * t[..., 1].mean(-1)).sum(-1) if c == 2 else None  # (B,)
+    balance = weak_class_balance(t, lam)  # (B,) or None
 
     # stored as (D, B·C) so every step is one plain GEMM with no re-layout of the weights
     w = torch.zeros(d, b * c, requires_grad=True)  # zero-init heads
@@ -136,12 +139,8 @@ def _train_chunk(xt: torch.Tensor, xe: torch.Tensor, jobs: list[ProbeJob], famil
             bi = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             tau = step / total
             z = _logits(xt[bi], w, c)  # (B, m, C)
-            tb = t[:, :, bi]  # (B, K, m, C)
-            if use_aux:
-                # aux_weight is proportional to a_max, so one call scales every student's a_t
-                a_t = a_max * losses.aux_weight(tau, 1.0, opts.aux_warmup, opts.aux_schedule)
-                tb = losses.with_aux(tb, z, a_t, balance)
-            loss = family_loss(family, z, tb, lam, tau, opts).mean(-1).sum()
+            loss = student_loss(family, z, t[:, :, bi], lam, tau, opts, a_max, balance)
+            loss = loss.mean(-1).sum()  # per-student mean, summed: students stay independent
             if cfg.l2:
                 loss = loss + 0.5 * cfg.l2 * (w * w).sum()  # separable: each student's own ‖w‖²
             opt.zero_grad(set_to_none=True)
