@@ -196,17 +196,18 @@ def nan_to_none(obj: Any) -> Any:
     return obj
 
 
-def load_runs(exp: ExperimentDir) -> tuple[pd.DataFrame, list[str]]:
+def load_runs(exp: ExperimentDir, use_index: bool = True) -> tuple[pd.DataFrame, list[str]]:
     """One row per complete run (config fields + metrics) and a list of warnings.
 
-    Uses the run index when it is newer than every run folder, else rebuilds it from the run
+    Uses the run index when allowed and newer than every run folder, else reads the run
     folders; a corrupt run is skipped with a warning that names it, the rest still loads.
     """
     runs_root = exp.root / "runs"
     warns: list[str] = []
     if not runs_root.is_dir():
         return pd.DataFrame(), warns
-    if exp.run_index.exists() and exp.run_index.stat().st_mtime >= runs_root.stat().st_mtime:
+    if use_index and exp.run_index.exists() \
+            and exp.run_index.stat().st_mtime >= runs_root.stat().st_mtime:
         try:
             return read_parquet(exp.run_index), warns
         except W2SError as e:
@@ -235,19 +236,14 @@ def run_row(cfg: dict[str, Any], met: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_run_index(exp: ExperimentDir) -> pd.DataFrame:
-    df, warns = load_runs_fresh(exp)
+    df, warns = load_runs(exp, use_index=False)
     for w in warns:
         warnings.warn(w, stacklevel=2)
     if len(df):
         write_parquet(exp.run_index, df)
+    else:
+        exp.run_index.unlink(missing_ok=True)
     return df
-
-
-def load_runs_fresh(exp: ExperimentDir) -> tuple[pd.DataFrame, list[str]]:
-    """Rebuild from the run folders, ignoring the index."""
-    if exp.run_index.exists():
-        exp.run_index.unlink()
-    return load_runs(exp)
 
 
 def load_run_predictions(exp: ExperimentDir, run_id: str) -> pd.DataFrame:
