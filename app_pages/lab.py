@@ -15,6 +15,7 @@ import streamlit as st
 
 from app_pages import _ui as ui
 from w2s_core import jobs
+from w2s_core.experiments import store
 from w2s_core.viz.colors import METHOD_ORDER
 
 DATASETS = ["tweets", "tweets-3class"]
@@ -65,7 +66,7 @@ def _job_card(ws: Path, job: dict[str, Any]) -> None:
 def _jobs_panel(ws: Path) -> None:
     all_jobs = jobs.list_jobs(ws)
     running = {j["id"] for j in all_jobs if j["status"] in ("running", "starting")}
-    exps = {d.name for d in (ws / "experiments").glob("*") if (d / "experiment.json").exists()}
+    exps = {e.id for e in store.iter_experiments(ws)}
     before = st.session_state.get("_lab_running", set())
     exps_before = st.session_state.get("_lab_exps", exps)
     st.session_state["_lab_running"] = running
