@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,6 +28,27 @@ class DataConfig:
     n_transfer: int = 5000
     n_test: int | None = None
     seed: int = 0
+    # Data replicates: each seed re-draws the weak/transfer/test split (and a seeded
+    # subsample such as the tweets' class balancing) and retrains the teachers, so intervals
+    # can reflect data and teacher variance. None = the one replicate ``seed``.
+    seeds: tuple[int, ...] | None = None
+    # Token cap of feature extraction and fine-tuning, and which end a longer text loses:
+    # "auto" = the dataset's default (left for CosmosQA/BoolQ, whose deciding text is last).
+    max_length: int = 128
+    truncation_side: Literal["auto", "right", "left"] = "auto"
+    # A user file: its text encoding ("utf-8" tolerates a BOM; e.g. "mac_roman", "cp1252").
+    encoding: str = "utf-8"
+    id_column: str | None = None  # stable example ids (default: "id" when unique, else row no.)
+    # Bring-your-own teachers: teacher name → one column (a hard label, or P(class 1) for a
+    # binary task) or one column per class (probabilities in class order).
+    weak_labels: dict[str, str | tuple[str, ...]] | None = None
+    weak_labels_path: str | None = None  # the weak labels in a separate file, keyed by id_column
+
+    def replicate_seeds(self) -> tuple[int, ...]:
+        return tuple(self.seeds) if self.seeds else (self.seed,)
+
+    def given_teachers(self) -> tuple[str, ...]:
+        return tuple(self.weak_labels or ())
 
 
 @dataclass(frozen=True)
@@ -38,6 +60,10 @@ class TextDataset:
     labels: np.ndarray  # (N,) int64
     class_names: tuple[str, ...]
     ids: list[str] = field(default_factory=list)
+    # given teachers' soft labels, name → (N, C) rows summing to 1 (bring-your-own weak labels)
+    weak: dict[str, np.ndarray] = field(default_factory=dict)
+    # what loading did to the data (e.g. {"duplicates_dropped": 12}); recorded with the splits
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.ids:
@@ -69,7 +95,3 @@ class TextDataset:
                 f"map labels to the classes {list(self.class_names)}")
         if len(set(self.ids)) != n:
             raise W2SError(f"dataset '{self.name}' has duplicate example ids", "make ids unique")
-
-    def subset(self, idx: np.ndarray) -> TextDataset:
-        return TextDataset(self.name, [self.texts[i] for i in idx], self.labels[idx],
-                           self.class_names, [self.ids[i] for i in idx])
