@@ -70,7 +70,8 @@ def test_file_errors(tmp_path: Path) -> None:
     _err(_file(tmp_path / "e.jsonl"), "no data rows")
     latin = tmp_path / "latin.csv"
     latin.write_bytes("text,label\ncafé,1\nthé,0\n".encode("latin-1"))
-    assert "latin.csv" in _err(_file(latin), "re-save it as UTF-8")
+    assert "latin.csv is not utf-8 text (byte 0xe9 at offset 14)" in _err(
+        _file(latin), "re-save it as UTF-8")
     blank = tmp_path / "blank.csv"
     blank.write_text("text,label\nok,1\n,0\n  ,1\nfine,0\n")
     assert "2 of 4 rows" in _err(_file(blank), "empty 'text'")
@@ -83,6 +84,85 @@ def test_file_errors(tmp_path: Path) -> None:
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "a", "label": 1}\n{"text": \n')
     _err(_file(broken), "line 2 is not valid JSON")
+
+
+# ---------------------------------------------------------------- encodings
+
+MAC_TEXTS = ["café naïve ≈ ™ “quoted”", "Ω ∑ π — déjà vu", "plain ascii"]
+
+
+def test_mac_roman_round_trip(tmp_path: Path) -> None:
+    f = tmp_path / "mac.csv"
+    body = "text,label\n" + "".join(f'"{t}",{i % 2}\n' for i, t in enumerate(MAC_TEXTS))
+    f.write_bytes(body.encode("mac_roman"))
+    msg = _err(_file(f), "mac.csv is not utf-8 text")
+    assert "encoding: mac_roman" in msg and "encoding: cp1252" in msg
+    ds = load_dataset(_file(f, encoding="mac_roman"))
+    assert ds.texts == MAC_TEXTS and ds.labels.tolist() == [0, 1, 0]
+    assert load_dataset(_file(f, encoding="macroman")).texts == MAC_TEXTS  # codec alias
+
+
+def test_encodings_cp1252_bom_alias_and_bad_names(tmp_path: Path) -> None:
+    win = tmp_path / "win.tsv"
+    win.write_bytes("text\tlabel\n5 €\ta\n“smart”\tb\n".encode("cp1252"))
+    assert load_dataset(_file(win, encoding="cp1252")).texts == ["5 €", "“smart”"]
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufefftext,label\nx,1\ny,0\n".encode())
+    assert load_dataset(_file(bom, encoding="UTF8")).texts == ["x", "y"]  # BOM still dropped
+    assert "utf-8" in _err(_file(bom, encoding="klingon"), "unknown encoding 'klingon'")
+    _err(_file(bom, encoding="base64"), "'base64' is not a text encoding")
+
+
+# ---------------------------------------------------------------- deduplication and ids
+
+def test_dedupe_keeps_first_and_counts(tmp_path: Path) -> None:
+    f = tmp_path / "dup.csv"
+    f.write_text("text,label\n"
+                 "Good movie,pos\n"                          # row 1 kept
+                 "good   MOVIE,pos\n"                        # duplicate of row 1
+                 "meh,pos\n"                                 # conflicting with row 5
+                 "Great http://t.co/a,pos\n"                 # row 4 kept
+                 "MEH,neg\n"                                 # conflicting with row 3
+                 "RT @bob: great http://t.co/b,pos\n"        # retweet of row 4
+                 "http://t.co/only,neg\n"                    # nothing left but a link
+                 "bad film,neg\n"                            # row 8 kept
+                 "Bad film,neg\n")                           # duplicate of row 8
+    ds = load_dataset(_file(f))
+    assert ds.texts == ["Good movie", "Great http://t.co/a", "bad film"]
+    assert ds.labels.tolist() == [1, 1, 0] and ds.ids == ["dup-0", "dup-3", "dup-7"]
+    assert ds.info == {"rows": 9, "kept": 3, "duplicates_dropped": 3, "conflicting_dropped": 2,
+                       "link_only_dropped": 1, "id_column": None}
+
+
+def test_dedupe_conflict_drops_every_copy_and_can_remove_a_class(tmp_path: Path) -> None:
+    f = tmp_path / "c.csv"
+    f.write_text("text,label\nx,a\nX,a\nx ,b\ny,a\nz,c\n")
+    ds = load_dataset(_file(f))
+    assert ds.texts == ["y", "z"] and ds.class_names == ("a", "c")
+    assert (ds.info["conflicting_dropped"], ds.info["duplicates_dropped"]) == (3, 0)
+    g = tmp_path / "g.csv"
+    g.write_text("text,label\nx,a\nx,b\ny,a\n")
+    _err(_file(g), "only one class \\('a'\\) in 'label' after dropping duplicate texts")
+    h = tmp_path / "h.csv"
+    h.write_text("text,label\nx,a\nx,b\n")
+    _err(_file(h), "no row is left")
+
+
+def test_id_column_default_and_explicit(tmp_path: Path) -> None:
+    f = tmp_path / "ids.jsonl"
+    rows = [{"id": 7 + i, "key": f"k{i}", "text": f"t{i}", "label": i % 2} for i in range(4)]
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    ds = load_dataset(_file(f))
+    assert ds.ids == ["7", "8", "9", "10"] and ds.info["id_column"] == "id"
+    assert load_dataset(_file(f, id_column="key")).ids == ["k0", "k1", "k2", "k3"]
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,key,text,label\n1,a,t0,0\n1,,t1,1\n2,b,t2,0\n")
+    ds = load_dataset(_file(dup))  # unusable default "id": quietly number the rows
+    assert ds.ids == ["dup-0", "dup-1", "dup-2"] and ds.info["id_column"] is None
+    _err(_file(dup, id_column="id"), "id column 'id' repeats 1 ids \\(first: '1' again in row 2\\)")
+    _err(_file(dup, id_column="key"), "1 rows have an empty id in 'key' \\(first: row 2\\)")
+    assert "columns: id, key, text, label" in _err(_file(dup, id_column="uid"),
+                                                   "no id column 'uid'")
 
 
 # ---------------------------------------------------------------- splits

@@ -79,8 +79,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         env = {**os.environ, "W2S_WORKSPACE": str(workspace_dir(args.workspace))}
         app = Path(__file__).resolve().parent.parent / "app.py"
         # run from the project folder so .streamlit/config.toml (loopback, no telemetry) applies
-        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app)], env=env,
-                               cwd=app.parent)
+        # the loopback address explicitly: config.toml says so too, but only when streamlit
+        # finds it, and a dashboard over private results must never listen on the network
+        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app),
+                                "--server.address", "127.0.0.1"], env=env, cwd=app.parent)
     raise AssertionError(args.cmd)
 
 
@@ -117,7 +119,8 @@ def _report(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         import pandas as pd
 
-        frames = [pd.DataFrame(r["recovery"]).assign(experiment=r["experiment"]) for r in reps]
+        frames = [pd.DataFrame(r["recovery"]).assign(experiment=r["experiment"],
+                                                     dataset=r["dataset"]) for r in reps]
         pd.concat(frames).to_csv(sys.stdout, index=False)
     else:
         for r in reps:
@@ -136,36 +139,55 @@ def _fmt(x: Any, nd: int = 3) -> str:
     return "  n/a" if x is None or x != x else f"{x:.{nd}f}"
 
 
+def _ci(row: dict[str, Any]) -> str:
+    """"[lo, hi]", or "no interval" when the group has one unit (n = 1)."""
+    if row.get("lo") is None or row.get("hi") is None:
+        return "no interval"
+    return f"[{_fmt(row['lo'])}, {_fmt(row['hi'])}]"
+
+
 def _table(r: dict[str, Any]) -> str:
+    seeds = r.get("data_seeds") or []
     lines = [f"== {r['experiment']} ({r['dataset']}, student {r['student']}, {r['status']}, "
-             f"{r['n_runs']} runs) ==", f"splits: {(r.get('splits') or {}).get('sizes')}"]
+             f"{r['n_runs']} runs) ==", f"splits: {(r.get('splits') or {}).get('sizes')}"
+             + (f" × {len(seeds)} data replicates (seeds {seeds})" if len(seeds) > 1 else "")]
     for w in r["warnings"]:
         lines.append(f"warning: {w}")
-    lines.append("weak floors (test accuracy):")
+    lines.append("weak floors (test accuracy" + (", mean over replicates" if len(seeds) > 1
+                                                  else "") + "):")
     for t in r["teachers"]:
-        lines.append(f"  {t['teacher']:14} {_fmt(t['accuracy_test'])}")
+        lines.append(f"  {t['teacher']:14} {_fmt(t['accuracy_test'])}"
+                     + ("  (given weak labels)" if t.get("given") else ""))
     ag = r.get("agreement") or {}
     if ag:
         lines.append(f"teacher agreement (test): Fleiss κ {_fmt(ag['fleiss_kappa'])}, mean "
                      f"pairwise Cohen κ {_fmt(ag['mean_pairwise_kappa'])}, mean vote entropy "
                      f"{_fmt(ag['mean_vote_entropy'])} nats")
-    if r.get("ceiling"):
-        c = r["ceiling"]
-        lines.append(f"strong ceiling: {_fmt(c['mean'])} (95% CI {_fmt(c['lo'])}–{_fmt(c['hi'])},"
-                     f" {c['n']} seeds)")
-    lines.append(f"PGR (floor = {r['floor']} of the subset's teachers) by method and ensemble size"
-                 " K: mean [95% CI] (n runs, undefined)")
-    lines.append(f"  {'method':12} {'aux':4} {'K':>2}  {'PGR':>6}  {'95% CI':15} {'acc':>6}  n")
-    for row in r["recovery"]:
-        und = f", {row['n_undefined']} undef." if row["n_undefined"] else ""
-        lines.append(f"  {row['method']:12} {'yes' if row['aux'] else 'no':4} {row['k']:>2}  "
-                     f"{_fmt(row['pgr']):>6}  [{_fmt(row['pgr_lo'])}, {_fmt(row['pgr_hi'])}] "
-                     f"{_fmt(row['accuracy']):>6}  {row['n']}{und}")
-    bn = r.get("bayes_vs_naive")
-    if bn and bn["pairs"]:
-        d = bn["pgr_diff"]
-        lines.append(f"bayes − naive (K ≥ 2, paired over {bn['pairs']} runs): PGR "
-                     f"{_fmt(d['mean'])} [{_fmt(d['lo'])}, {_fmt(d['hi'])}]")
+    for c in r.get("ceiling") or []:
+        lines.append(f"strong ceiling: {_fmt(c['mean'])} {_ci(c)} ({c['n']} runs)")
+    settings = r.get("settings") or {}
+    for setting, info in settings.items():
+        rows = [x for x in r["recovery"] if x["setting"] == setting]
+        head = f"option setting {setting}: {info['label']}" if len(settings) > 1 else \
+            f"options: {json.dumps(info.get('options'), default=str)}"
+        lines += ["", head,
+                  f"PGR (floor = {r['floor']} of the subset's teachers) by method and ensemble "
+                  "size K: mean [95% interval] (runs, units, undefined)",
+                  f"  {'method':12} {'aux':4} {'K':>2}  {'PGR':>6}  {'interval':16} {'acc':>6}"
+                  "  n"]
+        for row in rows:
+            und = f", {row['n_undefined']} undef." if row["n_undefined"] else ""
+            lines.append(f"  {row['method']:12} {'yes' if row['aux'] else 'no':4} "
+                         f"{row['k']:>2}  {_fmt(row['mean']):>6}  {_ci(row):16} "
+                         f"{_fmt(row['accuracy']):>6}  {row['n']} runs, {row['n_units']} "
+                         f"{row['unit']}{und}")
+        for c in r.get("comparisons") or []:
+            if c["setting"] != setting:
+                continue
+            lines.append(f"{c['a']} − {c['b']} (K ≥ 2, {'with' if c['aux'] else 'without'} "
+                         f"aux, paired over {c['pairs']} runs): PGR {_fmt(c['mean'])} {_ci(c)}")
+    if r.get("intervals"):
+        lines += ["", r["intervals"]]
     return "\n".join(lines)
 
 

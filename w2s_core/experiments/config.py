@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +13,7 @@ import yaml
 
 from w2s_core.data.schema import DataConfig
 from w2s_core.errors import W2SError
+from w2s_core.experiments.runspec import config_hash, plain
 from w2s_core.methods.registry import METHODS, MethodOptions
 from w2s_core.models.registry import resolve_model
 from w2s_core.training.finetune import FinetuneConfig
@@ -55,8 +54,18 @@ class ExperimentConfig:
         if dup:
             raise W2SError(f"teacher named twice: {', '.join(dup)}",
                            "list each teacher once (use a truncated variant for a second copy)")
-        for name in (*self.teachers, self.student):
+        given = self.given_teachers()
+        if given and self.data.name != "file":
+            raise W2SError(f"data.weak_labels needs the 'file' dataset, not '{self.data.name}'",
+                           "set data.name: file and data.path to your CSV/JSONL")
+        for name in (*[t for t in self.teachers if t not in given], self.student):
             resolve_model(name)
+        if self.student in given:
+            raise W2SError(f"'{self.student}' is a given weak-label column, not a model",
+                           "pick a model as the student")
+        seeds = self.data.replicate_seeds()
+        if len(set(seeds)) != len(seeds):
+            raise W2SError(f"data.seeds repeats a seed: {list(seeds)}", "list each seed once")
         for m in self.methods:
             METHODS.get(m)
         if not self.methods:
@@ -81,16 +90,23 @@ class ExperimentConfig:
                            "use exp, softplus or relu")
         return self
 
+    def given_teachers(self) -> tuple[str, ...]:
+        """Teachers that are the user's own weak-label columns (no model, no training)."""
+        return tuple(t for t in self.teachers if t in self.data.given_teachers())
+
     # ------------------------------------------------------------ identity
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     def experiment_key(self) -> dict[str, Any]:
-        """What determines the teachers' labels and the student's features."""
+        """What determines the teachers' labels and the student's features. The data seeds are
+        not part of it: each seed is a replicate inside the experiment (its runs carry
+        ``data_seed``), so adding replicates extends the same experiment."""
         d = self.to_dict()
         keep = ("data", "teachers", "student", "teacher_mode", "student_mode", "probe",
                 "finetune", "precision")
         out = {k: d[k] for k in keep}
+        out["data"] = {k: v for k, v in out["data"].items() if k not in ("seed", "seeds")}
         out["finetune"] = result_fields(out["finetune"])
         return out
 
@@ -104,19 +120,6 @@ NON_RESULT_FIELDS = ("device", "progress", "eval_batch_size", "gradient_checkpoi
 
 def result_fields(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in NON_RESULT_FIELDS}
-
-
-def config_hash(obj: Any) -> str:
-    blob = json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _slug(name: str) -> str:

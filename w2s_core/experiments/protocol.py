@@ -14,8 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from w2s_core.data.schema import TextDataset
+from w2s_core.data.registry import load_dataset
+from w2s_core.data.schema import DataConfig, TextDataset
+from w2s_core.data.splits import make_splits
+from w2s_core.device import pick_device
+from w2s_core.errors import W2SError
 from w2s_core.experiments.config import ExperimentConfig
+from w2s_core.methods import aggregate
 from w2s_core.methods.registry import (
     Family,
     MethodOptions,
@@ -23,20 +28,26 @@ from w2s_core.methods.registry import (
     student_loss,
     weak_class_balance,
 )
-from w2s_core.models.features import extract_features
+from w2s_core.models.features import extract_features, resolve_precision
 from w2s_core.models.registry import resolve_model
 from w2s_core.models.spec import ModelSpec
 from w2s_core.models.tfidf import tfidf_fit_predict
 from w2s_core.training.finetune import FinetuneConfig, finetune_predict
 from w2s_core.training.probe import ProbeJob, train_probes
 
+# Data sets whose deciding text comes last (the question after a long passage): a text longer
+# than max_length loses its start, not its end. Everything else keeps its start.
+LEFT_TRUNCATED = ("cosmos_qa", "boolq")
+
 
 @dataclass
 class Splits:
-    """The dataset and its split indices; arrays of rows into ``ds``."""
+    """One data replicate: the dataset and its split indices (arrays of rows into ``ds``)."""
 
     ds: TextDataset
     idx: dict[str, np.ndarray]
+    data_seed: int = 0
+    info: dict = dataclasses.field(default_factory=dict)
 
     def texts(self, split: str) -> list[str]:
         return [self.ds.texts[i] for i in self.idx[split]]
@@ -48,15 +59,39 @@ class Splits:
         return [self.ds.ids[i] for i in self.idx[split]]
 
 
-def onehot(y: np.ndarray, c: int) -> np.ndarray:
-    return np.eye(c, dtype=np.float64)[y]
+def load_replicates(cfg: ExperimentConfig) -> list[Splits]:
+    """One ``Splits`` per data seed: the data set loaded with that seed (seeded subsamples such
+    as the tweets' class balancing follow it) and split with it."""
+    out = []
+    for seed in cfg.data.replicate_seeds():
+        dcfg = dataclasses.replace(cfg.data, seed=seed, seeds=None)
+        ds = load_dataset(dcfg)
+        missing = [t for t in cfg.given_teachers() if t not in ds.weak]
+        if missing:
+            raise W2SError(f"given teacher(s) {', '.join(missing)} have no weak labels in the "
+                           "data", "name their columns under data.weak_labels")
+        idx, info = make_splits(ds, dcfg)
+        out.append(Splits(ds, idx, seed, {**info, **({"data": ds.info} if ds.info else {})}))
+    return out
+
+
+def truncation_side(data: DataConfig) -> str:
+    if data.truncation_side != "auto":
+        return data.truncation_side
+    return "left" if data.name in LEFT_TRUNCATED else "right"
+
+
+def resolved_precision(cfg: ExperimentConfig) -> str:
+    """What ``precision: auto`` means on this machine (hashed into run and teacher ids, so
+    results computed in bf16 on one CPU never pool with fp32 results from another)."""
+    return resolve_precision(cfg.precision, pick_device(cfg.device))
 
 
 def needed_features(cfg: ExperimentConfig) -> list[ModelSpec]:
     """Frozen-feature models of this experiment: probe-mode teachers and a probe-mode student."""
     specs = []
     if cfg.teacher_mode == "probe":
-        specs += [resolve_model(t) for t in cfg.teachers]
+        specs += [resolve_model(t) for t in cfg.teachers if t not in cfg.given_teachers()]
     if cfg.student_mode == "probe":
         specs.append(resolve_model(cfg.student))
     seen: dict[str, ModelSpec] = {}
@@ -66,37 +101,43 @@ def needed_features(cfg: ExperimentConfig) -> list[ModelSpec]:
     return list(seen.values())
 
 
-def compute_features(cfg: ExperimentConfig, sp: Splits, progress: bool
-                     ) -> dict[str, dict[str, np.ndarray]]:
-    """model name → split → (N_split, D). One extraction over all splits' texts (cached on disk,
-    and models sharing weights share one forward pass)."""
+def compute_features(cfg: ExperimentConfig, reps: list[Splits], progress: bool
+                     ) -> list[dict[str, dict[str, np.ndarray]]]:
+    """Per replicate: model name → split → (N_split, D). One extraction over the union of every
+    replicate's texts (cached on disk; models sharing weights share one forward pass)."""
     specs = needed_features(cfg)
     if not specs:
-        return {}
+        return [{} for _ in reps]
     order = ["weak", "transfer", "test"]
-    texts = [t for s in order for t in sp.texts(s)]
-    feats = extract_features(specs, texts, batch_size=cfg.feature_batch_size, device=cfg.device,
-                             precision=cfg.precision, progress=progress)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for name, arr in feats.items():
-        bounds = np.cumsum([0] + [len(sp.idx[s]) for s in order])
-        out[name] = {s: arr[bounds[i]:bounds[i + 1]] for i, s in enumerate(order)}
-    return out
+    row: dict[str, int] = {}
+    for sp in reps:
+        for s in order:
+            for t in sp.texts(s):
+                row.setdefault(t, len(row))
+    feats = extract_features(specs, list(row), batch_size=cfg.feature_batch_size,
+                             device=cfg.device, precision=cfg.precision, progress=progress,
+                             max_length=cfg.data.max_length,
+                             truncation_side=truncation_side(cfg.data))
+    return [{name: {s: arr[[row[t] for t in sp.texts(s)]] for s in order}
+             for name, arr in feats.items()} for sp in reps]
 
 
 def train_teacher(cfg: ExperimentConfig, name: str, sp: Splits,
                   feats: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
     """Weak floor: train on weak-split gold; soft labels on transfer ++ test (N_tr + N_te, C)."""
-    spec = resolve_model(name)
     c = sp.ds.n_classes
-    seed = cfg.data.seed
+    if name in sp.ds.weak:  # the user's own weak labels: nothing to train
+        given = sp.ds.weak[name]
+        return np.concatenate([given[sp.idx["transfer"]], given[sp.idx["test"]]])
+    spec = resolve_model(name)
+    seed = sp.data_seed
     if spec.kind == "tfidf":
         pred = tfidf_fit_predict(sp.texts("weak"), sp.gold("weak"), c,
                                  {"eval": sp.texts("transfer") + sp.texts("test")}, seed)
         return pred["eval"]
     if cfg.teacher_mode == "probe":
         f = feats[name]
-        job = ProbeJob("ce", onehot(sp.gold("weak"), c)[None], np.ones(1), 0.0, seed)
+        job = ProbeJob("ce", aggregate.onehot(sp.gold("weak"), c)[None], np.ones(1), 0.0, seed)
         x_eval = np.concatenate([f["transfer"], f["test"]])
         return train_probes(f["weak"], [job], x_eval, cfg.probe, cfg.options)[0].probs
     # full fine-tune / LoRA of the teacher on gold
@@ -112,7 +153,8 @@ def train_teacher(cfg: ExperimentConfig, name: str, sp: Splits,
 
 
 def _finetune_cfg(cfg: ExperimentConfig, mode: str) -> FinetuneConfig:
-    return dataclasses.replace(cfg.finetune, mode=mode, device=cfg.device)
+    return dataclasses.replace(cfg.finetune, mode=mode, device=cfg.device,
+                               max_length=cfg.data.max_length)
 
 
 @dataclass

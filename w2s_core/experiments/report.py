@@ -1,4 +1,6 @@
-"""Tables over a finished (or running) experiment: floors, ceiling, PGR vs K per method."""
+"""What ``w2s report`` says about one experiment, as plain data: floors, ceiling, PGR vs K per
+method for each option setting, paired method comparisons per aux setting, and how every
+interval was computed."""
 
 from __future__ import annotations
 
@@ -7,29 +9,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from w2s_core.experiments import store
+from w2s_core.experiments import provenance, store, tables
+from w2s_core.experiments.runspec import setting_labels
 from w2s_core.metrics.agreement import teacher_set_summary
-from w2s_core.metrics.stats import mean_std_ci, paired_bootstrap_diff, summarize
+from w2s_core.metrics.stats import interval_note
 
-FLOORS = ("mean", "best", "vote")
+FLOORS = tables.FLOORS
+# method pairs the report compares when both are present (the paper's claims)
+COMPARISONS = (("bayes", "naive"), ("bayes-softy", "naive"), ("dawid-skene", "vote"))
 
 
 def teacher_table(exp: store.ExperimentDir) -> pd.DataFrame:
-    """Per-teacher test accuracy (the weak floors), in config order."""
+    """Per-teacher test and transfer accuracy (the weak floors), in config order; averaged
+    over data replicates, with their count."""
     meta = store.read_json(exp.meta)
+    seeds = meta.get("data_seeds") or [None]
     rows = []
-    for t in meta["config"]["teachers"]:
-        path = exp.teacher_meta(t)
-        if path.exists():
-            m = store.read_json(path)
-            rows.append({"teacher": t, "accuracy_test": m["accuracy_test"],
-                         "accuracy_transfer": m["accuracy_transfer"]})
-    return pd.DataFrame(rows, columns=["teacher", "accuracy_test", "accuracy_transfer"])
+    for ds in seeds:
+        for t, stem in store.teacher_files(meta, ds).items():
+            path = exp.teacher_meta(stem)
+            if path.exists():
+                m = store.read_json(path)
+                rows.append({"teacher": t, "given": bool(m.get("given", False)),
+                             "accuracy_test": m["accuracy_test"],
+                             "accuracy_transfer": m["accuracy_transfer"]})
+    cols = ["teacher", "given", "accuracy_test", "accuracy_transfer", "n_replicates"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    order = {t: i for i, t in enumerate(meta["config"]["teachers"])}
+    out = df.groupby("teacher", sort=False).agg(
+        given=("given", "first"), accuracy_test=("accuracy_test", "mean"),
+        accuracy_transfer=("accuracy_transfer", "mean"),
+        n_replicates=("accuracy_test", "size")).reset_index()
+    return out.sort_values("teacher", key=lambda s: s.map(order)).reset_index(drop=True)[cols]
 
 
 def teacher_agreement(exp: store.ExperimentDir) -> dict[str, Any]:
-    """Agreement of the full teacher set on the test split: pairwise agreement and Cohen's κ
-    matrices, Fleiss' κ, mean vote entropy."""
+    """Agreement of the full teacher set on the test split (first data replicate): pairwise
+    agreement and Cohen's κ matrices, Fleiss' κ, mean vote entropy."""
     teach = store.load_teachers(exp)
     if not teach:
         return {}
@@ -43,62 +61,43 @@ def teacher_agreement(exp: store.ExperimentDir) -> dict[str, Any]:
             "kappa": s["kappa"].round(4).to_dict(), "agreement": s["agreement"].round(4).to_dict()}
 
 
-def recovery_table(runs: pd.DataFrame, floor: str = "mean") -> pd.DataFrame:
-    """PGR (chosen floor) and accuracy per method × aux × K: mean, std, bootstrap 95% CI over
-    teacher subsets and seeds; ``n_undefined`` counts runs whose PGR is undefined (ceiling ≤
-    floor) — shown, never silently dropped."""
-    if floor not in FLOORS:
-        raise ValueError(f"floor must be one of {FLOORS}")
-    tr = runs[runs["kind"] == "transfer"]
-    if tr.empty:
-        return pd.DataFrame()
-    col = f"pgr_{floor}"
-    pg = summarize(tr.assign(**{col: tr[col].astype(float)}), ["method", "aux", "k"], col)
-    acc = tr.groupby(["method", "aux", "k"])["accuracy"].mean().rename("accuracy").reset_index()
-    out = pg.merge(acc, on=["method", "aux", "k"])
-    return out.rename(columns={"mean": "pgr", "std": "pgr_std", "lo": "pgr_lo", "hi": "pgr_hi"})
-
-
-def ceiling_summary(runs: pd.DataFrame) -> dict[str, float]:
-    c = runs.loc[runs["kind"] == "ceiling", "accuracy"].to_numpy(dtype=float)
-    return mean_std_ci(c)
-
-
-def compare_methods(runs: pd.DataFrame, a: str, b: str, floor: str = "mean",
-                    min_k: int = 2) -> dict[str, Any]:
-    """Paired bootstrap of PGR(a) − PGR(b) over matched (subset, aux, seed) runs with K ≥ min_k."""
-    tr = runs[(runs["kind"] == "transfer") & (runs["k"] >= min_k)]
-    key = ["subset", "aux", "seed"]
-    col = f"pgr_{floor}"
-    left = tr[tr["method"] == a].set_index(key)[col].astype(float)
-    right = tr[tr["method"] == b].set_index(key)[col].astype(float)
-    joined = pd.concat([left.rename("a"), right.rename("b")], axis=1, join="inner")
-    res = paired_bootstrap_diff(joined["a"].to_numpy(), joined["b"].to_numpy())
-    acc_l = tr[tr["method"] == a].set_index(key)["accuracy"]
-    acc_r = tr[tr["method"] == b].set_index(key)["accuracy"]
-    acc = pd.concat([acc_l.rename("a"), acc_r.rename("b")], axis=1, join="inner")
-    res_acc = paired_bootstrap_diff(acc["a"].to_numpy(float), acc["b"].to_numpy(float))
-    return {"a": a, "b": b, "floor": floor, "pairs": int(len(joined)), "pgr_diff": res,
-            "accuracy_diff": res_acc}
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return df.astype(object).where(pd.notna(df), None).to_dict("records")
 
 
 def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     """Everything `w2s report` prints, as plain data."""
     meta = store.read_json(exp.meta)
     runs, warns = store.load_runs(exp)
+    cfg = meta["config"]
+    data = cfg["data"]
+    warns = warns + provenance.mixed(meta.get("provenance") or [])
     out: dict[str, Any] = {"agreement": teacher_agreement(exp), "experiment": exp.id,
-                           "name": meta.get("name"),
-                           "status": meta.get("status"), "splits": meta.get("splits"),
-                           "dataset": meta["config"]["data"]["name"],
-                           "student": meta["config"]["student"], "warnings": warns,
-                           "teachers": teacher_table(exp).to_dict("records"), "floor": floor}
+                           "name": meta.get("name"), "status": meta.get("status"),
+                           "splits": meta.get("splits"), "data_seeds": meta.get("data_seeds"),
+                           "dataset": store.dataset_label(data), "student": cfg["student"],
+                           "warnings": warns,
+                           "teachers": _records(teacher_table(exp)), "floor": floor,
+                           "settings": {}, "recovery": [], "comparisons": [], "ceiling": [],
+                           "n_runs": int(len(runs)), "intervals": ""}
     if runs.empty:
-        out.update(n_runs=0, ceiling=None, recovery=[])
         return out
-    out["n_runs"] = int(len(runs))
-    out["ceiling"] = ceiling_summary(runs)
-    out["recovery"] = recovery_table(runs, floor).replace({np.nan: None}).to_dict("records")
-    methods = set(runs["method"])
-    if {"bayes", "naive"} <= methods:
-        out["bayes_vs_naive"] = compare_methods(runs, "bayes", "naive", floor)
+    tr = tables.transfer(runs)
+    present = set(tr["setting"]) if not tr.empty else set()
+    known = meta.get("settings") or {}
+    labels = setting_labels({s: known.get(s, {}) for s in present})
+    out["settings"] = {s: {"label": labels.get(s, s), "options": (meta.get("settings") or {})
+                           .get(s, {}).get("options"), "runs": int((tr["setting"] == s).sum())}
+                       for s in sorted(present)}
+    ceil = tables.ceiling_table(runs)
+    out["ceiling"] = _records(ceil)
+    rec = tables.recovery_table(runs, "pgr", floor)
+    out["recovery"] = _records(rec)
+    comps = [tables.compare(runs, a, b, "pgr", floor) for a, b in COMPARISONS
+             if {a, b} <= set(tr["method"])]
+    comps = [c for c in comps if not c.empty]
+    if comps:
+        out["comparisons"] = _records(pd.concat(comps, ignore_index=True))
+    notes = [t for t in (rec, ceil, *comps) if not t.empty]
+    out["intervals"] = interval_note(pd.concat(notes, ignore_index=True)) if notes else ""
     return out

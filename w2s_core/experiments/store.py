@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from w2s_core.errors import W2SError
+from w2s_core.experiments.runspec import RunSpec, config_hash
 
 EXPERIMENTS = "experiments"
 RUN_INDEX = "runs.parquet"
@@ -117,17 +118,39 @@ class ExperimentDir:
     def run_index(self) -> Path:
         return self.root / RUN_INDEX
 
-    def teacher_preds(self, name: str) -> Path:
-        return self.root / "teachers" / f"{name}.parquet"
+    def teacher_preds(self, stem: str) -> Path:
+        """``stem`` from ``teacher_stem``: never a raw teacher name, which may be a path."""
+        return self.root / "teachers" / f"{stem}.parquet"
 
-    def teacher_meta(self, name: str) -> Path:
-        return self.root / "teachers" / f"{name}.json"
+    def teacher_meta(self, stem: str) -> Path:
+        return self.root / "teachers" / f"{stem}.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "lock.json"
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 
     def run_complete(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / "metrics.json").exists()
+
+
+def teacher_stem(name: str, identity: dict[str, Any]) -> str:
+    """File stem of a teacher's cache: a slug of its name plus a hash of its full identity
+    (model, mode, training config, data replicate, resolved precision). A local-path teacher
+    (``/models/x``, ``../x``) thus stays inside the workspace, and a teacher trained another
+    way never reuses another's predictions."""
+    slug = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name).strip("-.")
+    return f"{slug[-40:].lstrip('-.') or 'teacher'}-{config_hash(identity)[:10]}"
+
+
+def dataset_label(data: dict[str, Any]) -> str:
+    """How an experiment's data is named to a user: a user file by its file name (not the
+    generic dataset name ``file``), a built-in data set by its registry name."""
+    if data.get("name") == "file" and data.get("path"):
+        return Path(str(data["path"])).name
+    return str(data.get("name"))
 
 
 def experiment_dir(workspace: Path, exp_id: str) -> ExperimentDir:
@@ -227,10 +250,25 @@ def load_runs(exp: ExperimentDir, use_index: bool = True) -> tuple[pd.DataFrame,
     return df, warns
 
 
+def run_spec(cfg: dict[str, Any]) -> RunSpec:
+    """The RunSpec of a stored ``config.json``; configs written before RunSpec existed
+    (format 1: no ``data_seed``) are read with their equivalent identity."""
+    if "data_seed" in cfg:
+        return RunSpec.from_dict(cfg)
+    train = {"student": cfg.get("student"), "student_mode": cfg.get("student_mode"),
+             **(cfg.get("train") or {}), "precision": cfg.get("precision")}
+    return RunSpec(experiment_id=cfg.get("experiment_id", ""), kind=cfg["kind"],
+                   method=cfg["method"], subset=tuple(cfg.get("subset") or ()),
+                   aux=bool(cfg.get("aux")), seed=int(cfg["seed"]),
+                   data_seed=int((cfg.get("data") or {}).get("seed", 0)), train=train,
+                   options=cfg.get("options") if cfg["kind"] == "transfer" else None)
+
+
 def run_row(cfg: dict[str, Any], met: dict[str, Any]) -> dict[str, Any]:
-    """Flatten one run for the run index: identifying fields first, then metrics."""
-    row = {k: cfg.get(k) for k in ("run_id", "kind", "method", "k", "aux", "seed")}
-    row["subset"] = "+".join(cfg.get("subset") or [])
+    """One run-index row: the RunSpec's identifying columns, then the scalar metrics. The
+    stored run id (the folder name) is kept as is."""
+    row = run_spec(cfg).index_row()
+    row["run_id"] = cfg.get("run_id", row["run_id"])
     row.update({k: v for k, v in met.items() if not isinstance(v, (dict, list))})
     return row
 
@@ -250,11 +288,26 @@ def load_run_predictions(exp: ExperimentDir, run_id: str) -> pd.DataFrame:
     return read_parquet(exp.run_dir(run_id) / "predictions.parquet")
 
 
-def load_teachers(exp: ExperimentDir) -> dict[str, pd.DataFrame]:
-    """Teacher name → its per-example soft labels on transfer and test, in config order."""
+def teacher_files(meta: dict[str, Any], data_seed: int | None = None) -> dict[str, str]:
+    """Teacher name → cache file stem for one data replicate (default: the first), in config
+    order; teachers not computed yet are absent."""
+    files = meta.get("teacher_files")
+    if files is None:  # format 1: one replicate, files named after the teachers
+        return {t: t for t in meta["config"]["teachers"] if "/" not in t and "\\" not in t}
+    if not files:
+        return {}
+    key = str(data_seed) if data_seed is not None else sorted(files, key=int)[0]
+    by_name = files.get(key, {})
+    return {t: by_name[t] for t in meta["config"]["teachers"] if t in by_name}
+
+
+def load_teachers(exp: ExperimentDir, data_seed: int | None = None) -> dict[str, pd.DataFrame]:
+    """Teacher name → its per-example soft labels on transfer and test for one data replicate
+    (default: the first), in config order."""
     meta = read_json(exp.meta)
-    return {t: read_parquet(exp.teacher_preds(t)) for t in meta["config"]["teachers"]
-            if exp.teacher_preds(t).exists()}
+    return {t: read_parquet(exp.teacher_preds(stem))
+            for t, stem in teacher_files(meta, data_seed).items()
+            if exp.teacher_preds(stem).exists()}
 
 
 def append_progress(exp: ExperimentDir, event: dict[str, Any]) -> None:

@@ -15,6 +15,11 @@ import pandas as pd
 from w2s_core.errors import W2SError
 
 
+def onehot(labels: np.ndarray, c: int) -> np.ndarray:
+    """Integer labels (N,) → one-hot rows (N, C) float64."""
+    return np.eye(c, dtype=np.float64)[labels]
+
+
 def soft_vote(p: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """Σ_k λ_k p^(k): the λ-weighted mean soft label. (K, N, C), (K,) → (N, C)."""
     return np.einsum("k,knc->nc", lam, p)

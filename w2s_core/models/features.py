@@ -115,9 +115,11 @@ def _base_identity(base: str) -> dict[str, object]:
 
 
 def _cache_path(spec: ModelSpec, ident: dict[str, object], precision: str, max_length: int,
-                texts_sha: str) -> Path:
+                texts_sha: str, truncation_side: str = "right") -> Path:
     key = {"v": CACHE_VERSION, "id": ident, "layers": spec.layers, "pooling": spec.pooling,
            "precision": precision, "max_length": max_length, "texts": texts_sha}
+    if truncation_side != "right":  # keeps the keys (and caches) of right-truncated features
+        key["truncation_side"] = truncation_side
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return cache_dir() / "features" / f"{digest}.npy"
 
@@ -150,7 +152,7 @@ def _save_atomic(path: Path, arr: np.ndarray) -> None:
 
 def _encode_group(specs: list[ModelSpec], texts: list[str], device: torch.device,
                   precision: str, batch_size: int, max_length: int,
-                  progress: bool) -> dict[str, np.ndarray]:
+                  progress: bool, truncation_side: str = "right") -> dict[str, np.ndarray]:
     """One forward pass of the shared base over all texts; features for every spec's depth."""
     depths = [s.layers for s in specs]
     load_depth = None if None in depths else max(d for d in depths if d is not None)
@@ -159,6 +161,7 @@ def _encode_group(specs: list[ModelSpec], texts: list[str], device: torch.device
     pooling = {s.name: effective_pooling(s, model) for s in specs}
     need_hidden = any(d is not None and d < n_layers for d in depths)
     norm = _final_norm(model)
+    tok.truncation_side = truncation_side  # "left" keeps a text's end (where BoolQ's question is)
     ids = tok(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
     # longest first: the largest batch (peak memory) comes first, and padding is minimal
     order = np.argsort([-len(x) for x in ids], kind="stable")
@@ -189,12 +192,16 @@ def _encode_group(specs: list[ModelSpec], texts: list[str], device: torch.device
 
 def extract_features(specs: list[ModelSpec], texts: list[str], *, batch_size: int = 64,
                      device: str = "auto", precision: str = "auto", progress: bool = True,
-                     max_length: int = 128) -> dict[str, np.ndarray]:
+                     max_length: int = 128, truncation_side: str = "right"
+                     ) -> dict[str, np.ndarray]:
     """``{spec.name: (N, D) float32}``: frozen pooled features, one forward pass per ``base``.
 
     ``precision``: "auto" (bf16 autocast where the hardware has bf16 units), "bf16" or "fp32".
-    ``max_length`` caps tokens per text (128 covers tweets and short questions).
+    ``max_length`` caps tokens per text (128 covers tweets and short questions);
+    ``truncation_side`` says which end a longer text loses ("right" or "left").
     """
+    if truncation_side not in ("right", "left"):
+        raise ValueError(f"truncation_side must be 'right' or 'left', not {truncation_side!r}")
     for s in specs:
         if s.kind == "tfidf":
             raise ValueError(f"'{s.name}' is a tf-idf model: use tfidf_fit_predict, not features")
@@ -210,7 +217,7 @@ def extract_features(specs: list[ModelSpec], texts: list[str], *, batch_size: in
     idents: dict[str, dict[str, object]] = {}
     for s in dict.fromkeys(specs):  # duplicates would be computed twice
         ident = idents.setdefault(s.base, _base_identity(s.base))
-        path = _cache_path(s, ident, prec, max_length, texts_sha)
+        path = _cache_path(s, ident, prec, max_length, texts_sha, truncation_side)
         try:
             cached = _load_cached(path, len(texts))
         except ValueError:
@@ -224,8 +231,10 @@ def extract_features(specs: list[ModelSpec], texts: list[str], *, batch_size: in
         warnings.warn(f"{len(corrupt)} corrupt feature cache file(s) ({', '.join(corrupt)}); "
                       "recomputing them", RuntimeWarning, stacklevel=2)
     for base, group in groups.items():
-        fresh = _encode_group(group, texts, dev, prec, batch_size, max_length, progress)
+        fresh = _encode_group(group, texts, dev, prec, batch_size, max_length, progress,
+                              truncation_side)
         for s in group:
-            _save_atomic(_cache_path(s, idents[base], prec, max_length, texts_sha), fresh[s.name])
+            _save_atomic(_cache_path(s, idents[base], prec, max_length, texts_sha,
+                                     truncation_side), fresh[s.name])
             result[s.name] = fresh[s.name]
     return {s.name: result[s.name] for s in specs}

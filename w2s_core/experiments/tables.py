@@ -1,0 +1,96 @@
+"""The tables every reader of results shares (``w2s report``, the dashboard, the API): recovery
+vs ensemble size and paired method comparisons, grouped by each run's full identity.
+
+Torch-free on purpose (the dashboard imports it). Runs are pooled only inside one
+``GROUP_KEYS`` group (same option setting, method, aux and K); the interval's unit of
+resampling is chosen and named by ``w2s_core.metrics.stats.summarize_runs``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from w2s_core.experiments.runspec import GROUP_KEYS, PAIR_KEYS
+from w2s_core.metrics.stats import paired_summary, summarize_runs
+
+FLOORS = ("mean", "best", "vote")
+METRICS = ("pgr", "accuracy")
+RECOVERY_COLUMNS = [*GROUP_KEYS, "mean", "std", "lo", "hi", "n", "n_units", "n_undefined",
+                    "unit", "interval", "floor", "accuracy", "metric"]
+
+
+def value_column(metric: str, floor: str) -> str:
+    if floor not in FLOORS:
+        raise ValueError(f"floor must be one of {FLOORS}, got {floor!r}")
+    if metric == "pgr":
+        return f"pgr_{floor}"
+    if metric == "accuracy":
+        return "accuracy"
+    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def with_identity(runs: pd.DataFrame) -> pd.DataFrame:
+    """Fill identity columns an older run index may lack, with their one implied value."""
+    defaults = {"setting": "default", "data_seed": 0, "aux": False, "subset": ""}
+    missing = {k: v for k, v in defaults.items() if k not in runs.columns}
+    out = runs.assign(**missing) if missing else runs
+    return out.assign(aux=out["aux"].fillna(False).astype(bool))
+
+
+def transfer(runs: pd.DataFrame) -> pd.DataFrame:
+    if runs.empty or "kind" not in runs.columns:
+        return runs.iloc[0:0]
+    return with_identity(runs[runs["kind"] == "transfer"])
+
+
+def recovery_table(runs: pd.DataFrame, metric: str = "pgr", floor: str = "mean", *,
+                   n_boot: int = 2000) -> pd.DataFrame:
+    """One row per (setting, method, aux, K): the mean of ``metric`` over the group's runs with
+    an interval whose unit (data replicate, teacher subset or seed) is stated in ``unit`` and
+    ``interval``; ``n_undefined`` counts runs whose PGR is undefined (ceiling ≤ floor): shown,
+    never silently dropped. ``floor`` is the PGR floor convention and the reported weak floor;
+    ``accuracy`` is the group's mean test accuracy."""
+    col = value_column(metric, floor)
+    tr = transfer(runs)
+    if tr.empty or col not in tr.columns:
+        return pd.DataFrame(columns=RECOVERY_COLUMNS)
+    tr = tr.assign(_v=pd.to_numeric(tr[col], errors="coerce"))
+    out = summarize_runs(tr, list(GROUP_KEYS), "_v", n_boot=n_boot)
+    extra = tr.groupby(list(GROUP_KEYS)).agg(
+        floor=(f"floor_{floor}", "mean") if f"floor_{floor}" in tr.columns else ("_v", "size"),
+        accuracy=("accuracy", "mean")).reset_index()
+    if f"floor_{floor}" not in tr.columns:
+        extra["floor"] = np.nan
+    out = out.merge(extra, on=list(GROUP_KEYS), how="left")
+    out["metric"] = col
+    return out[RECOVERY_COLUMNS]
+
+
+def compare(runs: pd.DataFrame, a: str, b: str, metric: str = "pgr", floor: str = "mean",
+            min_k: int = 2, *, n_boot: int = 2000) -> pd.DataFrame:
+    """``a − b`` on runs matched on ``PAIR_KEYS`` (same setting, data seed, subset, seed and
+    aux), per (setting, aux) — never pooled over aux settings. K ≥ ``min_k`` only."""
+    col = value_column(metric, floor)
+    tr = transfer(runs)
+    if tr.empty or col not in tr.columns:
+        return pd.DataFrame()
+    tr = tr[tr["k"] >= min_k].assign(_v=pd.to_numeric(tr[col], errors="coerce"))
+    if not {a, b} <= set(tr["method"]):
+        return pd.DataFrame()
+    out = paired_summary(tr, a, b, "_v", pair_on=list(PAIR_KEYS), by=["setting", "aux"],
+                         n_boot=n_boot)
+    return out.assign(a=a, b=b, metric=col)
+
+
+def ceiling_table(runs: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
+    """Strong-ceiling accuracy per training setting, with its interval."""
+    if runs.empty or "kind" not in runs.columns:
+        return pd.DataFrame()
+    c = runs[runs["kind"] == "ceiling"]
+    if c.empty:
+        return pd.DataFrame()
+    c = with_identity(c)
+    key = "train_setting" if "train_setting" in c.columns else "setting"
+    return summarize_runs(c.assign(_v=pd.to_numeric(c["accuracy"], errors="coerce")), [key],
+                          "_v", n_boot=n_boot)
