@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
@@ -117,29 +116,3 @@ def test_bootstrap_ci_shrinks_and_matches_scipy() -> None:
     se = data.std(ddof=1) / math.sqrt(60)
     assert ours["lo"] == pytest.approx(ref.confidence_interval.low, abs=0.15 * se)
     assert ours["hi"] == pytest.approx(ref.confidence_interval.high, abs=0.15 * se)
-
-
-def test_paired_bootstrap_diff() -> None:
-    base = np.array([0.50, 0.62, 0.71, 0.55, 0.66])
-    out = S.paired_bootstrap_diff(base + 0.03, base)
-    assert out["mean"] == pytest.approx(0.03) and out["lo"] == pytest.approx(0.03)
-    assert out["hi"] == pytest.approx(0.03)  # constant difference → degenerate CI
-    noisy = S.paired_bootstrap_diff([0.5, float("nan"), 0.7], [0.4, 0.5, 0.6])
-    assert noisy["n"] == 2 and noisy["n_undefined"] == 1
-    with pytest.raises(ValueError):
-        S.paired_bootstrap_diff([1.0, 2.0], [1.0])
-
-
-def test_summarize() -> None:
-    df = pd.DataFrame({
-        "method": ["mv", "mv", "mv", "edl", "edl", "edl"],
-        "k": [2, 2, 3, 2, 2, 2],
-        "pgr": [0.4, 0.6, 0.5, 0.1, float("nan"), 0.3],
-    })
-    out = S.summarize(df, ["method", "k"], "pgr", n_boot=200)
-    assert list(out.columns) == ["method", "k", "mean", "std", "lo", "hi", "n", "n_undefined"]
-    assert len(out) == 3
-    row = out[(out.method == "edl") & (out.k == 2)].iloc[0]
-    assert row["mean"] == pytest.approx(0.2) and row["n"] == 2 and row["n_undefined"] == 1
-    row = out[(out.method == "mv") & (out.k == 3)].iloc[0]
-    assert row["lo"] == row["hi"] == 0.5 and row["n"] == 1

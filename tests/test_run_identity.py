@@ -263,3 +263,45 @@ def test_your_own_weak_labels_run_through_w2s_sweep(tmp_path, tiny_encoder_dir, 
     runs, _ = api.runs(exp_id, ws)
     assert set(runs.method) == {"ceiling", "single", "naive", "vote", "bayes"}
     assert (runs.k.max()) == 3
+
+
+def test_a_suite_config_runs_one_protocol_on_several_data_sets(tmp_path):
+    from w2s_core.errors import W2SError
+    from w2s_core.experiments.config import load_config, load_configs
+
+    f = tmp_path / "suite.yaml"
+    f.write_text("teachers: [tfidf-logreg, minilm-l3]\nseeds: [0]\n"
+                 "data: {n_weak: 100, n_transfer: 100, seeds: [0, 1]}\n"
+                 "experiments:\n  - {name: a, data: {name: tweets}}\n"
+                 "  - {name: b, data: {name: wordnet-qa}, options: {kl_scale: 0.1}}\n")
+    a, b = load_configs(f)
+    assert (a.name, a.data.name, a.data.n_weak, a.data.seeds) == ("a", "tweets", 100, (0, 1))
+    assert (b.data.name, b.data.n_weak, b.options.kl_scale, a.options.kl_scale) == (
+        "wordnet-qa", 100, 0.1, 1.0)  # deep merge: the item overrides only what it names
+    with pytest.raises(W2SError, match="holds 2 experiments"):
+        load_config(f)
+    f.write_text("experiments:\n  - {name: a}\n  - {name: a}\n")
+    with pytest.raises(W2SError, match="identical"):
+        load_configs(f)
+    for path in sorted((ROOT / "configs").glob("*.yaml")):  # every shipped config loads
+        assert load_configs(path)
+
+
+def test_truncation_side_keeps_the_end_of_long_texts_when_asked(tiny_encoder_dir, fresh_cache,
+                                                                torch_single_thread):
+    from w2s_core.experiments.protocol import truncation_side
+    from w2s_core.models.features import extract_features
+    from w2s_core.models.registry import resolve_model
+
+    spec = resolve_model(str(tiny_encoder_dir))
+    start = "the movie was great and i loved it the flight to boston was late"
+    texts = [start + " good good", start + " bad bad"]  # differ only in their last words
+    right = extract_features([spec], texts, device="cpu", max_length=8, progress=False)
+    left = extract_features([spec], texts, device="cpu", max_length=8, progress=False,
+                            truncation_side="left")
+    r, lf = right[spec.name], left[spec.name]
+    assert np.allclose(r[0], r[1])  # right truncation drops the distinguishing end
+    assert not np.allclose(lf[0], lf[1])  # left truncation keeps it
+    assert truncation_side(DataConfig("boolq")) == "left"
+    assert truncation_side(DataConfig("tweets")) == "right"
+    assert truncation_side(DataConfig("boolq", truncation_side="right")) == "right"

@@ -64,12 +64,15 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd in ("demo", "sweep"):
         from w2s_core.api import run_experiment
-        from w2s_core.experiments.config import demo_config, load_config
+        from w2s_core.experiments.config import demo_config, load_configs
 
-        cfg = demo_config(args.quick) if args.cmd == "demo" else load_config(args.config)
-        exp_id = run_experiment(cfg, args.workspace, progress=not args.no_progress)
-        print(f"results: {workspace_dir(args.workspace)} (experiment {exp_id}); "
-              f"see them with `w2s report` or `w2s app`")
+        cfgs = [demo_config(args.quick)] if args.cmd == "demo" else load_configs(args.config)
+        for i, cfg in enumerate(cfgs):
+            if len(cfgs) > 1:
+                print(f"== experiment {i + 1}/{len(cfgs)}: {cfg.name} ({cfg.data.name})")
+            exp_id = run_experiment(cfg, args.workspace, progress=not args.no_progress)
+            print(f"results: {workspace_dir(args.workspace)} (experiment {exp_id}); "
+                  f"see them with `w2s report` or `w2s app`")
         return 0
     if args.cmd == "report":
         return _report(args)
@@ -125,7 +128,27 @@ def _report(args: argparse.Namespace) -> int:
     else:
         for r in reps:
             print(_table(r))
+        if len(reps) > 1:
+            print(_summary(reps))
     return 0
+
+
+def _summary(reps: list[dict[str, Any]]) -> str:
+    """One line per experiment × setting × aux: did the Bayesian student beat naive?"""
+    lines = ["", "== bayes − naive PGR across experiments (K ≥ 2, paired; floor = "
+             f"{reps[0]['floor']}) =="]
+    for r in reps:
+        for c in r.get("comparisons") or []:
+            if (c["a"], c["b"]) != ("bayes", "naive"):
+                continue
+            label = (r.get("settings") or {}).get(c["setting"], {}).get("label", "")
+            verdict = "n/a" if c.get("lo") is None else (
+                "bayes better" if c["lo"] > 0 else "naive better" if c["hi"] < 0
+                else "no clear difference")
+            lines.append(f"  {r['dataset']:16} {label[:28]:28} "
+                         f"{'with' if c['aux'] else 'without'} aux: {_fmt(c['mean'])} {_ci(c)}"
+                         f"  {verdict}  ({_units(c['n_units'], c['unit'])})")
+    return "\n".join(lines)
 
 
 def _num(o: Any) -> Any:
@@ -137,6 +160,14 @@ def _num(o: Any) -> Any:
 
 def _fmt(x: Any, nd: int = 3) -> str:
     return "  n/a" if x is None or x != x else f"{x:.{nd}f}"
+
+
+UNIT_NAMES = {"data_seed": "data replicate", "subset": "teacher subset", "seed": "seed"}
+
+
+def _units(n: int, unit: str) -> str:
+    name = UNIT_NAMES.get(unit, unit)
+    return f"{n} {name}{'' if n == 1 else 's'}"
 
 
 def _ci(row: dict[str, Any]) -> str:
@@ -179,8 +210,8 @@ def _table(r: dict[str, Any]) -> str:
             und = f", {row['n_undefined']} undef." if row["n_undefined"] else ""
             lines.append(f"  {row['method']:12} {'yes' if row['aux'] else 'no':4} "
                          f"{row['k']:>2}  {_fmt(row['mean']):>6}  {_ci(row):16} "
-                         f"{_fmt(row['accuracy']):>6}  {row['n']} runs, {row['n_units']} "
-                         f"{row['unit']}{und}")
+                         f"{_fmt(row['accuracy']):>6}  {row['n']} runs, "
+                         f"{_units(row['n_units'], row['unit'])}{und}")
         for c in r.get("comparisons") or []:
             if c["setting"] != setting:
                 continue

@@ -156,7 +156,44 @@ def from_dict(cls: type, raw: dict[str, Any], where: str = "config") -> Any:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read an ExperimentConfig from YAML (.yaml/.yml) or TOML (.toml)."""
+    """Read one ExperimentConfig from YAML (.yaml/.yml) or TOML (.toml)."""
+    cfgs = load_configs(path)
+    if len(cfgs) != 1:
+        raise W2SError(f"{Path(path).name} holds {len(cfgs)} experiments, not one",
+                       "run it with `w2s sweep --config`, or read it with load_configs")
+    return cfgs[0]
+
+
+def load_configs(path: str | Path) -> list[ExperimentConfig]:
+    """Read a config file: one experiment, or a suite — an ``experiments:`` list whose items
+    override the rest of the file (deep-merged, e.g. only ``name`` and ``data.name``), so one
+    protocol runs on several data sets without repeating it."""
+    raw = _read_raw(path)
+    name = Path(path).name
+    suite = raw.pop("experiments", None)
+    if suite is None:
+        return [from_dict(ExperimentConfig, raw, name).validate()]
+    if not isinstance(suite, list) or not suite or not all(isinstance(x, dict) for x in suite):
+        raise W2SError(f"{name}: `experiments` must be a non-empty list of mappings",
+                       "write one `- {name: ..., data: {...}}` item per experiment")
+    cfgs = [from_dict(ExperimentConfig, _deep_merge(raw, item), f"{name} experiments[{i}]")
+            .validate() for i, item in enumerate(suite)]
+    ids = [config_hash(c.to_dict()) for c in cfgs]
+    if len(set(ids)) != len(ids):
+        raise W2SError(f"{name}: two items of `experiments` are identical",
+                       "give each item its own name, data or options")
+    return cfgs
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(
+            out.get(k), dict) else v
+    return out
+
+
+def _read_raw(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise W2SError(f"config file {p} not found", "check the path")
@@ -166,7 +203,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise W2SError(f"cannot parse {p}: {first}", "fix the YAML/TOML syntax") from None
-    return from_dict(ExperimentConfig, raw or {}, p.name).validate()
+    if raw is not None and not isinstance(raw, dict):
+        raise W2SError(f"{p.name} must be a mapping of settings, got {type(raw).__name__}",
+                       "see configs/*.yaml for the format")
+    return dict(raw or {})
 
 
 def demo_config(quick: bool = False) -> ExperimentConfig:

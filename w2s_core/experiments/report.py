@@ -12,7 +12,7 @@ import pandas as pd
 from w2s_core.experiments import provenance, store, tables
 from w2s_core.experiments.runspec import setting_labels
 from w2s_core.metrics.agreement import teacher_set_summary
-from w2s_core.metrics.stats import interval_note
+from w2s_core.metrics.intervals import interval_note
 
 FLOORS = tables.FLOORS
 # method pairs the report compares when both are present (the paper's claims)

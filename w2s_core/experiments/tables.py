@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from w2s_core.errors import W2SError
 from w2s_core.experiments.runspec import GROUP_KEYS, PAIR_KEYS
-from w2s_core.metrics.stats import paired_summary, summarize_runs
+from w2s_core.metrics.intervals import paired_summary, summarize_runs
 
 FLOORS = ("mean", "best", "vote")
 METRICS = ("pgr", "accuracy")
@@ -78,8 +79,11 @@ def compare(runs: pd.DataFrame, a: str, b: str, metric: str = "pgr", floor: str 
     tr = tr[tr["k"] >= min_k].assign(_v=pd.to_numeric(tr[col], errors="coerce"))
     if not {a, b} <= set(tr["method"]):
         return pd.DataFrame()
-    out = paired_summary(tr, a, b, "_v", pair_on=list(PAIR_KEYS), by=["setting", "aux"],
-                         n_boot=n_boot)
+    try:
+        out = paired_summary(tr, a, b, "_v", pair_on=list(PAIR_KEYS), by=["setting", "aux"],
+                             n_boot=n_boot)
+    except W2SError:  # no run of a matches one of b (e.g. other subsets): nothing to compare
+        return pd.DataFrame()
     return out.assign(a=a, b=b, metric=col)
 
 

@@ -21,8 +21,9 @@ from w2s_core.metrics.classification import (
     run_metrics,
 )
 from w2s_core.metrics.dirichlet import dirichlet_readouts, dirichlet_summary
+from w2s_core.metrics.intervals import paired_summary, summarize_runs
 from w2s_core.metrics.registry import METRICS, MetricEntry
-from w2s_core.metrics.stats import mean_std_ci, paired_bootstrap_diff, summarize
+from w2s_core.metrics.stats import mean_std_ci
 
 __all__ = [
     "METRICS",
@@ -39,13 +40,13 @@ __all__ = [
     "mce",
     "mean_std_ci",
     "nll",
-    "paired_bootstrap_diff",
+    "paired_summary",
     "pairwise_agreement",
     "pgr",
     "pgr_defined",
     "reliability_table",
     "run_metrics",
-    "summarize",
+    "summarize_runs",
     "teacher_set_summary",
     "vote_entropy",
 ]

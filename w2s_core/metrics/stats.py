@@ -1,7 +1,9 @@
-"""Summary statistics over seeds / subsets: mean ± std with a percentile-bootstrap CI.
+"""Basic statistics shared by the metrics: the rank statistic behind every AUROC (Mann–Whitney
+U), and the plain percentile bootstrap of one sample's mean.
 
-Also the rank statistic behind every AUROC in this package (Mann–Whitney U), so that
-``classification`` and ``dirichlet`` share one implementation.
+Intervals over a sweep's runs live in ``w2s_core.metrics.intervals``: runs are not independent
+draws, so those average within a unit (data replicate > teacher subset > seed) first. The plain
+bootstrap here treats its values as independent and is only right when they are.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from scipy.stats import rankdata
 
 _MAX_BOOT_CELLS = 2_000_000  # resample in chunks of at most this many numbers (memory bound)
@@ -83,51 +84,3 @@ def mean_std_ci(
         "n": n,
         "n_undefined": n_undef,
     }
-
-
-def paired_bootstrap_diff(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    *,
-    n_boot: int = 2000,
-    ci: float = 0.95,
-    seed: int = 0,
-) -> dict[str, float]:
-    """CI of mean(a − b) for paired runs (same seeds / subsets in the same order).
-
-    d_i = a_i − b_i; pairs where either side is non-finite are undefined (``n_undefined``).
-    Returns ``mean_std_ci(d)``: the pairing removes the between-seed variance that an
-    unpaired comparison of two mean ± std bars would carry.
-    """
-    a_arr = np.asarray(a, dtype=float).ravel()
-    b_arr = np.asarray(b, dtype=float).ravel()
-    if a_arr.shape != b_arr.shape:
-        raise ValueError(f"paired values must have equal length, got {a_arr.size} and {b_arr.size}")
-    return mean_std_ci(a_arr - b_arr, n_boot=n_boot, ci=ci, seed=seed)
-
-
-def summarize(
-    df: pd.DataFrame,
-    by: list[str],
-    value: str,
-    *,
-    n_boot: int = 2000,
-    ci: float = 0.95,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """``mean_std_ci`` of column ``value`` per group of ``by``.
-
-    Returns one row per group with columns ``by..., mean, std, lo, hi, n, n_undefined``
-    (groups sorted; NaN group keys are kept as their own group).
-    """
-    cols = [*by, "mean", "std", "lo", "hi", "n", "n_undefined"]
-    rows = []
-    if by:
-        for key, grp in df.groupby(by, dropna=False, sort=True):
-            keys = key if isinstance(key, tuple) else (key,)
-            stats = mean_std_ci(grp[value].to_numpy(), n_boot=n_boot, ci=ci, seed=seed)
-            rows.append({**dict(zip(by, keys, strict=True)), **stats})
-    else:
-        rows.append(mean_std_ci(df[value].to_numpy(), n_boot=n_boot, ci=ci, seed=seed))
-    out = pd.DataFrame(rows, columns=cols)
-    return out.astype({"n": int, "n_undefined": int})

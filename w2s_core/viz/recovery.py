@@ -1,8 +1,10 @@
-"""Recovery vs ensemble size: PGR or accuracy against K per method, mean with a bootstrap CI.
+"""Recovery vs ensemble size: PGR or accuracy against K per method, mean with an interval.
 
-Each point aggregates every transfer run with that (method, ± aux, K) in view: all teacher
-subsets of size K and all seeds (or one seed). An undefined PGR (ceiling ≤ floor, stored as
-null) is not averaged in but counted, and the count is drawn on the chart and kept in the table.
+Each point aggregates every transfer run with that (setting, method, ± aux, K) in view: all
+teacher subsets of size K, all seeds and data replicates (or one seed). The table is the one
+``w2s report`` prints (``w2s_core.experiments.tables.recovery_table``), whose ``interval``
+column says what each interval resamples. An undefined PGR (ceiling ≤ floor, stored as null)
+is not averaged in but counted, and the count is drawn on the chart and kept in the table.
 """
 
 from __future__ import annotations
@@ -11,57 +13,38 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from w2s_core.metrics.stats import summarize
+from w2s_core.experiments.tables import recovery_table, value_column
 from w2s_core.viz.colors import REFERENCE_COLOR, method_color, order_methods, rgba
 from w2s_core.viz.common import empty_figure, finish
-from w2s_core.viz.runs import ceiling_runs, transfer_runs
+from w2s_core.viz.runs import ceiling_runs
 
-TABLE_COLUMNS = ["method", "aux", "k", "mean", "std", "lo", "hi", "n", "n_undefined", "floor",
-                 "metric"]
-
-
-def value_column(metric: str, floor: str) -> str:
-    if metric == "pgr":
-        return f"pgr_{floor}"
-    if metric == "accuracy":
-        return "accuracy"
-    raise ValueError(f"metric must be 'pgr' or 'accuracy', got {metric!r}")
+__all__ = ["ceiling_level", "recovery_figure", "recovery_table", "sorted_table", "value_column"]
 
 
-def recovery_table(view: pd.DataFrame, metric: str = "pgr", floor: str = "mean",
-                   n_boot: int = 1000) -> pd.DataFrame:
-    """One row per (method, aux, K): mean, std, 95 % bootstrap CI, n defined, n undefined.
+def sorted_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the fixed method order (the order of the legend and the colours)."""
+    if table.empty:
+        return table
+    order = {m: i for i, m in enumerate(order_methods(table["method"].unique().tolist()))}
+    return table.assign(_o=table["method"].map(order)).sort_values(
+        ["_o", "aux", "k"]).drop(columns="_o").reset_index(drop=True)
 
-    ``view`` is a run index already filtered to the runs in view (aux, seed); ceilings are
-    ignored. ``floor`` is the PGR floor convention (mean | best | vote) and also picks which
-    weak floor the ``floor`` column reports.
-    """
-    df = transfer_runs(view)
-    col = value_column(metric, floor)
-    if df.empty or col not in df.columns:
-        return pd.DataFrame(columns=TABLE_COLUMNS)
-    df = df.assign(aux=df["aux"].fillna(False).astype(bool),
-                   _v=pd.to_numeric(df[col], errors="coerce"))
-    out = summarize(df, ["method", "aux", "k"], "_v", n_boot=n_boot)
-    fcol = f"floor_{floor}"
-    if fcol in df.columns:
-        floors = df.groupby(["method", "aux", "k"])[fcol].mean().rename("floor").reset_index()
-        out = out.merge(floors, on=["method", "aux", "k"], how="left")
-    else:
-        out["floor"] = np.nan
-    out["metric"] = col
-    order = {m: i for i, m in enumerate(order_methods(out["method"].unique().tolist()))}
-    out = out.assign(_o=out["method"].map(order)).sort_values(["_o", "aux", "k"])
-    return out.drop(columns="_o").reset_index(drop=True)[TABLE_COLUMNS]
-
-
-def ceiling_level(runs: pd.DataFrame, seed: object = "all") -> float | None:
-    """Mean strong-ceiling accuracy over the seeds in view."""
+def ceiling_level(runs: pd.DataFrame, seed: object = "all",
+                  train_setting: str | None = None) -> float | None:
+    """Mean strong-ceiling accuracy over the seeds (and data replicates) in view."""
     df = ceiling_runs(runs)
     if seed != "all" and not df.empty:
         df = df[df["seed"] == seed]
+    if train_setting is not None and "train_setting" in df.columns:
+        df = df[df["train_setting"] == train_setting]
     acc = pd.to_numeric(df.get("accuracy", pd.Series(dtype=float)), errors="coerce").dropna()
     return float(acc.mean()) if len(acc) else None
+
+
+def _ci_text(lo: float, hi: float) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "no interval"
+    return f"95% interval [{lo:.3f}, {hi:.3f}]"
 
 
 def _series_name(method: str, aux: bool) -> str:
@@ -75,12 +58,16 @@ def recovery_figure(table: pd.DataFrame, *, metric: str = "pgr", floor: str = "m
     lines for the weak floor and the strong ceiling; the selected K and method highlighted."""
     if table.empty:
         return empty_figure("No transfer runs in view")
+    if "setting" in table.columns and table["setting"].nunique() > 1:
+        raise ValueError("recovery_figure draws one option setting: filter the table first")
+    table = sorted_table(table)
     fig = go.Figure()
     for (method, aux), g in table.groupby(["method", "aux"], sort=False):
         g = g.sort_values("k")
         color = method_color(method)
         name = _series_name(method, bool(aux))
-        ok = g[np.isfinite(g["mean"].astype(float))]
+        # the band only where there is an interval (a group of one unit has none)
+        ok = g[np.isfinite(g[["mean", "lo", "hi"]].to_numpy(float)).all(axis=1)]
         if len(ok) > 1 and (ok["hi"] > ok["lo"]).any():
             fig.add_trace(go.Scatter(
                 x=np.concatenate([ok["k"], ok["k"][::-1]]),
@@ -94,10 +81,12 @@ def recovery_figure(table: pd.DataFrame, *, metric: str = "pgr", floor: str = "m
                   "width": 4.5 if chosen and method_selected else 2.5},
             marker={"size": 11 if chosen and method_selected else 8},
             opacity=1.0 if chosen else 0.75,
-            customdata=np.stack([g["lo"], g["hi"], g["n"], g["n_undefined"]], axis=1),
+            customdata=np.stack([[_ci_text(lo, hi) for lo, hi in zip(g["lo"], g["hi"],
+                                                                      strict=True)],
+                                 g["n"], g["n_undefined"], g["interval"]], axis=1),
             hovertemplate=(f"<b>{name}</b><br>K=%{{x}}<br>mean %{{y:.3f}}"
-                           "<br>95% CI [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"
-                           "<br>n=%{customdata[2]}, undefined=%{customdata[3]}<extra></extra>")))
+                           "<br>%{customdata[0]}<br>n=%{customdata[1]}, undefined="
+                           "%{customdata[2]}<br>%{customdata[3]}<extra></extra>")))
     ylab = f"PGR (floor: {floor})" if metric == "pgr" else "test accuracy"
     if metric == "pgr":
         fig.add_hline(y=0, line={"color": REFERENCE_COLOR, "dash": "dash", "width": 1},

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from w2s_core.experiments.runspec import setting_labels
+from w2s_core.experiments.tables import transfer as transfer_runs
 from w2s_core.viz.colors import order_methods
 
 AUX_CHOICES = ("off", "on", "both")
@@ -19,12 +20,6 @@ FLOORS = ("mean", "best", "vote")
 
 def _col(runs: pd.DataFrame, name: str) -> pd.Series:
     return runs[name] if name in runs.columns else pd.Series([None] * len(runs), index=runs.index)
-
-
-def transfer_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    if runs.empty or "kind" not in runs.columns:
-        return runs.iloc[0:0]
-    return runs[runs["kind"] == "transfer"]
 
 
 def ceiling_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -42,13 +37,38 @@ def _aux_mask(runs: pd.DataFrame, aux: str) -> pd.Series:
     return pd.Series(True, index=runs.index)
 
 
-def filter_view(runs: pd.DataFrame, aux: str = "both", seed: Any = "all") -> pd.DataFrame:
-    """Transfer runs with the chosen aux setting and seed view ("all" or one seed)."""
+def filter_view(runs: pd.DataFrame, aux: str = "both", seed: Any = "all",
+                setting: str | None = None) -> pd.DataFrame:
+    """Transfer runs with the chosen aux setting, seed view ("all" or one seed) and option
+    setting (None: every setting, for callers that group by it themselves)."""
     df = transfer_runs(runs)
     df = df[_aux_mask(df, aux)]
     if seed != "all":
         df = df[_col(df, "seed") == seed]
+    if setting is not None:
+        df = df[df["setting"] == setting]
     return df
+
+
+def setting_options(runs: pd.DataFrame) -> list[str]:
+    """The option settings of an experiment's transfer runs, the most-run first."""
+    df = transfer_runs(runs)
+    if df.empty:
+        return []
+    counts = df["setting"].value_counts(sort=False)
+    return sorted(counts.index, key=lambda s: (-counts[s], str(s)))
+
+
+def setting_names(runs: pd.DataFrame, settings: dict[str, Any]) -> dict[str, str]:
+    """Setting hash → short label of what differs (``experiment.json``'s ``settings``)."""
+    opts = setting_options(runs)
+    return setting_labels({s: settings.get(s, {}) for s in opts})
+
+
+def data_seed_options(runs: pd.DataFrame) -> list[int]:
+    if runs.empty or "data_seed" not in runs.columns:
+        return []
+    return sorted(int(s) for s in runs["data_seed"].dropna().unique())
 
 
 def k_options(runs: pd.DataFrame) -> list[int]:
@@ -90,10 +110,21 @@ def representative_seed(runs: pd.DataFrame, seed: Any) -> int | None:
     return seeds[0] if seeds else None
 
 
-def subset_runs(runs: pd.DataFrame, subset: str, aux: str, seed: Any) -> pd.DataFrame:
-    """Every run of one teacher subset (all methods), in method order."""
-    df = filter_view(runs, aux, seed)
+def representative_data_seed(runs: pd.DataFrame, data_seed: Any = None) -> int | None:
+    """The data replicate a one-run view shows: the chosen one, or the first."""
+    if data_seed is not None and data_seed != "all":
+        return int(data_seed)
+    seeds = data_seed_options(runs)
+    return seeds[0] if seeds else None
+
+
+def subset_runs(runs: pd.DataFrame, subset: str, aux: str, seed: Any,
+                setting: str | None = None, data_seed: Any = "all") -> pd.DataFrame:
+    """Every run of one teacher subset (all methods) in one setting, in method order."""
+    df = filter_view(runs, aux, seed, setting)
     df = df[df["subset"] == subset] if not df.empty else df
+    if data_seed != "all" and not df.empty:
+        df = df[df["data_seed"] == data_seed]
     if df.empty:
         return df
     order = {m: i for i, m in enumerate(order_methods(df["method"].unique().tolist()))}
@@ -101,24 +132,31 @@ def subset_runs(runs: pd.DataFrame, subset: str, aux: str, seed: Any) -> pd.Data
         columns="_o")
 
 
-def pick_run(runs: pd.DataFrame, method: str, subset: str, aux: str, seed: Any) -> pd.Series | None:
-    """The single run a page shows for (method, subset, aux, seed).
+def pick_run(runs: pd.DataFrame, method: str, subset: str, aux: str, seed: Any,
+             setting: str | None = None, data_seed: Any = None) -> pd.Series | None:
+    """The single run a page shows for (method, subset, aux, seed, setting, data replicate).
 
-    aux "both" prefers the run without aux; seed "all" shows the smallest seed.
+    aux "both" prefers the run without aux; seed "all" shows the smallest seed; no data seed
+    shows the first replicate.
     """
     s = representative_seed(runs, seed)
-    df = subset_runs(runs, subset, "off" if aux == "both" else aux, s)
+    d = representative_data_seed(runs, data_seed)
+    d = "all" if d is None else d
+    df = subset_runs(runs, subset, "off" if aux == "both" else aux, s, setting, d)
     if df.empty and aux == "both":
-        df = subset_runs(runs, subset, "on", s)
+        df = subset_runs(runs, subset, "on", s, setting, d)
     df = df[df["method"] == method] if not df.empty else df
     return None if df.empty else df.iloc[0]
 
 
-def ceiling_for(runs: pd.DataFrame, seed: Any) -> pd.Series | None:
+def ceiling_for(runs: pd.DataFrame, seed: Any, data_seed: Any = None) -> pd.Series | None:
     df = ceiling_runs(runs)
     s = representative_seed(runs, seed)
     if s is not None and "seed" in df.columns and (df["seed"] == s).any():
         df = df[df["seed"] == s]
+    d = representative_data_seed(runs, data_seed)
+    if d is not None and "data_seed" in df.columns and (df["data_seed"] == d).any():
+        df = df[df["data_seed"] == d]
     return None if df.empty else df.iloc[0]
 
 
@@ -136,7 +174,3 @@ def run_label(row: pd.Series | dict[str, Any]) -> str:
         return f"ceiling{seed_s}"
     subset = subset_label(row.get("subset") or "")
     return f"{method}{aux} · K={int(row.get('k') or 0)}{seed_s} · {subset}"
-
-
-def undefined_count(values: pd.Series) -> int:
-    return int((~np.isfinite(pd.to_numeric(values, errors="coerce").to_numpy(float))).sum())
