@@ -55,7 +55,7 @@ def test_load_config_roundtrip(tmp_path):
 @pytest.mark.parametrize("text, match", [
     ("teachers: []", "K = 0"),
     ("teachers: [minilm-l3, minilm-l3]", "teacher named twice: minilm-l3"),
-    ("teachers: [nosuchmodel]", "unknown model 'nosuchmodel'"),
+    ("teachers: [minilm-l7]", "unknown model 'minilm-l7'"),
     ("methods: [magic]", "unknown method 'magic'.*known: bayes"),
     ("teachers: [minilm-l3, minilm-l6]\noptions: {weights: [1]}", "1 teacher weights .* 2"),
     ("teachers: [minilm-l3, minilm-l6]\noptions: {weights: [1, -2]}", "negative teacher weight"),

@@ -24,6 +24,7 @@ from w2s_core.methods import aggregate
 from w2s_core.methods.registry import (
     Family,
     MethodOptions,
+    head_init,
     predictive,
     student_loss,
     weak_class_balance,
@@ -205,6 +206,7 @@ def _finetune_student(cfg: ExperimentConfig, j: StudentJob, sp: Splits, opts: Me
 
     spec = resolve_model(cfg.student)
     logits = finetune_predict(spec, sp.texts("transfer"), loss_fn, sp.texts("test"), c,
-                              _finetune_cfg(cfg, cfg.student_mode), j.seed)
+                              _finetune_cfg(cfg, cfg.student_mode), j.seed,
+                              head_init=head_init(j.family))
     probs, alpha = predictive(j.family, torch.from_numpy(logits).float(), opts)
     return probs.double().numpy(), None if alpha is None else alpha.double().numpy()

