@@ -26,7 +26,14 @@ from w2s_core.viz.runs import (
     subset_options,
 )
 
-st.set_page_config(page_title="WeakS-to-Strong Lab", page_icon="🧪", layout="wide")
+# The favicon is an inline SVG (a flask): an emoji favicon needs an emoji font, which headless
+# Debian lacks (an empty box), and a Material favicon is fetched from fonts.gstatic.com, which an
+# offline machine cannot reach. Everywhere else icons are Material symbols, whose font ships with
+# Streamlit.
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path fill="#4361ee" '
+           'd="M8.5 2h7v2h-1.2v5.1l5.4 9.4A2.3 2.3 0 0 1 17.7 22H6.3a2.3 2.3 0 0 1-2-3.5l5.4-9.4'
+           'V4H8.5z"/></svg>')
+st.set_page_config(page_title="WeakS-to-Strong Lab", page_icon=FAVICON, layout="wide")
 log = logging.getLogger("w2s.dashboard")
 
 AUX_LABELS = {"off": "without aux", "on": "with aux", "both": "both"}
@@ -53,7 +60,7 @@ def sidebar() -> ui.Ctx:
     exps = ui.load_experiments(str(ws), ui.experiments_stamp(ws))
     c = ui.Ctx(ws=ws, experiments=exps)
     if exps.empty:
-        sb.caption("No experiments here yet — run one from the 🧪 Lab.")
+        sb.caption("No experiments here yet — run one from the :material/science: Lab.")
         return c
     corrupt = exps["status"].astype(str).str.startswith("corrupt")
     c.warnings += [f"experiment {i} skipped: {s}" for i, s in
@@ -115,24 +122,28 @@ c = frame()
 st.session_state["_ctx"] = c
 # Recovery is always the default page ("/"): a default page's own url_path is not routable,
 # so a moving default would break bookmarks. An empty workspace is sent on to the Lab instead.
-recovery_page = st.Page("app_pages/recovery.py", title="Recovery", icon="📈", default=True)
-lab_page = st.Page(ui.LAB_PAGE, title="Lab", icon="🧪", url_path="lab")
+recovery_page = st.Page("app_pages/recovery.py", title="Recovery", icon=":material/trending_up:",
+                        default=True)
+lab_page = st.Page(ui.LAB_PAGE, title="Lab", icon=":material/science:", url_path="lab")
 page = st.navigation({
     "Results": [
         recovery_page,
-        st.Page("app_pages/teachers.py", title="Teachers", icon="🧑‍🏫", url_path="teachers"),
-        st.Page("app_pages/dirichlet.py", title="Dirichlet posteriors", icon="🔺",
-                url_path="dirichlet"),
-        st.Page("app_pages/calibration.py", title="Calibration", icon="🎯",
+        st.Page("app_pages/teachers.py", title="Teachers", icon=":material/groups:",
+                url_path="teachers"),
+        st.Page("app_pages/dirichlet.py", title="Dirichlet posteriors",
+                icon=":material/change_history:", url_path="dirichlet"),
+        st.Page("app_pages/calibration.py", title="Calibration", icon=":material/adjust:",
                 url_path="calibration"),
-        st.Page("app_pages/compare.py", title="Compare runs", icon="⚖️", url_path="compare"),
+        st.Page("app_pages/compare.py", title="Compare runs", icon=":material/compare_arrows:",
+                url_path="compare"),
     ],
-    "Present": [st.Page("app_pages/talk.py", title="Talk mode", icon="🎤", url_path="talk")],
+    "Present": [st.Page("app_pages/talk.py", title="Talk mode", icon=":material/co_present:",
+                        url_path="talk")],
     "Run": [lab_page],
 })
 if c.experiments.empty and page.title == recovery_page.title:
     st.switch_page(lab_page)
 if c.warnings:  # one warning for all unreadable runs; everything else keeps working
     names = "; ".join(w.replace(str(c.ws), "…") for w in c.warnings)
-    st.warning(f"{len(c.warnings)} unreadable item(s) left out: {names}", icon="⚠️")
+    st.warning(f"{len(c.warnings)} unreadable item(s) left out: {names}", icon=ui.WARNING)
 page.run()

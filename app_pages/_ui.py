@@ -24,6 +24,10 @@ SEL = "sel_"  # plain session keys: unlike widget keys they survive a page switc
 QP_KEYS = ("dataset", "exp", "k", "subset", "method", "aux", "seed", "floor", "metric",
            "example", "runs", "slide")
 LAB_PAGE = "app_pages/lab.py"
+# Icons are Material symbols (":material/<name>:"): their font ships with Streamlit, whereas emoji
+# need an emoji font that a headless Debian Chromium lacks (it drew empty boxes).
+DOWNLOAD = ":material/download:"
+WARNING = ":material/warning:"
 
 
 # ---------------------------------------------------------------- stamps and cached loaders
@@ -144,7 +148,7 @@ class Ctx:
     def warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            st.warning(message, icon="⚠️")
+            st.warning(message, icon=WARNING)
 
 
 def ctx() -> Ctx:
@@ -241,20 +245,20 @@ def chart(fig: go.Figure, data: pd.DataFrame | None, name: str) -> None:
     st.plotly_chart(fig, key=f"chart_{stem}", config={"displaylogo": False})
     with st.container(horizontal=True, gap="small"):
         if data is not None:
-            st.download_button("⬇️ CSV", to_csv_bytes(data), f"{stem}.csv", "text/csv",
-                               key=f"dl_{stem}_csv", on_click="ignore")
-        st.download_button("⬇️ PNG", lambda: to_image_bytes(fig, "png"), f"{stem}.png",
-                           "image/png", key=f"dl_{stem}_png", on_click="ignore")
-        st.download_button("⬇️ SVG", lambda: to_image_bytes(fig, "svg"), f"{stem}.svg",
-                           "image/svg+xml", key=f"dl_{stem}_svg", on_click="ignore")
-        st.download_button("⬇️ HTML", lambda: to_html_bytes(fig), f"{stem}.html", "text/html",
-                           key=f"dl_{stem}_html", on_click="ignore")
+            st.download_button("CSV", to_csv_bytes(data), f"{stem}.csv", "text/csv",
+                               key=f"dl_{stem}_csv", on_click="ignore", icon=DOWNLOAD)
+        st.download_button("PNG", lambda: to_image_bytes(fig, "png"), f"{stem}.png",
+                           "image/png", key=f"dl_{stem}_png", on_click="ignore", icon=DOWNLOAD)
+        st.download_button("SVG", lambda: to_image_bytes(fig, "svg"), f"{stem}.svg",
+                           "image/svg+xml", key=f"dl_{stem}_svg", on_click="ignore", icon=DOWNLOAD)
+        st.download_button("HTML", lambda: to_html_bytes(fig), f"{stem}.html", "text/html",
+                           key=f"dl_{stem}_html", on_click="ignore", icon=DOWNLOAD)
 
 
 def table(df: pd.DataFrame, name: str, **kw: Any) -> None:
     st.dataframe(df, hide_index=True, key=f"table_{file_stem(name)}", **kw)
-    st.download_button("⬇️ CSV", to_csv_bytes(df), f"{file_stem(name)}.csv", "text/csv",
-                       key=f"dl_{file_stem(name)}_table", on_click="ignore")
+    st.download_button("CSV", to_csv_bytes(df), f"{file_stem(name)}.csv", "text/csv",
+                       key=f"dl_{file_stem(name)}_table", on_click="ignore", icon=DOWNLOAD)
 
 
 def md_escape(text: str) -> str:
@@ -268,11 +272,12 @@ def need_runs(c: Ctx) -> bool:
     if c.has_runs:
         return True
     if c.exp_id is None:
-        st.info(f"No experiments in the workspace `{c.ws}` yet.", icon="🗂️")
+        st.info(f"No experiments in the workspace `{c.ws}` yet.", icon=":material/folder_open:")
     else:
         st.info(f"Experiment `{c.exp_id}` has no complete transfer runs yet — they appear here "
-                "as soon as the sweep finishes each one.", icon="⏳")
-    st.page_link(LAB_PAGE, label="Open the Lab to run the demo experiment", icon="🧪")
+                "as soon as the sweep finishes each one.", icon=":material/hourglass_top:")
+    st.page_link(LAB_PAGE, label="Open the Lab to run the demo experiment",
+                 icon=":material/science:")
     return False
 
 
@@ -285,4 +290,4 @@ def guard(body: Callable[[Ctx], None]) -> None:
     except Exception as e:  # noqa: BLE001
         log.exception("dashboard page failed")
         st.error(f"This view could not be drawn: {e.__class__.__name__}: {str(e)[:300]}",
-                 icon="🚨")
+                 icon=":material/error:")

@@ -39,7 +39,7 @@ def body(c: ui.Ctx) -> None:
     method, row = _edl_run(c)
     if row is None:
         st.info("No Bayesian (EDL) run for this subset / aux / seed. Pick another subset, or "
-                "add `bayes` to the sweep's methods in the 🧪 Lab.")
+                "add `bayes` to the sweep's methods in the :material/science: Lab.")
         return
     if method != c.sel.get("method"):
         st.caption(f"“{c.sel.get('method')}” has no Dirichlet; showing **{method}**.")

@@ -38,7 +38,7 @@ def body(c: ui.Ctx) -> None:
         st.warning(f"PGR is undefined for {n_undef} of {n_all} runs (strong ceiling ≤ weak "
                    f"floor with the “{s['floor']}” convention). They are counted in the "
                    "`n_undefined` column and left out of the means, never dropped silently.",
-                   icon="⚠️")
+                   icon=ui.WARNING)
     st.caption(f"Mean over every teacher subset of size K and over "
                f"{'all seeds' if s['seed'] == 'all' else 'seed ' + str(s['seed'])}; "
                f"band and table: 95 % bootstrap CI of the mean. PGR floor: {s['floor']}.")

@@ -9,7 +9,9 @@ import numpy as np
 import streamlit as st
 
 from app_pages import _data as data
+from app_pages import _headlines as headlines
 from app_pages import _ui as ui
+from w2s_core.experiments import store
 from w2s_core.viz import calibration as cv
 from w2s_core.viz import posteriors as pv
 from w2s_core.viz import recovery
@@ -33,7 +35,7 @@ def setting(c: ui.Ctx) -> None:
     test = acc[acc["split"] == "test"]
     cfg = c.meta.get("config", {})
     ceil = recovery.ceiling_level(c.runs)
-    data_name = escape(str(cfg.get("data", {}).get("name")))
+    data_name = escape(store.dataset_label(cfg.get("data") or {}))  # a user file: its name
     _say("The setting", f"{len(test)} weak teachers label <b>{data_name}</b>; a strong student "
          f"(<b>{escape(str(cfg.get('student')))}</b>) learns only from their labels.")
     cols = st.columns(3)
@@ -48,8 +50,9 @@ def disagree(c: ui.Ctx) -> None:
     ids, _, probs = tv.teacher_stack(c.teachers(), "test", sub)
     votes = tv.vote_table(ids, probs)
     share = float((votes["entropy"] > 0).mean()) if len(votes) else 0.0
-    _say("The teachers disagree", f"On <b>{share:.0%}</b> of test examples the {len(sub)} "
-         "teachers do not all give the same label.")
+    title = "The teachers disagree" if share > 0 else "The teachers agree"
+    _say(title, f"On <b>{share:.0%}</b> of test examples the {len(sub)} teachers do not all "
+         "give the same label.")
     ui.chart(bigger(tv.entropy_histogram(votes)), votes, "talk-disagree")
 
 
@@ -62,22 +65,25 @@ def dirichlet(c: ui.Ctx) -> None:
         return
     frame = pv.edl_frame(edl, None, c.texts(), c.class_names)
     wrong, right = frame.loc[~frame["correct"], "vacuity"], frame.loc[frame["correct"], "vacuity"]
-    _say("What a Dirichlet says", "The Bayesian student also says how much it does not know: "
-         f"vacuity <b>{wrong.mean():.2f}</b> when wrong vs <b>{right.mean():.2f}</b> when right.")
+    if len(wrong) and len(right):
+        said = (f"mean vacuity <b>{wrong.mean():.2f}</b> when wrong vs <b>{right.mean():.2f}</b> "
+                "when right")
+    else:  # all right (or all wrong): there is nothing to compare
+        said = (f"mean vacuity <b>{frame['vacuity'].mean():.2f}</b>, and it is "
+                f"{'never' if len(right) else 'always'} wrong on this test set")
+    _say("What a Dirichlet says", f"The Bayesian student also says how much it does not know: "
+         f"{said}.")
     ex = frame.sort_values("vacuity", ascending=False).iloc[0]
     fig, dens = pv.density_figure(pv.alpha_of(edl, ex["example_id"]), c.class_names,
                                   title=f"most uncertain: “{str(ex['text'])[:60]}”")
     ui.chart(bigger(fig), dens, "talk-dirichlet")
 
 
-def grows(c: ui.Ctx) -> None:
+def recovery_vs_k(c: ui.Ctx) -> None:
     table = recovery.recovery_table(filter_view(c.runs, c.sel.get("aux", "off"), "all"), "pgr",
                                     c.sel.get("floor", "mean"))
-    best = table.dropna(subset=["mean"]).sort_values("mean").tail(1)
-    line = "Recovery vs number of teachers." if best.empty else (
-        f"Best: <b>{escape(str(best['method'].iloc[0]))}</b> recovers "
-        f"<b>{best['mean'].iloc[0]:.0%}</b> of the gap with K = {int(best['k'].iloc[0])}.")
-    _say("Recovery grows with K", line)
+    head = headlines.recovery_headline(table)  # the title states only what the intervals show
+    _say(escape(head.title), head.line)
     ui.chart(bigger(recovery.recovery_figure(table, floor=c.sel.get("floor", "mean"))), table,
              "talk-recovery")
 
@@ -90,15 +96,20 @@ def calibration(c: ui.Ctx) -> None:
         return
     tab = cv.calibration_table(students, {}, gold, None)
     parts = [f"{escape(str(r.source))}: ECE <b>{r.ece:.3f}</b>" for r in tab.itertuples()]
+    lowest = tab.loc[tab["ece"].idxmin(), "source"] if tab["ece"].notna().any() else None
+    if lowest is not None and len(tab) > 1:  # one run per method: a ranking, not a test
+        parts.append(f"lowest ECE on these runs: <b>{escape(str(lowest))}</b>")
     _say("Is the Bayesian student better calibrated?", " · ".join(parts))
     rel = cv.reliability_frame(students, gold, 10)
     ui.chart(bigger(cv.reliability_figure(rel, students, len(c.class_names))), rel,
              "talk-calibration")
 
 
+# Screen names are neutral (they are navigation labels); each screen's title says what its data
+# shows.
 SCREENS: list[tuple[str, Callable[[ui.Ctx], None]]] = [
-    ("The setting", setting), ("The teachers disagree", disagree),
-    ("What a Dirichlet says", dirichlet), ("Recovery grows with K", grows),
+    ("The setting", setting), ("Teacher disagreement", disagree),
+    ("What a Dirichlet says", dirichlet), ("Recovery vs K", recovery_vs_k),
     ("Calibration", calibration)]
 
 
@@ -113,8 +124,10 @@ def body(c: ui.Ctx) -> None:
         return
     titles = [t for t, _ in SCREENS]
     nav = st.columns([1, 6, 1])
-    nav[0].button("◀ Previous", key="talk_prev", on_click=_step, args=(-1,), width="stretch")
-    nav[2].button("Next ▶", key="talk_next", on_click=_step, args=(1,), width="stretch")
+    nav[0].button("Previous", key="talk_prev", icon=":material/arrow_back:", on_click=_step,
+                  args=(-1,), width="stretch")
+    nav[2].button("Next", key="talk_next", icon=":material/arrow_forward:", on_click=_step,
+                  args=(1,), width="stretch")
     with nav[1]:
         title = ui.select("slide", "Screen", titles, kind="select_slider",
                           label_visibility="collapsed")

@@ -84,8 +84,9 @@ def run_ours(model_dir: Path, texts: list[str], y: np.ndarray, args: argparse.Na
         return torch.nn.functional.cross_entropy(logits, target[idx].to(logits.device))
 
     cfg = FinetuneConfig(mode="full", lr=1e-5, epochs=1, batch_size=args.batch_size,
-                         max_length=args.seq_len, warmup_frac=0.0, progress=False)
+                         warmup_frac=0.0, progress=False)
     finetune_predict(resolve_model(str(model_dir)), texts, loss_fn, texts[:1], 2, cfg, seed=0,
+                     max_length=args.seq_len,
                      on_step=lambda step, loss: clock.tick(step))
     return clock.tokens_per_s(args.batch_size, args.seq_len)
 

@@ -9,7 +9,7 @@ import torch
 from w2s_core.errors import W2SError
 from w2s_core.methods import aggregate
 from w2s_core.methods.registry import METHODS, MethodOptions, family_loss
-from w2s_core.training.probe import ProbeConfig, ProbeJob, train_probes
+from w2s_core.training.probe import ProbeConfig, StudentJob, train_probes
 
 
 def _synthetic_votes(acc, n=3000, c=3, seed=1):
@@ -75,10 +75,10 @@ def test_batched_probe_equals_training_each_student_alone():
     x, y = _separable()
     oh = np.eye(2)[y]
     noisy = np.clip(oh * 0.7 + 0.15, 0, 1)
-    jobs = [ProbeJob("ce", oh[None], np.ones(1), 0.0, 0),
-            ProbeJob("ce", np.stack([oh, noisy]), np.array([0.3, 0.7]), 0.5, 0),
-            ProbeJob("edl-softy", np.stack([oh, noisy]), np.array([0.5, 0.5]), 0.0, 0),
-            ProbeJob("edl-onehot", noisy[None], np.ones(1), 0.5, 1)]
+    jobs = [StudentJob("ce", oh[None], np.ones(1), 0.0, 0),
+            StudentJob("ce", np.stack([oh, noisy]), np.array([0.3, 0.7]), 0.5, 0),
+            StudentJob("edl-softy", np.stack([oh, noisy]), np.array([0.5, 0.5]), 0.0, 0),
+            StudentJob("edl-onehot", noisy[None], np.ones(1), 0.5, 1)]
     cfg = ProbeConfig(epochs=5, batch_size=128)
     together = train_probes(x, jobs, x, cfg, MethodOptions())
     for job, res in zip(jobs, together, strict=True):
@@ -89,7 +89,7 @@ def test_batched_probe_equals_training_each_student_alone():
 
 def test_probe_learns_and_is_deterministic():
     x, y = _separable()
-    jobs = [ProbeJob("ce", np.eye(2)[y][None], np.ones(1), 0.0, 3)]
+    jobs = [StudentJob("ce", np.eye(2)[y][None], np.ones(1), 0.0, 3)]
     cfg = ProbeConfig(epochs=30, batch_size=64, lr=2e-2)
     a = train_probes(x, jobs, x, cfg, MethodOptions())[0].probs
     b = train_probes(x, jobs, x, cfg, MethodOptions())[0].probs

@@ -23,7 +23,7 @@ from w2s_core.methods.registry import (
 from w2s_core.models.registry import MODELS, resolve_model
 from w2s_core.training import finetune
 from w2s_core.training.finetune import FinetuneConfig, finetune_predict, lr_factor
-from w2s_core.training.probe import ProbeConfig, ProbeJob, train_probes
+from w2s_core.training.probe import ProbeConfig, StudentJob, train_probes
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -47,7 +47,7 @@ def _blobs(n: int = 400, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.nda
 @pytest.mark.parametrize("evidence", EVIDENCE)
 def test_edl_probe_trains_with_every_evidence_function(family: str, evidence: str) -> None:
     x, y = _blobs()
-    job = ProbeJob(family, np.eye(2)[y][None], np.ones(1), 0.0, seed=0)  # type: ignore[arg-type]
+    job = StudentJob(family, np.eye(2)[y][None], np.ones(1), 0.0, seed=0)  # type: ignore[arg-type]
     res = train_probes(x, [job], x, ProbeConfig(epochs=20, batch_size=64),
                        MethodOptions(evidence=evidence))[0]  # type: ignore[arg-type]
     assert (res.probs.argmax(1) == y).mean() > 0.9
@@ -57,10 +57,10 @@ def test_edl_probe_trains_with_every_evidence_function(family: str, evidence: st
 def test_probe_heads_start_zero_for_ce_and_small_random_for_edl() -> None:
     x, _ = _blobs()
     before = ProbeConfig(epochs=0)  # no step: the predictions are the initial head's
-    ce = train_probes(x, [ProbeJob("ce", np.full((1, 400, 2), 0.5), np.ones(1), 0.0, 0)], x,
+    ce = train_probes(x, [StudentJob("ce", np.full((1, 400, 2), 0.5), np.ones(1), 0.0, 0)], x,
                       before, MethodOptions())[0].probs
     assert np.array_equal(ce, np.full_like(ce, 0.5))  # Burns et al.: exactly uniform
-    edl = [train_probes(x, [ProbeJob("edl-onehot", np.full((1, 400, 2), 0.5), np.ones(1), 0.0,
+    edl = [train_probes(x, [StudentJob("edl-onehot", np.full((1, 400, 2), 0.5), np.ones(1), 0.0,
                                      seed)], x, before, MethodOptions(evidence="relu"))[0]
            for seed in (0, 0, 1)]
     p = edl[0].probs[:, 1]

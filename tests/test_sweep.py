@@ -139,7 +139,7 @@ def test_cached_teachers_are_reused_and_corrupt_ones_recomputed(cfg, tmp_path, m
     assert more.experiment_id() == exp_id  # adding a method re-uses the experiment
     api.run_experiment(more, tmp_path, progress=False)
     assert trained == []
-    path = exp.teacher_preds("tfidf-logreg")
+    path = exp.teacher_preds(store.teacher_files(store.read_json(exp.meta))["tfidf-logreg"])
     path.write_bytes(path.read_bytes()[:100])  # truncate the parquet file
     api.run_experiment(more, tmp_path, progress=False)
     assert trained == ["tfidf-logreg"]
@@ -198,7 +198,7 @@ def test_finetune_student_modes_run_through_the_sweep(cfg, tmp_path, mode):
     assert runs["accuracy"].between(0, 1).all()
     cfgs = json.loads((store.experiment_dir(tmp_path, exp_id).run_dir(runs.run_id[0])
                        / "config.json").read_text())
-    assert cfgs["student_mode"] == mode and "device" not in cfgs["train"]
+    assert cfgs["train"]["student_mode"] == mode and "device" not in cfgs["train"]
 
 
 def test_only_rank_zero_writes_under_a_distributed_launcher(cfg, tmp_path, monkeypatch):

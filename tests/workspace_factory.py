@@ -33,6 +33,8 @@ TEACHERS_3 = {"tfidf-logreg": 0.58, "minilm-l6": 0.64, "mpnet-4l": 0.69}
 RECOVERY = {"single": (0.30, 0.0), "naive": (0.30, 0.06), "joint": (0.28, 0.05),
             "vote": (0.27, 0.05), "dawid-skene": (0.29, 0.06), "bayes": (0.34, 0.09),
             "bayes-softy": (0.33, 0.08)}
+OPTIONS = {"evidence": "exp", "kl_scale": 1.0, "aux_max": 0.5, "aux_warmup": 0.2,
+           "weights": "uniform"}
 WORDS = {0: ["awful", "broken", "late", "rude", "boring", "sad", "worst", "noisy", "cold", "slow"],
          1: ["great", "lovely", "fast", "kind", "fun", "happy", "best", "quiet", "warm", "smooth"],
          2: ["okay", "plain", "usual", "average", "fine", "normal", "standard", "regular", "so-so",
@@ -71,12 +73,20 @@ def _texts(gold: np.ndarray, rng: np.random.Generator) -> list[str]:
 def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, float],
                     class_names: list[str], methods: list[str], seeds: list[int],
                     aux: list[bool], subsets_per_k: int, n_test: int, n_transfer: int,
-                    ceiling_acc: list[float], seed: int = 0) -> str:
-    """Write one complete experiment; returns its id."""
+                    ceiling_acc: list[float], seed: int = 0,
+                    recovery: dict[str, tuple[float, float]] | None = None,
+                    data: dict[str, Any] | None = None) -> str:
+    """Write one complete experiment; returns its id.
+
+    ``recovery``: method → (fraction of the gap recovered at K=1, change per extra teacher), as
+    RECOVERY (the default); a negative change makes recovery shrink with K. ``data``: extra keys
+    of the config's ``data`` section (e.g. ``path`` for the ``file`` dataset).
+    """
     rng = np.random.default_rng(seed)
+    recovery = RECOVERY if recovery is None else recovery
     c = len(class_names)
     cfg = {"name": name, "data": {"name": dataset, "n_weak": n_transfer, "n_transfer": n_transfer,
-                                  "n_test": n_test, "seed": seed},
+                                  "n_test": n_test, "seed": seed, **(data or {})},
            "teachers": list(teachers), "student": "mpnet-base", "student_mode": "probe",
            "methods": methods, "aux": aux, "seeds": seeds}
     exp_id = f"{name}-{_hash_id(cfg)}"
@@ -138,7 +148,7 @@ def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, fl
             floors = {"floor_mean": float(np.mean([t_acc[t] for t in sub])),
                       "floor_best": max(t_acc[t] for t in sub),
                       "floor_vote": float((weak.argmax(1) == y).mean())}
-            base, slope = RECOVERY[m]
+            base, slope = recovery[m]
             frac = base + slope * (k - 1) + (0.04 if a else 0.0) + rng.normal(0, 0.03)
             target = floors["floor_mean"] + frac * (ceil[s] - floors["floor_mean"])
             target = float(np.clip(target, 1.0 / c + 0.05, 0.97))
@@ -154,6 +164,9 @@ def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, fl
                     "evidence": "exp" if edl else None, "kl_scale": 1.0 if edl else None,
                     "aux_max": 0.5 if a else 0.0, "aux_warmup": 0.2, "weights": "uniform",
                     "training": {"lr": 1e-3, "epochs": 20, "batch_size": 64}}
+            # The method options as the store's RunSpec reads them: one option set for the whole
+            # experiment, as a sweep with one set of options writes (so all runs share a setting).
+            conf["options"] = dict(OPTIONS)
             run_id = _hash_id(conf)
             met = run_metrics(p, y, weak_probs=weak, alpha=alpha)
             met.update(floors, ceiling=ceil[s], train_seconds=float(rng.uniform(1, 4)))

@@ -18,7 +18,11 @@ PathLike = str | os.PathLike[str] | None
 
 
 def list_experiments(workspace: PathLike = None) -> pd.DataFrame:
-    """One row per experiment folder: id, name, dataset, teachers, student, status, n_runs."""
+    """One row per experiment folder: id, name, dataset, teachers, student, status, n_runs.
+
+    ``dataset`` is what the user calls the data: a user file's experiments are listed under the
+    file's name (``my_data.csv``), not under the generic dataset name ``file``.
+    """
     ws = workspace_dir(workspace)
     rows: list[dict[str, Any]] = []
     for exp in store.iter_experiments(ws):
@@ -28,12 +32,13 @@ def list_experiments(workspace: PathLike = None) -> pd.DataFrame:
             rows.append({"id": exp.id, "name": exp.id, "status": f"corrupt: {e}"})
             continue
         cfg = meta.get("config", {})
+        data = cfg.get("data") or {}
         runs_dir = exp.root / "runs"
         n_runs = sum(1 for d in runs_dir.iterdir() if (d / "metrics.json").exists()) \
             if runs_dir.is_dir() else 0
         rows.append({
             "id": exp.id, "name": meta.get("name", exp.id),
-            "dataset": cfg.get("data", {}).get("name"),
+            "dataset": store.dataset_label(data) if data.get("name") else None,
             "teachers": ", ".join(cfg.get("teachers", [])), "student": cfg.get("student"),
             "status": meta.get("status"), "n_runs": n_runs, "created": meta.get("created"),
         })

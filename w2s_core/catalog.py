@@ -33,6 +33,9 @@ class DatasetInfo:
     source: str
     licence: str
     offline: bool
+    # which end a text longer than data.max_length loses: "left" where the deciding text
+    # (question, candidate answer) comes after a long passage
+    truncation_side: str = "right"
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,9 @@ _DATASETS = (
     DatasetInfo("sciq", f"SciQ as answer verification (Burns et al.); {_HUB_NOTE}",
                 "HF hub allenai/sciq", "CC BY-NC 3.0", False),
     DatasetInfo("cosmos_qa", f"CosmosQA as answer verification (Burns et al.); {_HUB_NOTE}",
-                "HF hub allenai/cosmos_qa", "CC BY 4.0", False),
+                "HF hub allenai/cosmos_qa", "CC BY 4.0", False, truncation_side="left"),
     DatasetInfo("boolq", f"BoolQ yes/no questions over a passage; {_HUB_NOTE}",
-                "HF hub google/boolq", "CC BY-SA 3.0", False),
+                "HF hub google/boolq", "CC BY-SA 3.0", False, truncation_side="left"),
     DatasetInfo("file", "your own CSV/TSV/JSONL at path= (text_column, label_column)",
                 "a local file", "yours", True),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,8 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    """SIGTERM (the Lab's Cancel) ends a sweep like Ctrl-C: finished runs are kept, the
+    experiment is marked interrupted and its lock is released."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cmd in ("demo", "sweep"):
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return _dispatch(args)
     except W2SError as e:

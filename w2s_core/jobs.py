@@ -9,11 +9,14 @@ so a job is a detached process group described entirely by files in the workspac
 
 The process is ``python -m w2s_core.jobs run <job_dir> -- <command>``: a small runner that waits
 for the command and records its exit code, because a restarted dashboard cannot ``wait()`` on a
-process it did not start. Progress comes from the experiment's ``progress.jsonl``.
+process it did not start. The command runs with ``W2S_JOB_ID=<job_id>`` in its environment; the
+sweep stamps every event it appends to ``<experiment>/progress.jsonl`` with it, which is how a job
+finds its own progress while other jobs write other experiments.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -53,6 +56,7 @@ def start(job_dir: Path, argv: list[str], workspace: Path) -> dict[str, Any]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env["W2S_WORKSPACE"] = str(workspace)
     env["PYTHONUNBUFFERED"] = "1"  # the log tail should be live
+    env["W2S_JOB_ID"] = str(meta.get("id") or job_dir.name)  # stamps its progress and its lock
     cmd = [sys.executable, "-m", "w2s_core.jobs", "run", str(job_dir), "--", *argv]
     with open(job_dir / "log.txt", "ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -175,26 +179,73 @@ def log_tail(job_dir: Path, n_lines: int = 40) -> str:
     return "\n".join(line for line in lines[-n_lines - 1:] if line.strip())
 
 
-def progress(workspace: Path, job: dict[str, Any]) -> dict[str, Any] | None:
-    """The latest progress event of the experiment this job writes to.
+def last_error(job_dir: Path) -> str | None:
+    """The command's last ``error: <problem> — <fix>`` line (what the CLI prints for a
+    W2SError), without the prefix; None if it printed none (a crash, a kill)."""
+    path = job_dir / "log.txt"
+    if not path.exists():
+        return None
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 64_000))
+        lines = f.read().decode("utf-8", errors="replace").splitlines()
+    for line in reversed(lines):
+        line = line.rsplit("\r", 1)[-1].strip()
+        if line.startswith("error:"):
+            return line.removeprefix("error:").strip() or None
+    return None
 
-    The job does not know its experiment id in advance (the engine derives it from the config),
-    so the experiment is the one whose progress.jsonl changed most recently since the job began.
+
+PROGRESS_TAIL = 1_000_000  # bytes read from the end of a progress file (about 10k events)
+
+
+def _own_events(path: Path, job_id: str) -> list[dict[str, Any]]:
+    with open(path, "rb") as f:
+        size = path.stat().st_size
+        f.seek(max(0, size - PROGRESS_TAIL))
+        lines = f.read().decode("utf-8", errors="replace").splitlines()
+    out = []
+    for line in lines:  # a torn first (cut) or last (mid-append) line is skipped
+        if job_id not in line:
+            continue  # cheap pre-filter: most lines of a shared workspace are other jobs'
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(ev, dict) and ev.get("job_id") == job_id:
+            out.append(ev)
+    return out
+
+
+def progress(workspace: Path, job: dict[str, Any]) -> dict[str, Any] | None:
+    """This job's latest progress event, with ``experiment_id`` and ``fraction`` added.
+
+    Only events stamped with this job's id count: two jobs may write two experiments at once, and
+    an experiment's file also holds events of earlier jobs. A job that has written nothing yet
+    (still loading models) has no progress, rather than another job's.
     """
+    job_id = str(job.get("id") or "")
+    if not job_id:
+        return None
     started = float(job.get("started") or job.get("created") or 0)
-    best: tuple[float, Path] | None = None
+    best: tuple[float, dict[str, Any], str] | None = None
     for exp in store.iter_experiments(Path(workspace)):
         p = exp.progress
-        if p.exists() and p.stat().st_mtime >= started - 1 and (
-                best is None or p.stat().st_mtime > best[0]):
-            best = (p.stat().st_mtime, p)
+        try:
+            if p.stat().st_mtime < started - 1:
+                continue  # not written since the job began: cannot hold its events
+            events = _own_events(p, job_id)
+        except OSError:
+            continue
+        if not events:
+            continue
+        ev = events[-1]
+        key = float(ev.get("time") or 0)
+        if best is None or key > best[0]:
+            best = (key, ev, exp.id)
     if best is None:
         return None
-    events = store.read_progress(best[1])
-    if not events:
-        return None
-    ev = dict(events[-1])
-    ev["experiment_id"] = best[1].parent.name
+    ev = dict(best[1])
+    ev["experiment_id"] = best[2]
     total = ev.get("total") or 0
     ev["fraction"] = min(1.0, float(ev.get("done") or 0) / total) if total else None
     return ev

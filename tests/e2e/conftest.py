@@ -1,5 +1,6 @@
-"""Real-browser fixtures: Debian's Chromium driven by pytest-playwright, and one `streamlit run`
-server per session on a free loopback port, serving the demo workspace.
+"""Real-browser fixtures: Debian's Chromium driven by pytest-playwright, and `streamlit run`
+servers (one per session and workspace) on free loopback ports, serving the demo workspace or a
+synthetic one.
 
 Never `playwright install`: it downloads a browser, which fails offline. CI installs Debian's
 chromium (`.ci/run`); where it is missing these tests are skipped with that hint.
@@ -14,10 +15,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from workspace_factory import demo_workspace
+from workspace_factory import build_workspace, demo_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -54,13 +56,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium")
-    ws = demo_workspace(tmp_path_factory.getbasetemp())
+@contextmanager
+def serve(ws: Path, log: Path) -> Iterator[str]:
+    """`streamlit run app.py` on ``ws`` (loopback, free port) until the block ends; its URL."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, "W2S_WORKSPACE": str(ws)}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -70,20 +69,43 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                if r.read() == b"ok":
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on the real demo workspace (built once per session: slow the first time)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium")
+    ws = demo_workspace(tmp_path_factory.getbasetemp())
+    with serve(ws, tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def synthetic_app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on the synthetic workspace (seconds to build): for tests of the frame itself."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium")
+    ws = tmp_path_factory.mktemp("e2e-synthetic-ws")
+    build_workspace(ws, corrupt=False, three_class=False)
+    with serve(ws, tmp_path_factory.mktemp("streamlit-synthetic") / "server.log") as url:
+        yield url

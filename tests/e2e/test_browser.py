@@ -99,3 +99,59 @@ def test_bookmarked_view_in_dark_mode(browser, app_url: str, tmp_path: Path) -> 
     expect(page).to_have_url(re.compile(r"floor=best"))
     _shot(page, tmp_path / "recovery-dark.png")
     ctx.close()
+
+
+# every visible Material icon: its ligature name, the width its text is drawn at, its height
+ICON_BOXES = """() => [...document.querySelectorAll('[data-testid="stIconMaterial"]')]
+  .filter(e => e.offsetParent !== null).map(e => {
+    const text = document.createRange(); text.selectNodeContents(e);
+    return [e.textContent, text.getBoundingClientRect().width, e.getBoundingClientRect().height];
+  })"""
+ICON_FONT = ("() => [...document.fonts].filter(f => f.family.includes('Material Symbols'))"
+             ".map(f => f.status)")
+# what a machine without an emoji font draws as an empty box
+EMOJI = re.compile("[\U0001F000-\U0001FFFF\uFE0F\u23F3\u2705\u274C\u26A0]")
+
+
+def _icons_are_glyphs(page: Page) -> list[str]:
+    page.evaluate("document.fonts.ready")
+    assert "loaded" in page.evaluate(ICON_FONT)  # Streamlit's own copy, served locally
+    boxes = page.evaluate(ICON_BOXES)
+    assert boxes
+    # With the icon font, the ligature draws the name as one square glyph; in any other font the
+    # name is a run of letters, several times wider than high ("trending_up": 84 px by 16 px).
+    wide = [(name, w, h) for name, w, h in boxes if not 0 < w <= 1.4 * h]
+    assert not wide, wide
+    return [name for name, _, _ in boxes]
+
+
+def test_icons_render_without_an_emoji_font(page: Page, synthetic_app_url: str,
+                                            tmp_path: Path) -> None:
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(synthetic_app_url)
+    page.wait_for_selector(CHART, timeout=60_000)
+    _no_errors(page)
+    links = page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
+    expect(links).to_have_count(len(PAGES))
+    for i in range(len(PAGES)):  # every page link carries a Material icon …
+        expect(links.nth(i).locator('[data-testid="stIconMaterial"]')).to_have_count(1)
+    names = _icons_are_glyphs(page)  # … drawn as a glyph, as are the download buttons'
+    assert {"trending_up", "science", "download"} <= set(names), names
+    assert not EMOJI.search(page.locator("body").inner_text())
+    _shot(page, tmp_path / "recovery-icons.png")
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Lab").click()
+    for label in ("Run the demo experiment", "Launch sweep"):  # drawn once their chunks load
+        expect(page.get_by_test_id("stButton").or_(page.get_by_test_id("stFormSubmitButton"))
+               .filter(has_text=label)).to_be_visible(timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    _no_errors(page)
+    assert {"play_arrow", "rocket_launch"} <= set(_icons_are_glyphs(page))
+    assert not EMOJI.search(page.locator("body").inner_text())
+    _shot(page, tmp_path / "lab-icons.png")
+    # the favicon is inline: nothing is fetched from outside (an offline machine cannot)
+    favicon = page.locator("link[rel*='icon']").first.get_attribute("href") or ""
+    assert favicon.startswith("data:image/svg+xml"), favicon[:80]
+    outside = [u for u in requested if not u.startswith(("http://127.0.0.1", "data:", "blob:"))]
+    assert not outside, outside

@@ -33,6 +33,11 @@ TORN_GRACE_S = 10.0
 _HELD: set[Path] = set()  # locks this process holds: a file naming our own pid is ours or stale
 
 
+class ExperimentLocked(W2SError):
+    """Another live process writes this experiment. A subclass, so a refused sweep can tell this
+    from its own failure and leave the other sweep's experiment status alone."""
+
+
 def _proc_start(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (Linux), which tells a recycled pid
     from the original process; None where /proc is missing."""
@@ -157,7 +162,8 @@ def _break_stale(path: Path, seen: dict[str, Any]) -> None:
 
 
 def acquire(root: Path, job_id: str | None = None) -> dict[str, Any]:
-    """Take the experiment's lock or raise W2SError naming its holder; returns what was written."""
+    """Take the experiment's lock or raise ExperimentLocked (a W2SError) naming its holder;
+    returns what was written."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK
@@ -175,11 +181,11 @@ def acquire(root: Path, job_id: str | None = None) -> dict[str, Any]:
                    "lock is detected and removed") if same_host else (
                 "wait for it or cancel it there; if that process is gone, delete "
                 f"{path} (a lock from another host cannot be checked from here)")
-            raise W2SError(describe(root, holder), fix)
+            raise ExperimentLocked(describe(root, holder), fix)
         _break_stale(path, holder)
         time.sleep(0.05)
-    raise W2SError(f"could not take the lock of experiment {root.name}: another sweep keeps "
-                   "taking it over", "run one sweep at a time on this experiment")
+    raise ExperimentLocked(f"experiment {root.name} is being written by other sweeps that keep "
+                           "taking over its lock", "run one sweep at a time on this experiment")
 
 
 def release(root: Path, info: dict[str, Any]) -> None:

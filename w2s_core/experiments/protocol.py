@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from w2s_core.data.registry import load_dataset
+from w2s_core.data.registry import DATASETS, load_dataset
 from w2s_core.data.schema import DataConfig, TextDataset
 from w2s_core.data.splits import make_splits
 from w2s_core.device import pick_device
@@ -22,7 +22,6 @@ from w2s_core.errors import W2SError
 from w2s_core.experiments.config import ExperimentConfig
 from w2s_core.methods import aggregate
 from w2s_core.methods.registry import (
-    Family,
     MethodOptions,
     head_init,
     predictive,
@@ -34,11 +33,7 @@ from w2s_core.models.registry import resolve_model
 from w2s_core.models.spec import ModelSpec
 from w2s_core.models.tfidf import tfidf_fit_predict
 from w2s_core.training.finetune import FinetuneConfig, finetune_predict
-from w2s_core.training.probe import ProbeJob, train_probes
-
-# Data sets whose deciding text comes last (the question after a long passage): a text longer
-# than max_length loses its start, not its end. Everything else keeps its start.
-LEFT_TRUNCATED = ("cosmos_qa", "boolq")
+from w2s_core.training.probe import StudentJob, train_probes
 
 
 @dataclass
@@ -77,9 +72,11 @@ def load_replicates(cfg: ExperimentConfig) -> list[Splits]:
 
 
 def truncation_side(data: DataConfig) -> str:
+    """The configured side, or the data set's own default (catalog): CosmosQA and BoolQ put
+    the deciding text last, so they lose their start, not their end."""
     if data.truncation_side != "auto":
         return data.truncation_side
-    return "left" if data.name in LEFT_TRUNCATED else "right"
+    return DATASETS.get(data.name).truncation_side
 
 
 def resolved_precision(cfg: ExperimentConfig) -> str:
@@ -138,7 +135,7 @@ def train_teacher(cfg: ExperimentConfig, name: str, sp: Splits,
         return pred["eval"]
     if cfg.teacher_mode == "probe":
         f = feats[name]
-        job = ProbeJob("ce", aggregate.onehot(sp.gold("weak"), c)[None], np.ones(1), 0.0, seed)
+        job = StudentJob("ce", aggregate.onehot(sp.gold("weak"), c)[None], np.ones(1), 0.0, seed)
         x_eval = np.concatenate([f["transfer"], f["test"]])
         return train_probes(f["weak"], [job], x_eval, cfg.probe, cfg.options)[0].probs
     # full fine-tune / LoRA of the teacher on gold
@@ -149,24 +146,18 @@ def train_teacher(cfg: ExperimentConfig, name: str, sp: Splits,
 
     ft = _finetune_cfg(cfg, cfg.teacher_mode)
     logits = finetune_predict(spec, sp.texts("weak"), loss_fn,
-                              sp.texts("transfer") + sp.texts("test"), c, ft, seed)
+                              sp.texts("transfer") + sp.texts("test"), c, ft, seed,
+                              **_tokens(cfg))
     return torch.softmax(torch.from_numpy(logits).double(), -1).numpy()
 
 
+def _tokens(cfg: ExperimentConfig) -> dict[str, object]:
+    """The token cap and truncation side: data settings, shared by features and fine-tuning."""
+    return {"max_length": cfg.data.max_length, "truncation_side": truncation_side(cfg.data)}
+
+
 def _finetune_cfg(cfg: ExperimentConfig, mode: str) -> FinetuneConfig:
-    return dataclasses.replace(cfg.finetune, mode=mode, device=cfg.device,
-                               max_length=cfg.data.max_length)
-
-
-@dataclass
-class StudentJob:
-    """One student run: targets (K', N_transfer, C) with weights (K',), family, aux and seed."""
-
-    family: Family
-    targets: np.ndarray
-    lam: np.ndarray
-    aux: bool
-    seed: int
+    return dataclasses.replace(cfg.finetune, mode=mode, device=cfg.device)
 
 
 def train_students(cfg: ExperimentConfig, jobs: list[StudentJob], sp: Splits,
@@ -177,10 +168,7 @@ def train_students(cfg: ExperimentConfig, jobs: list[StudentJob], sp: Splits,
     opts = cfg.options
     if cfg.student_mode == "probe":
         f = feats[resolve_model(cfg.student).name]
-        probe_jobs = [ProbeJob(j.family, j.targets, j.lam, opts.aux_max if j.aux else 0.0,
-                               j.seed) for j in jobs]
-        res = train_probes(f["transfer"], probe_jobs, f["test"], cfg.probe, opts,
-                           on_done=on_done)
+        res = train_probes(f["transfer"], jobs, f["test"], cfg.probe, opts, on_done=on_done)
         return [(r.probs, r.alpha) for r in res]
     out = []
     for j in jobs:
@@ -196,17 +184,17 @@ def _finetune_student(cfg: ExperimentConfig, j: StudentJob, sp: Splits, opts: Me
     lam = torch.from_numpy(j.lam).float()  # (K,)
     c = t.shape[-1]
     balance = weak_class_balance(t, lam)  # over the whole transfer split, as in the probe
-    a_max = opts.aux_max if j.aux else 0.0
 
     def loss_fn(logits: torch.Tensor, idx: torch.Tensor, tau: float) -> torch.Tensor:
         z = logits.float()
         tb = t[:, idx.cpu()].to(z.device)  # (K, B, C)
         bal = None if balance is None else balance.to(z.device)
-        return student_loss(j.family, z, tb, lam.to(z.device), tau, opts, a_max, bal).mean()
+        return student_loss(j.family, z, tb, lam.to(z.device), tau, opts, j.aux_max,
+                            bal).mean()
 
     spec = resolve_model(cfg.student)
     logits = finetune_predict(spec, sp.texts("transfer"), loss_fn, sp.texts("test"), c,
                               _finetune_cfg(cfg, cfg.student_mode), j.seed,
-                              head_init=head_init(j.family))
+                              head_init=head_init(j.family), **_tokens(cfg))
     probs, alpha = predictive(j.family, torch.from_numpy(logits).float(), opts)
     return probs.double().numpy(), None if alpha is None else alpha.double().numpy()

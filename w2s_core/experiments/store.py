@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from w2s_core.errors import W2SError
-from w2s_core.experiments.runspec import RunSpec, config_hash
+from w2s_core.experiments.runspec import OPTION_COLUMNS, RunSpec, config_hash
 
 EXPERIMENTS = "experiments"
 RUN_INDEX = "runs.parquet"
@@ -176,8 +176,10 @@ def prob_columns(n_classes: int, prefix: str = "p") -> list[str]:
 
 def predictions_frame(ids: list[str], gold: np.ndarray, probs: np.ndarray,
                       alpha: np.ndarray | None = None,
-                      split: str | list[str] | None = None) -> pd.DataFrame:
-    """example_id, [split], gold, p_0..p_{C-1}, [alpha_0..alpha_{C-1}] (float32)."""
+                      split: str | list[str] | None = None,
+                      weak: np.ndarray | None = None) -> pd.DataFrame:
+    """example_id, [split], gold, p_0..p_{C-1}, [alpha_0..], [w_0..] (float32). ``weak``: the
+    labels the student was trained toward, made the same way on these examples."""
     cols: dict[str, Any] = {"example_id": ids}
     if split is not None:
         cols["split"] = split if isinstance(split, list) else [split] * len(ids)
@@ -185,10 +187,11 @@ def predictions_frame(ids: list[str], gold: np.ndarray, probs: np.ndarray,
     probs = np.asarray(probs, dtype=np.float32)
     for c, name in enumerate(prob_columns(probs.shape[1])):
         cols[name] = probs[:, c]
-    if alpha is not None:
-        alpha = np.asarray(alpha, dtype=np.float32)
-        for c, name in enumerate(prob_columns(alpha.shape[1], "alpha")):
-            cols[name] = alpha[:, c]
+    for prefix, arr in (("alpha", alpha), ("w", weak)):
+        if arr is not None:
+            arr = np.asarray(arr, dtype=np.float32)
+            for c, name in enumerate(prob_columns(arr.shape[1], prefix)):
+                cols[name] = arr[:, c]
     return pd.DataFrame(cols)
 
 
@@ -257,11 +260,14 @@ def run_spec(cfg: dict[str, Any]) -> RunSpec:
         return RunSpec.from_dict(cfg)
     train = {"student": cfg.get("student"), "student_mode": cfg.get("student_mode"),
              **(cfg.get("train") or {}), "precision": cfg.get("precision")}
+    options = None
+    if cfg["kind"] == "transfer":  # a mapping, or (early format 1) loose top-level keys
+        options = cfg.get("options") or {k: cfg[k] for k in OPTION_COLUMNS if k in cfg}
     return RunSpec(experiment_id=cfg.get("experiment_id", ""), kind=cfg["kind"],
                    method=cfg["method"], subset=tuple(cfg.get("subset") or ()),
                    aux=bool(cfg.get("aux")), seed=int(cfg["seed"]),
                    data_seed=int((cfg.get("data") or {}).get("seed", 0)), train=train,
-                   options=cfg.get("options") if cfg["kind"] == "transfer" else None)
+                   options=options)
 
 
 def run_row(cfg: dict[str, Any], met: dict[str, Any]) -> dict[str, Any]:

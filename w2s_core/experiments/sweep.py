@@ -27,13 +27,15 @@ from w2s_core.errors import W2SError
 from w2s_core.experiments import meta as expmeta
 from w2s_core.experiments import protocol, store
 from w2s_core.experiments.config import ExperimentConfig, result_fields
+from w2s_core.experiments.lock import ExperimentLocked, experiment_lock
 from w2s_core.experiments.runspec import RunSpec, plain
 from w2s_core.methods import aggregate
 from w2s_core.methods.registry import METHODS
 from w2s_core.metrics.classification import accuracy, pgr, pgr_defined, run_metrics
+from w2s_core.training.probe import StudentJob
 
 CHUNK = 256  # students per batch: bounds the work lost to Ctrl-C and keeps progress live
-Entry = tuple[RunSpec, dict[str, Any], Callable[[], protocol.StudentJob] | None]
+Entry = tuple[RunSpec, dict[str, Any], Callable[[], StudentJob] | None]
 
 
 def subsets(teachers: tuple[str, ...], max_subsets: int | None, seed: int) -> list[tuple[str, ...]]:
@@ -82,9 +84,10 @@ class Sweep:
                                "free space and rerun the same command; finished runs are kept"
                                ) from None
             raise
-        except W2SError as e:
-            if "being written by" not in str(e):  # never touch another sweep's status
-                self._set_status("failed")
+        except ExperimentLocked:
+            raise  # another sweep owns this experiment: never touch its status
+        except W2SError:
+            self._set_status("failed")
             raise
         except BaseException:
             self._set_status("failed")
@@ -97,8 +100,6 @@ class Sweep:
         if not self.main:
             yield
             return
-        from w2s_core.experiments.lock import experiment_lock
-
         self.exp.root.mkdir(parents=True, exist_ok=True)
         with experiment_lock(self.exp.root):
             yield
@@ -237,8 +238,8 @@ class Sweep:
         for seed in cfg.seeds:
             spec = RunSpec(self.exp.id, "ceiling", "ceiling", (), False, seed, sp.data_seed,
                            train)
-            plan.append(self._entry(spec, {}, lambda s=seed: protocol.StudentJob(
-                "ce", gold_t, np.ones(1), False, s)))
+            plan.append(self._entry(spec, {}, lambda s=seed: StudentJob(
+                "ce", gold_t, np.ones(1), 0.0, s)))
         for sub in subsets(cfg.teachers, cfg.max_subsets, cfg.subset_seed):
             p = np.stack([teach[t]["transfer"] for t in sub])  # (K, N, C)
             lam = self._weights(sub, p)
@@ -260,8 +261,9 @@ class Sweep:
                         spec = RunSpec(self.exp.id, "transfer", m, sub, bool(aux), seed,
                                        sp.data_seed, train, options)
                         plan.append(self._entry(spec, extra, lambda method=method, aux=aux,
-                                                seed=seed, targets=targets: protocol.StudentJob(
-                                                    method.family, *targets(), bool(aux), seed)))
+                                                seed=seed, targets=targets: StudentJob(
+                                                    method.family, *targets(),
+                                                    cfg.options.aux_max if aux else 0.0, seed)))
         settings = self.meta.setdefault("settings", {})
         new = {e[0].setting: {"train": train, "options": None if e[0].options is None
                               else options} for e in plan if e[0].setting not in settings}
@@ -271,7 +273,7 @@ class Sweep:
         return plan
 
     def _entry(self, spec: RunSpec, extra: dict[str, Any],
-               make: Callable[[], protocol.StudentJob]) -> Entry:
+               make: Callable[[], StudentJob]) -> Entry:
         return spec, extra, None if self.exp.run_complete(spec.run_id) else make
 
     def _weights(self, sub: tuple[str, ...], p: np.ndarray) -> np.ndarray:
@@ -304,9 +306,11 @@ class Sweep:
             results = protocol.train_students(self.cfg, jobs, sp, feats)
             per_run = (time.time() - t0) / len(chunk)
             for (spec, extra, _), (probs, alpha) in zip(chunk, results, strict=True):
-                met = self._metrics(spec, extra, probs, alpha, y, teach, ceil, refs)
+                ref = None if spec.kind == "ceiling" else self._reference(spec, teach, extra,
+                                                                          refs)
+                met = self._metrics(spec, extra, probs, alpha, y, teach, ceil, ref)
                 met["train_seconds"] = per_run
-                preds = store.predictions_frame(test_ids, y, probs, alpha)
+                preds = store.predictions_frame(test_ids, y, probs, alpha, weak=ref)
                 if self.main:
                     store.save_run(self.exp, spec.run_id, spec.stored_config(**extra), preds,
                                    met)
@@ -324,25 +328,26 @@ class Sweep:
                 out[spec.seed] = store.read_json(path)["accuracy"]
         return out
 
-    def _reference(self, spec: RunSpec, p: np.ndarray, lam: np.ndarray,
+    def _reference(self, spec: RunSpec, teach: dict, extra: dict[str, Any],
                    refs: dict[tuple[tuple[str, ...], str], np.ndarray]) -> np.ndarray:
         """The weak labels this student was trained toward, made the same way on test (vote,
-        Dawid–Skene, the soft mean, …): what CDR/CAR and weak agreement compare against."""
+        Dawid–Skene, the soft mean, …) → (N_test, C): what CDR/CAR and weak agreement compare
+        against, stored with the run's predictions for the Calibration page."""
         key = (spec.subset, spec.method)
         if key not in refs:
-            t, w = METHODS.get(spec.method).targets(p, lam)  # (K', N, C), (K',)
+            p = np.stack([teach[t]["test"] for t in spec.subset])  # (K, N_test, C)
+            lam = np.asarray(extra["lambda"])
+            t, w = METHODS.get(spec.method).targets(p, lam / lam.sum())  # (K', N, C), (K',)
             refs[key] = aggregate.soft_vote(t, w / w.sum())
         return refs[key]
 
     def _metrics(self, spec: RunSpec, extra: dict[str, Any], probs: np.ndarray,
                  alpha: np.ndarray | None, y: np.ndarray, teach: dict, ceil: dict[int, float],
-                 refs: dict) -> dict[str, Any]:
+                 ref: np.ndarray | None) -> dict[str, Any]:
         if spec.kind == "ceiling":
             return run_metrics(probs, y, alpha=alpha)
         p = np.stack([teach[t]["test"] for t in spec.subset])  # (K, N_test, C)
-        lam = np.asarray(extra["lambda"])
-        lam = lam / lam.sum()
-        met = run_metrics(probs, y, weak_probs=self._reference(spec, p, lam, refs), alpha=alpha)
+        met = run_metrics(probs, y, weak_probs=ref, alpha=alpha)
         accs = [accuracy(p[k], y) for k in range(len(spec.subset))]
         floors = {"mean": float(np.mean(accs)), "best": float(np.max(accs)),
                   "vote": float(np.mean(aggregate.majority_vote(p) == y))}

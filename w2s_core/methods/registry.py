@@ -48,21 +48,17 @@ class MethodSpec(MethodInfo):
     targets: Targets = field(kw_only=True)
 
 
-def _onehot(labels: np.ndarray, c: int) -> np.ndarray:
-    return np.eye(c, dtype=np.float64)[labels]
-
-
 def _per_teacher(p: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p, lam
 
 
 def _joint(p: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     consensus = aggregate.soft_vote(p, lam).argmax(-1)
-    return _onehot(consensus, p.shape[-1])[None], np.ones(1)
+    return aggregate.onehot(consensus, p.shape[-1])[None], np.ones(1)
 
 
 def _vote(p: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _onehot(aggregate.majority_vote(p), p.shape[-1])[None], np.ones(1)
+    return aggregate.onehot(aggregate.majority_vote(p), p.shape[-1])[None], np.ones(1)
 
 
 def _dawid_skene(p: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -55,7 +55,6 @@ class FinetuneConfig:
     lr: float | None = None
     epochs: float = 1.0
     batch_size: int = 16
-    max_length: int = 128
     weight_decay: float = 0.01
     lora_r: int = 8
     lora_alpha: int = 16
@@ -196,7 +195,8 @@ def _batches(n: int, per_step: int, total_steps: int, gen: torch.Generator) -> I
 def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
                      eval_texts: list[str], n_classes: int, cfg: FinetuneConfig, seed: int,
                      *, on_step: Callable[[int, torch.Tensor], None] | None = None,
-                     head_init: HeadInit = "zeros") -> np.ndarray:
+                     head_init: HeadInit = "zeros", max_length: int = 128,
+                     truncation_side: str = "right") -> np.ndarray:
     """Train on ``train_texts`` with ``loss_fn``; return ``(len(eval_texts), n_classes)`` logits.
 
     ``loss_fn(logits (B, C) fp32, idx (B,) long CPU tensor of training-example indices,
@@ -227,8 +227,10 @@ def finetune_predict(spec: ModelSpec, train_texts: list[str], loss_fn: LossFn,
         raise ValueError(f"mode must be 'full' or 'lora', not {cfg.mode!r}")
     model = PooledClassifier(backbone, n_classes, pooling, centered=head_init == "random")
 
+    tok.truncation_side = truncation_side  # data settings (DataConfig), as for the features
+
     def encode(texts: list[str]) -> list[list[int]]:
-        return tok(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
+        return tok(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
     train_ids, pad_id = encode(train_texts), tok.pad_token_id
     if head_init == "random":

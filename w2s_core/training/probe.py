@@ -49,8 +49,9 @@ class ProbeConfig:
 
 
 @dataclass
-class ProbeJob:
-    """One student: its targets (K', N, C), their weights (K',), aux a_max (0 = off), seed."""
+class StudentJob:
+    """One student to train (linear probe or fine-tune): its targets (K', N, C), their weights
+    (K',), its loss family, the aux confidence term's a_max (0 = off) and its seed."""
 
     family: Family
     targets: np.ndarray
@@ -72,7 +73,7 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
     return [torch.from_numpy(((a - mu) / sd).astype(np.float32)) for a in (train, *others)]
 
 
-def train_probes(x_train: np.ndarray, jobs: list[ProbeJob], x_eval: np.ndarray,
+def train_probes(x_train: np.ndarray, jobs: list[StudentJob], x_eval: np.ndarray,
                  cfg: ProbeConfig, opts: MethodOptions, *, n_threads: int | None = None,
                  on_done: Callable[[int], None] | None = None) -> list[ProbeResult]:
     """Train every job; returns results in job order. ``on_done(n)`` reports progress."""
@@ -93,7 +94,7 @@ def train_probes(x_train: np.ndarray, jobs: list[ProbeJob], x_eval: np.ndarray,
     return results  # type: ignore[return-value]
 
 
-def _chunks(idx: list[int], jobs: list[ProbeJob], budget: int, collapse: bool
+def _chunks(idx: list[int], jobs: list[StudentJob], budget: int, collapse: bool
             ) -> list[list[int]]:
     out: list[list[int]] = []
     cur: list[int] = []
@@ -112,7 +113,7 @@ def _chunks(idx: list[int], jobs: list[ProbeJob], budget: int, collapse: bool
     return out
 
 
-def _train_chunk(xt: torch.Tensor, xe: torch.Tensor, jobs: list[ProbeJob], family: Family,
+def _train_chunk(xt: torch.Tensor, xe: torch.Tensor, jobs: list[StudentJob], family: Family,
                  seed: int, cfg: ProbeConfig, opts: MethodOptions) -> list[ProbeResult]:
     n, d = xt.shape
     c = jobs[0].targets.shape[-1]
