@@ -26,17 +26,24 @@ def test_quick_demo_end_to_end(demo_workspace):
     floors = [t["accuracy_test"] for t in rep["teachers"]]
     # real models on real tweets: every teacher beats chance, the student's ceiling beats them
     assert min(floors) > 0.6
-    assert rep["ceiling"]["mean"] > max(floors)
+    assert len(rep["ceiling"]) == 1 and rep["ceiling"][0]["mean"] > max(floors)
     ag = rep["agreement"]
     assert 0 < ag["fleiss_kappa"] < 1 and ag["mean_vote_entropy"] > 0
     assert ag["kappa"]["minilm-l3"]["minilm-l3"] == 1.0
     rec = pd.DataFrame(rep["recovery"])
     assert set(rec.method) == {"single", "naive", "joint", "vote", "dawid-skene", "bayes",
                                "bayes-softy"}
-    assert set(rec.k) == {1, 2, 3, 4, 5}
-    assert ((rec.pgr_lo <= rec.pgr) & (rec.pgr <= rec.pgr_hi)).all()
+    assert set(rec.k) == {1, 2, 3, 4, 5} and rec.setting.nunique() == 1
+    # one data replicate: intervals over teacher subsets where K has several, else over seeds
+    assert set(rec.loc[rec.k.isin([1, 2, 3, 4]), "unit"]) == {"subset"}
+    assert set(rec.loc[rec.k == 5, "unit"]) == {"seed"}
+    has = rec.lo.notna()
+    assert ((rec.lo[has] <= rec["mean"][has]) & (rec["mean"][has] <= rec.hi[has])).all()
     # the student recovers part of the gap on average
-    assert rec.pgr.mean() > 0
+    assert rec["mean"].mean() > 0
+    comp = pd.DataFrame(rep["comparisons"])
+    bn = comp[(comp.a == "bayes") & (comp.b == "naive")]
+    assert sorted(bn.aux) == [False, True]  # per aux setting, never pooled
 
 
 def test_report_formats(demo_workspace):
@@ -48,4 +55,6 @@ def test_report_formats(demo_workspace):
     data = json.loads(js.stdout)
     assert data[0]["floor"] == "vote" and data[0]["recovery"]
     csv = subprocess.run(base + ["--format", "csv"], capture_output=True, text=True, timeout=120)
-    assert csv.stdout.splitlines()[0].startswith("method,aux,k,pgr")
+    header = csv.stdout.splitlines()[0].split(",")
+    assert header[:4] == ["setting", "method", "aux", "k"] and "interval" in header
+    assert "Intervals:" in table.stdout

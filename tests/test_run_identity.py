@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_sweep import NEG, POS, small_csv
 
 from w2s_core import api
 from w2s_core.data.schema import DataConfig
@@ -24,8 +25,7 @@ from w2s_core.methods.registry import MethodOptions
 from w2s_core.training.probe import ProbeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-POS = ["good", "great", "wonderful", "happy", "excellent", "amazing", "fantastic", "loved"]
-NEG = ["bad", "terrible", "awful", "sad", "horrible", "hated", "late", "died"]
+__all__ = ["small_csv"]  # the shared fixture, imported so pytest registers it here
 
 
 def _spec(**kw) -> RunSpec:
@@ -60,21 +60,6 @@ def test_setting_labels_name_only_what_differs():
     b = {"train": {"p": "bf16"}, "options": {"kl_scale": 0.1, "evidence": "exp"}}
     assert setting_labels({"x": a, "y": b}) == {"x": "kl_scale=1", "y": "kl_scale=0.1"}
     assert setting_labels({"x": a}) == {"x": "as configured"}
-
-
-@pytest.fixture(scope="module")
-def small_csv(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    rows = []
-    for i in range(300):
-        label = i % 2
-        words = list(rng.choice(POS if label else NEG, 3)) + list(rng.choice(POS + NEG, 2))
-        rng.shuffle(words)
-        rows.append({"id": f"r{i}", "text": f"the movie was {' '.join(words)} {i}",
-                     "label": label})
-    path = tmp_path_factory.mktemp("data") / "small.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture
@@ -305,3 +290,13 @@ def test_truncation_side_keeps_the_end_of_long_texts_when_asked(tiny_encoder_dir
     assert truncation_side(DataConfig("boolq")) == "left"
     assert truncation_side(DataConfig("tweets")) == "right"
     assert truncation_side(DataConfig("boolq", truncation_side="right")) == "right"
+
+
+def test_mixed_resolved_settings_are_flagged():
+    from w2s_core.experiments.provenance import mixed
+
+    a = {"device": "cpu", "precision": "bf16", "versions": {"torch": "2.13.0"}}
+    assert mixed([a, a]) == []
+    notes = mixed([a, {**a, "precision": "fp32"}])
+    assert len(notes) == 1 and "bf16, fp32" in notes[0] and "never pool" in notes[0]
+    assert len(mixed([a, {**a, "device": "cuda", "versions": {"torch": "2.14.0"}}])) == 2

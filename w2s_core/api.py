@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from w2s_core.experiments import store
 from w2s_core.paths import workspace_dir
@@ -60,16 +61,35 @@ def runs(exp_id: str, workspace: PathLike = None) -> tuple[pd.DataFrame, list[st
     return store.load_runs(_exp(workspace, exp_id))
 
 
-def teacher_predictions(exp_id: str, workspace: PathLike = None) -> dict[str, pd.DataFrame]:
-    return store.load_teachers(_exp(workspace, exp_id))
+def teacher_predictions(exp_id: str, workspace: PathLike = None,
+                        data_seed: int | None = None) -> dict[str, pd.DataFrame]:
+    """Teacher name → soft labels on transfer and test of one data replicate (default: the
+    first). Each replicate retrains its teachers on its own splits, so two replicates' teacher
+    files must never be mixed."""
+    return store.load_teachers(_exp(workspace, exp_id), data_seed)
 
 
 def run_predictions(exp_id: str, run_id: str, workspace: PathLike = None) -> pd.DataFrame:
     return store.load_run_predictions(_exp(workspace, exp_id), run_id)
 
 
-def examples(exp_id: str, workspace: PathLike = None) -> pd.DataFrame:
-    return store.read_parquet(_exp(workspace, exp_id).examples)
+def examples(exp_id: str, workspace: PathLike = None, data_seed: int | None = None,
+             columns: list[str] | None = None) -> pd.DataFrame:
+    """The examples (``data_seed, example_id, split, gold, text``), of every data replicate or
+    of one: a replicate re-draws the splits, so one example id can be test in one replicate
+    and transfer in another. An experiment stored before replicates has one, whatever
+    ``data_seed`` says."""
+    path = _exp(workspace, exp_id).examples
+    if columns is not None:
+        present = set(pq.read_schema(path).names)  # format 1 has no data_seed column
+        columns = [c for c in columns if c in present]
+        df = store.read_parquet(path, columns=list(dict.fromkeys(
+            [*columns, *(["data_seed"] if "data_seed" in present else [])])))
+    else:
+        df = store.read_parquet(path)
+    if data_seed is not None and "data_seed" in df.columns:
+        df = df[df["data_seed"] == int(data_seed)]
+    return df if columns is None else df[columns]
 
 
 def progress(exp_id: str, workspace: PathLike = None) -> list[dict[str, Any]]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Generic, TypeVar
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from w2s_core.errors import W2SError
 
@@ -42,3 +43,20 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return list(self._items.items())
+
+
+def from_catalog(kind: str, infos: Sequence[Any], functions: Mapping[str, Any], field: str,
+                 make: Callable[..., T]) -> Registry[T]:
+    """A registry built from the torch-free catalog's metadata (``infos``, dataclasses with a
+    ``name``) plus each entry's function (``make(**info fields, field=functions[name])``), so
+    a name and its description live in one place. A catalog entry without its function, or
+    the reverse, is a programming error and fails at import."""
+    names = {i.name for i in infos}
+    if names != set(functions):
+        raise RuntimeError(f"{kind} catalog and functions disagree: "
+                           f"{sorted(names ^ set(functions))}")
+    reg: Registry[T] = Registry(kind)
+    for info in infos:
+        fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
+        reg.register(info.name, make(**fields, **{field: functions[info.name]}))
+    return reg

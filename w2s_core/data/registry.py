@@ -7,7 +7,6 @@ those stay plain functions (importable and testable alone) and there is no impor
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,7 +14,7 @@ from w2s_core import catalog
 from w2s_core.catalog import DatasetInfo
 from w2s_core.data import builtin, files, hub
 from w2s_core.data.schema import DataConfig, TextDataset
-from w2s_core.registry import Registry
+from w2s_core.registry import Registry, from_catalog
 
 Loader = Callable[[DataConfig], TextDataset]
 
@@ -39,20 +38,8 @@ _LOADERS: dict[str, Loader] = {
 }
 
 
-def _build() -> Registry[DatasetEntry]:
-    infos = catalog.datasets()
-    # a catalog entry without a loader (or the reverse) is a programming error: fail at import
-    if {i.name for i in infos} != set(_LOADERS):
-        raise RuntimeError(f"dataset catalog and loaders disagree: "
-                           f"{sorted({i.name for i in infos} ^ set(_LOADERS))}")
-    reg: Registry[DatasetEntry] = Registry("dataset")
-    for info in infos:
-        fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
-        reg.register(info.name, DatasetEntry(**fields, loader=_LOADERS[info.name]))
-    return reg
-
-
-DATASETS = _build()
+DATASETS: Registry[DatasetEntry] = from_catalog("dataset", catalog.datasets(), _LOADERS,
+                                                  "loader", DatasetEntry)
 
 
 def load_dataset(cfg: DataConfig) -> TextDataset:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from w2s_core.data.schema import DataConfig, TextDataset
 from w2s_core.data.splits import make_splits
 from w2s_core.device import pick_device
 from w2s_core.errors import W2SError
-from w2s_core.experiments.config import ExperimentConfig
+from w2s_core.experiments.config import ExperimentConfig, result_fields
 from w2s_core.methods import aggregate
 from w2s_core.methods.registry import (
     MethodOptions,
@@ -118,6 +119,20 @@ def compute_features(cfg: ExperimentConfig, reps: list[Splits], progress: bool
                              truncation_side=truncation_side(cfg.data))
     return [{name: {s: arr[[row[t] for t in sp.texts(s)]] for s in order}
              for name, arr in feats.items()} for sp in reps]
+
+
+def teacher_identity(cfg: ExperimentConfig, name: str, sp: Splits, precision: str
+                     ) -> dict[str, object]:
+    """What decides a teacher's predictions (hashed into its cache file's name): a given
+    teacher by its weak labels, a trained one by its mode, training config, data replicate,
+    resolved precision and token settings."""
+    ident: dict[str, object] = {"teacher": name, "data_seed": sp.data_seed}
+    if name in sp.ds.weak:
+        ident["given"] = hashlib.sha256(np.ascontiguousarray(sp.ds.weak[name])).hexdigest()
+        return ident
+    train = cfg.probe if cfg.teacher_mode == "probe" else cfg.finetune
+    return {**ident, "mode": cfg.teacher_mode, "train": result_fields(dataclasses.asdict(train)),
+            "precision": precision, **_tokens(cfg)}
 
 
 def train_teacher(cfg: ExperimentConfig, name: str, sp: Splits,

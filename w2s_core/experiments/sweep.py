@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import itertools
 import json
 import math
@@ -25,13 +24,13 @@ from tqdm.auto import tqdm
 from w2s_core.device import pick_device
 from w2s_core.errors import W2SError
 from w2s_core.experiments import meta as expmeta
-from w2s_core.experiments import protocol, store
+from w2s_core.experiments import protocol, scoring, store
 from w2s_core.experiments.config import ExperimentConfig, result_fields
 from w2s_core.experiments.lock import ExperimentLocked, experiment_lock
 from w2s_core.experiments.runspec import RunSpec, plain
 from w2s_core.methods import aggregate
 from w2s_core.methods.registry import METHODS
-from w2s_core.metrics.classification import accuracy, pgr, pgr_defined, run_metrics
+from w2s_core.metrics.classification import accuracy, run_metrics
 from w2s_core.training.probe import StudentJob
 
 CHUNK = 256  # students per batch: bounds the work lost to Ctrl-C and keeps progress live
@@ -169,18 +168,6 @@ class Sweep:
         store.write_parquet(self.exp.examples, examples)
 
     # ------------------------------------------------------------ floors
-    def _teacher_identity(self, name: str, sp: protocol.Splits) -> dict[str, Any]:
-        """What decides a teacher's predictions (hashed into its cache file's name)."""
-        cfg = self.cfg
-        ident: dict[str, Any] = {"teacher": name, "data_seed": sp.data_seed}
-        if name in sp.ds.weak:
-            ident["given"] = hashlib.sha256(np.ascontiguousarray(sp.ds.weak[name])).hexdigest()
-            return ident
-        train = cfg.probe if cfg.teacher_mode == "probe" else cfg.finetune
-        return {**ident, "mode": cfg.teacher_mode, "train": result_fields(
-            dataclasses.asdict(train)), "precision": self.precision,
-            "max_length": cfg.data.max_length, "truncation": protocol.truncation_side(cfg.data)}
-
     def _teachers(self, sp: protocol.Splits, feats: dict) -> dict[str, dict[str, np.ndarray]]:
         """Teacher name → {"transfer": (N, C), "test": (N, C)} soft labels (cached on disk)."""
         out: dict[str, dict[str, np.ndarray]] = {}
@@ -192,7 +179,7 @@ class Sweep:
         bar = tqdm(self.cfg.teachers, desc=f"weak floors (data seed {sp.data_seed})",
                    disable=not self.progress)
         for i, name in enumerate(bar):
-            ident = self._teacher_identity(name, sp)
+            ident = protocol.teacher_identity(self.cfg, name, sp, self.precision)
             stem = store.teacher_stem(name, ident)
             path = self.exp.teacher_preds(stem)
             probs = None
@@ -306,9 +293,16 @@ class Sweep:
             results = protocol.train_students(self.cfg, jobs, sp, feats)
             per_run = (time.time() - t0) / len(chunk)
             for (spec, extra, _), (probs, alpha) in zip(chunk, results, strict=True):
-                ref = None if spec.kind == "ceiling" else self._reference(spec, teach, extra,
-                                                                          refs)
-                met = self._metrics(spec, extra, probs, alpha, y, teach, ceil, ref)
+                if spec.kind == "ceiling":
+                    ref, met = None, run_metrics(probs, y, alpha=alpha)
+                else:
+                    p = np.stack([teach[t]["test"] for t in spec.subset])  # (K, N_test, C)
+                    key = (spec.subset, spec.method)  # DS on test is costly: once per key
+                    if key not in refs:
+                        refs[key] = scoring.weak_reference(spec.method, p, extra["lambda"])
+                    ref = refs[key]
+                    met = scoring.transfer_metrics(probs, alpha, y, p, ref,
+                                                   ceil.get(spec.seed, float("nan")))
                 met["train_seconds"] = per_run
                 preds = store.predictions_frame(test_ids, y, probs, alpha, weak=ref)
                 if self.main:
@@ -327,34 +321,3 @@ class Sweep:
             if spec.kind == "ceiling" and path.exists():
                 out[spec.seed] = store.read_json(path)["accuracy"]
         return out
-
-    def _reference(self, spec: RunSpec, teach: dict, extra: dict[str, Any],
-                   refs: dict[tuple[tuple[str, ...], str], np.ndarray]) -> np.ndarray:
-        """The weak labels this student was trained toward, made the same way on test (vote,
-        Dawid–Skene, the soft mean, …) → (N_test, C): what CDR/CAR and weak agreement compare
-        against, stored with the run's predictions for the Calibration page."""
-        key = (spec.subset, spec.method)
-        if key not in refs:
-            p = np.stack([teach[t]["test"] for t in spec.subset])  # (K, N_test, C)
-            lam = np.asarray(extra["lambda"])
-            t, w = METHODS.get(spec.method).targets(p, lam / lam.sum())  # (K', N, C), (K',)
-            refs[key] = aggregate.soft_vote(t, w / w.sum())
-        return refs[key]
-
-    def _metrics(self, spec: RunSpec, extra: dict[str, Any], probs: np.ndarray,
-                 alpha: np.ndarray | None, y: np.ndarray, teach: dict, ceil: dict[int, float],
-                 ref: np.ndarray | None) -> dict[str, Any]:
-        if spec.kind == "ceiling":
-            return run_metrics(probs, y, alpha=alpha)
-        p = np.stack([teach[t]["test"] for t in spec.subset])  # (K, N_test, C)
-        met = run_metrics(probs, y, weak_probs=ref, alpha=alpha)
-        accs = [accuracy(p[k], y) for k in range(len(spec.subset))]
-        floors = {"mean": float(np.mean(accs)), "best": float(np.max(accs)),
-                  "vote": float(np.mean(aggregate.majority_vote(p) == y))}
-        ceiling = ceil.get(spec.seed, float("nan"))
-        met["ceiling"] = ceiling
-        for name, f in floors.items():
-            met[f"floor_{name}"] = f
-            met[f"pgr_{name}"] = pgr(met["accuracy"], f, ceiling)
-            met[f"pgr_{name}_defined"] = bool(pgr_defined(f, ceiling))
-        return met

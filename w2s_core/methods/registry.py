@@ -9,7 +9,6 @@ torch-free source the dashboard reads); this module attaches the target function
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,7 +19,7 @@ import torch
 from w2s_core import catalog
 from w2s_core.catalog import Family, MethodInfo
 from w2s_core.methods import aggregate, losses
-from w2s_core.registry import Registry
+from w2s_core.registry import Registry, from_catalog
 
 __all__ = ["Family", "MethodOptions", "MethodSpec", "METHODS", "family_loss", "head_init",
            "log_predictive", "predictive", "student_loss", "weak_class_balance"]
@@ -76,20 +75,8 @@ _TARGETS: dict[str, Targets] = {
 }
 
 
-def _build() -> Registry[MethodSpec]:
-    infos = catalog.methods()
-    # a catalog entry without targets (or the reverse) is a programming error: fail at import
-    if {i.name for i in infos} != set(_TARGETS):
-        raise RuntimeError(f"method catalog and target functions disagree: "
-                           f"{sorted({i.name for i in infos} ^ set(_TARGETS))}")
-    reg: Registry[MethodSpec] = Registry("method")
-    for info in infos:
-        fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
-        reg.register(info.name, MethodSpec(**fields, targets=_TARGETS[info.name]))
-    return reg
-
-
-METHODS = _build()
+METHODS: Registry[MethodSpec] = from_catalog("method", catalog.methods(), _TARGETS, "targets",
+                                              MethodSpec)
 
 
 def head_init(family: Family) -> HeadInit:

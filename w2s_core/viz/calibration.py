@@ -1,8 +1,9 @@
 """Calibration of every label source on the test split: teachers, their soft vote, each student.
 
 Top-label reliability (confidence = max p) with uniform and equal-mass bins, a confidence
-histogram, and a metrics table against gold and against the weak labels (the subset's soft vote),
-the latter showing whether a student merely imitates its teachers.
+histogram, and a metrics table against gold and against the weak labels (for a student the labels
+it was trained toward, for the teachers the subset's soft vote), the latter showing whether a
+student merely imitates its supervision.
 """
 
 from __future__ import annotations
@@ -96,18 +97,30 @@ def reliability_figure(frame: pd.DataFrame, sources: Mapping[str, np.ndarray],
 
 
 def calibration_table(sources: Mapping[str, np.ndarray], kinds: Mapping[str, str],
-                      y: np.ndarray, y_weak: np.ndarray | None, n_bins: int = 15
+                      y: np.ndarray, y_weak: np.ndarray | Mapping[str, np.ndarray] | None,
+                      n_bins: int = 15, references: Mapping[str, str] | None = None
                       ) -> pd.DataFrame:
     """Per source: accuracy, ECE (uniform), ECE (equal mass), MCE, Brier, NLL against gold, and
-    agreement / ECE / Brier against the weak labels (hard soft-vote labels)."""
+    agreement / ECE / Brier against hard weak labels.
+
+    ``y_weak``: one set of weak labels for every source, or source → its own weak labels (a
+    student is measured against the labels it was trained toward, as its metrics.json is); a
+    source missing from the mapping gets no weak-label metrics. ``references`` adds a
+    ``weak_reference`` column saying which weak labels each row was measured against.
+    """
     rows = []
     for name, p in sources.items():
         q = _norm(p)
         row = {"source": name, "kind": kinds.get(name, ""), "accuracy": accuracy(q, y),
                "ece": ece(q, y, n_bins), "ece_em": ece_equal_mass(q, y, n_bins),
                "mce": mce(q, y, n_bins), "brier": brier(q, y), "nll": nll(q, y)}
-        if y_weak is not None:
-            row.update(weak_agreement=accuracy(q, y_weak), ece_vs_weak=ece(q, y_weak, n_bins),
-                       brier_vs_weak=brier(q, y_weak))
+        ref = y_weak.get(name) if isinstance(y_weak, Mapping) else y_weak
+        if ref is not None:
+            row.update(weak_agreement=accuracy(q, ref), ece_vs_weak=ece(q, ref, n_bins),
+                       brier_vs_weak=brier(q, ref))
+        elif y_weak is not None:
+            row.update(weak_agreement=np.nan, ece_vs_weak=np.nan, brier_vs_weak=np.nan)
+        if references is not None:
+            row["weak_reference"] = references.get(name, "")
         rows.append(row)
     return pd.DataFrame(rows)

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from w2s_core.experiments.runspec import ID_COLUMNS, OPTION_COLUMNS
 from w2s_core.viz.colors import method_color
 from w2s_core.viz.common import empty_figure, finish
 
 HEADLINE = ["accuracy", "pgr_mean", "pgr_best", "pgr_vote", "ece", "brier", "auroc",
             "weak_agreement"]
-ID_FIELDS = {"run_id", "kind", "method", "k", "aux", "seed", "subset", "label"}
+# identity, not metrics: a data seed or kl_scale is numeric but belongs in the config diff
+ID_FIELDS = {*ID_COLUMNS, *(f"opt_{o}" for o in OPTION_COLUMNS), "label"}
 _PATTERNS = ["", "/", "x", ".", "\\", "+", "-", "|"]
 
 

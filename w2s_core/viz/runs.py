@@ -65,6 +65,38 @@ def setting_names(runs: pd.DataFrame, settings: dict[str, Any]) -> dict[str, str
     return setting_labels({s: settings.get(s, {}) for s in opts})
 
 
+def view_runs(runs: pd.DataFrame, setting: str | None = None,
+              data_seed: Any = "all") -> pd.DataFrame:
+    """The runs one option setting (and one data replicate) stands for: the setting's transfer
+    runs and the ceilings of its training setting — the ceilings a transfer run's PGR uses.
+
+    ``setting`` None keeps every setting; ``data_seed`` "all" keeps every replicate. Columns an
+    old run index lacks count as constant, so such an index passes through unfiltered.
+    """
+    if runs.empty:
+        return runs
+    keep = pd.Series(True, index=runs.index)
+    if setting is not None and "setting" in runs.columns:
+        transfer = _col(runs, "kind") == "transfer"
+        mine = transfer & (runs["setting"] == setting)
+        keep = ~transfer | mine
+        if "train_setting" in runs.columns and mine.any():
+            # a ceiling has no options: it serves every setting of its training setting
+            keep &= transfer | runs["train_setting"].isin(set(runs.loc[mine, "train_setting"]))
+    if data_seed not in (None, "all") and "data_seed" in runs.columns:
+        keep &= runs["data_seed"] == int(data_seed)
+    return runs[keep]
+
+
+def train_setting_of(runs: pd.DataFrame, setting: str | None) -> str | None:
+    """The training setting of an option setting (whose ceilings its PGR uses), if recorded."""
+    df = transfer_runs(runs)
+    if setting is None or df.empty or "train_setting" not in df.columns:
+        return None
+    found = df.loc[df["setting"] == setting, "train_setting"].dropna()
+    return str(found.iloc[0]) if len(found) else None
+
+
 def data_seed_options(runs: pd.DataFrame) -> list[int]:
     if runs.empty or "data_seed" not in runs.columns:
         return []
@@ -164,13 +196,46 @@ def subset_label(subset: str) -> str:
     return subset.replace("+", " + ") if subset else "—"
 
 
-def run_label(row: pd.Series | dict[str, Any]) -> str:
-    """Short human label of a run: "bayes +aux · K=3 · seed 0 · a + b + c"."""
+def run_label(row: pd.Series | dict[str, Any], setting_name: str | None = None,
+              data_seed: bool = False) -> str:
+    """Short human label of a run: "bayes +aux · K=3 · seed 0 · a + b + c", followed by the
+    option setting's label and the data seed when the experiment has several of either."""
     method = row.get("method") or row.get("kind") or "?"
     aux = " +aux" if bool(row.get("aux") or False) else ""
     seed = row.get("seed")
     seed_s = f" · seed {int(seed)}" if seed is not None and not pd.isna(seed) else ""
+    tail = f" · {setting_name}" if setting_name else ""
+    ds = row.get("data_seed")
+    if data_seed and ds is not None and not pd.isna(ds):
+        tail += f" · data seed {int(ds)}"
     if method == "ceiling":
-        return f"ceiling{seed_s}"
+        return f"ceiling{seed_s}{tail}"
     subset = subset_label(row.get("subset") or "")
-    return f"{method}{aux} · K={int(row.get('k') or 0)}{seed_s} · {subset}"
+    return f"{method}{aux} · K={int(row.get('k') or 0)}{seed_s} · {subset}{tail}"
+
+
+def identity_labels(runs: pd.DataFrame, names: dict[str, str]) -> dict[str, str]:
+    """Run id → ``run_label`` that tells apart runs of different option settings and data
+    replicates when the experiment has several (``names``: ``setting_names``).
+
+    A ceiling has no option setting of its own; when the training settings differ it is named
+    after the option settings whose PGR it anchors.
+    """
+    if runs.empty:
+        return {}
+    several = len(names) > 1
+    replicates = len(data_seed_options(runs)) > 1
+    by_train: dict[str, str] = {}
+    tr = transfer_runs(runs)
+    if several and "train_setting" in tr.columns and tr["train_setting"].nunique() > 1:
+        for ts, g in tr.groupby("train_setting"):
+            by_train[str(ts)] = " | ".join(names.get(s, str(s)) for s in sorted(g["setting"]
+                                                                               .unique()))
+    out = {}
+    for _, r in runs.iterrows():
+        if r.get("kind") == "ceiling":
+            name = by_train.get(str(r.get("train_setting")))
+        else:
+            name = names.get(str(r.get("setting"))) if several else None
+        out[str(r["run_id"])] = run_label(r, name, replicates)
+    return out
