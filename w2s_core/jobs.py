@@ -32,7 +32,6 @@ from w2s_core.experiments import store
 
 JOBS = "jobs"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STATUSES = ("running", "done", "failed", "cancelled")
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # reaped on poll, so no zombies linger
 
 

@@ -125,10 +125,6 @@ class ExperimentDir:
     def teacher_meta(self, stem: str) -> Path:
         return self.root / "teachers" / f"{stem}.json"
 
-    @property
-    def lock(self) -> Path:
-        return self.root / "lock.json"
-
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 

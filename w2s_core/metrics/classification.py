@@ -124,21 +124,6 @@ def reliability_table(
     return df.rename(columns={"score": "confidence", "hit": "accuracy"})
 
 
-def positive_class_curve(
-    probs: np.ndarray, y: np.ndarray, n_bins: int = 15, strategy: BinStrategy = "uniform"
-) -> pd.DataFrame:
-    """Binary reliability curve of P(y = 1), matching ``sklearn.calibration.calibration_curve``.
-
-    Columns bin, lo, hi, mean_predicted (sklearn's prob_pred = mean pᵢ₁ per bin),
-    fraction_positive (prob_true = mean 1[yᵢ = 1]), count; empty bins dropped.
-    """
-    p, t = _check(probs, y)
-    if p.shape[1] != 2:
-        raise ValueError(f"positive_class_curve needs binary probs (N, 2), got {p.shape}")
-    df = _binned(p[:, 1], t == 1, n_bins, strategy)
-    return df.rename(columns={"score": "mean_predicted", "hit": "fraction_positive"})
-
-
 def ece(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
     """Top-label expected calibration error with uniform bins.
 
