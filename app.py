@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -19,11 +20,17 @@ from w2s_core.viz.colors import method_label
 from w2s_core.viz.runs import (
     FLOORS,
     aux_options,
+    data_seed_options,
     k_options,
     method_options,
     seed_options,
+    setting_names,
+    setting_options,
     subset_label,
     subset_options,
+    train_setting_of,
+    transfer_runs,
+    view_runs,
 )
 
 # The favicon is an inline SVG (a flask): an emoji favicon needs an emoji font, which headless
@@ -45,6 +52,47 @@ def _exp_label(experiments: pd.DataFrame, exp_id: str) -> str:
     status = row.get("status")
     return f"{row.get('name') or exp_id} ({exp_id[-6:]}){runs}" + (
         f" · {status}" if status and status != "done" else "")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def settings_of(ws: str, exp_id: str, stamp: tuple[Any, ...]) -> dict[str, Any]:
+    """Per option setting (the most-run first): its label, its data seeds and its training
+    setting — computed once per change of the experiment's files, not on every rerun."""
+    runs, _ = ui.load_runs(ws, exp_id, stamp)
+    settings = setting_options(runs)
+    views = {s: transfer_runs(view_runs(runs, s)) for s in settings}
+    return {"settings": settings,
+            "names": setting_names(runs, ui.load_meta(ws, exp_id, stamp).get("settings") or {}),
+            "seeds": {s: data_seed_options(v) for s, v in views.items()},
+            "train": {s: train_setting_of(v, s) for s, v in views.items()}}
+
+
+def identity(c: ui.Ctx) -> None:
+    """Narrow ``c.runs`` to one option setting and, if chosen, one data replicate.
+
+    Runs of two settings are never pooled, so every page reads the chosen setting's runs only;
+    the selectors appear only when there is a choice (one setting, one replicate: nothing new
+    is drawn and nothing changes).
+    """
+    assert c.exp_id is not None
+    sb, sel = st.sidebar, c.sel
+    info = settings_of(str(c.ws), c.exp_id, c.stamp)
+    settings = info["settings"]
+    if not settings:
+        return
+    c.setting_names = info["names"]
+    sel["setting"] = settings[0] if len(settings) == 1 else ui.select(
+        "setting", "Option setting", settings, where=sb, fmt=c.setting_names.get,
+        help="Runs with other method options or training settings are never pooled: "
+             "pick the set of options to show (default: the most-run).")
+    c.data_seeds = seeds = info["seeds"][sel["setting"]]
+    c.train_setting = info["train"][sel["setting"]]
+    sel["data_seed"] = "all" if len(seeds) <= 1 else ui.select(
+        "data_seed", "Data replicate", ["all", *seeds], where=sb,
+        fmt=lambda d: "all replicates" if d == "all" else f"data seed {d}",
+        help="Replicates re-draw the splits and retrain the teachers. All: charts pool them "
+             "and their intervals resample replicates; one-run views show the first.")
+    c.runs = view_runs(c.all_runs, sel["setting"], sel["data_seed"])
 
 
 def sidebar() -> ui.Ctx:
@@ -79,14 +127,16 @@ def sidebar() -> ui.Ctx:
                          fmt=lambda i: _exp_label(exps, i))
     c.stamp = ui.experiment_stamp(ws, c.exp_id)
     c.meta = ui.load_meta(str(ws), c.exp_id, c.stamp)
-    c.runs, run_warnings = ui.load_runs(str(ws), c.exp_id, c.stamp)
+    c.all_runs, run_warnings = ui.load_runs(str(ws), c.exp_id, c.stamp)
+    c.runs = c.all_runs
     c.warnings += run_warnings
     sb.caption(f"{len(c.class_names)} classes · teachers: {', '.join(c.teacher_names)} · "
                f"student: {c.meta.get('config', {}).get('student', '?')}")
+    identity(c)
+    sel = c.sel
     ks = k_options(c.runs)
     if not ks:
         return c
-    sel = c.sel
     if len(ks) > 1:
         sel["k"] = ui.select("k", "Ensemble size K", ks, where=sb, kind="select_slider",
                              default=ks[-1])

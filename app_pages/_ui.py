@@ -12,21 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages._charts import DOWNLOAD, chart, md_escape, table  # noqa: F401 - pages import _ui
 from w2s_core import api
 from w2s_core.experiments import store
-from w2s_core.viz.export import file_stem, to_csv_bytes, to_html_bytes, to_image_bytes
+from w2s_core.viz.runs import representative_data_seed
 
 log = logging.getLogger("w2s.dashboard")
 SEL = "sel_"  # plain session keys: unlike widget keys they survive a page switch (trap 1)
-QP_KEYS = ("dataset", "exp", "k", "subset", "method", "aux", "seed", "floor", "metric",
-           "example", "runs", "slide")
+QP_KEYS = ("dataset", "exp", "setting", "data_seed", "k", "subset", "method", "aux", "seed",
+           "floor", "metric", "example", "runs", "slide")
 LAB_PAGE = "app_pages/lab.py"
 # Icons are Material symbols (":material/<name>:"): their font ships with Streamlit, whereas emoji
 # need an emoji font that a headless Debian Chromium lacks (it drew empty boxes).
-DOWNLOAD = ":material/download:"
 WARNING = ":material/warning:"
 
 
@@ -77,14 +76,15 @@ def load_meta(ws: str, exp_id: str, stamp: tuple[Any, ...]) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner="Loading teacher predictions…", max_entries=8)
-def load_teachers(ws: str, exp_id: str, stamp: tuple[Any, ...]) -> dict[str, pd.DataFrame]:
-    return api.teacher_predictions(exp_id, ws)
+def load_teachers(ws: str, exp_id: str, stamp: tuple[Any, ...],
+                  data_seed: int | None = None) -> dict[str, pd.DataFrame]:
+    return api.teacher_predictions(exp_id, ws, data_seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def load_texts(ws: str, exp_id: str, stamp: tuple[Any, ...]) -> dict[str, str]:
-    ex = store.read_parquet(store.experiment_dir(Path(ws), exp_id).examples,
-                            columns=["example_id", "split", "text"])
+def load_texts(ws: str, exp_id: str, stamp: tuple[Any, ...],
+               data_seed: int | None = None) -> dict[str, str]:
+    ex = api.examples(exp_id, ws, data_seed, columns=["example_id", "split", "text"])
     ex = ex[ex["split"] != "weak"]  # only transfer/test examples are ever shown
     return dict(zip(ex["example_id"], ex["text"].astype(str), strict=True))
 
@@ -103,7 +103,13 @@ class Ctx:
     experiments: pd.DataFrame
     exp_id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # the runs of the chosen option setting (and data replicate, when one is chosen): what
+    # every page reads, so no page can pool two settings; all_runs: every run (Compare)
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    all_runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    setting_names: dict[str, str] = field(default_factory=dict)  # setting hash → label
+    data_seeds: list[int] = field(default_factory=list)  # the chosen setting's replicates
+    train_setting: str | None = None  # the chosen setting's training setting (its ceilings)
     warnings: list[str] = field(default_factory=list)
     stamp: tuple[Any, ...] = ()
     sel: dict[str, Any] = field(default_factory=dict)
@@ -123,14 +129,34 @@ class Ctx:
         """At least one complete transfer run (the sidebar then has a K, a subset, …)."""
         return self.exp_id is not None and not self.runs.empty and "k" in self.sel
 
+    @property
+    def several_settings(self) -> bool:
+        return len(self.setting_names) > 1
+
+    @property
+    def setting_label(self) -> str | None:
+        """The chosen option setting's label, or None when the experiment has only one."""
+        return self.setting_names.get(self.sel.get("setting", "")) if self.several_settings \
+            else None
+
+    @property
+    def several_replicates(self) -> bool:
+        return len(self.data_seeds) > 1
+
+    @property
+    def data_seed(self) -> int | None:
+        """The data replicate a one-replicate view (teachers, texts, one run) shows: the chosen
+        one, or the first when all are chosen."""
+        return representative_data_seed(self.runs, self.sel.get("data_seed", "all"))
+
     def teachers(self) -> dict[str, pd.DataFrame]:
         assert self.exp_id is not None
-        return load_teachers(str(self.ws), self.exp_id, self.stamp)
+        return load_teachers(str(self.ws), self.exp_id, self.stamp, self.data_seed)
 
     def texts(self) -> dict[str, str]:
         assert self.exp_id is not None
         try:
-            return load_texts(str(self.ws), self.exp_id, self.stamp)
+            return load_texts(str(self.ws), self.exp_id, self.stamp, self.data_seed)
         except Exception as e:  # noqa: BLE001 - texts are decoration; the page works without
             self.warn_once("examples", f"Example texts unavailable: {e}")
             return {}
@@ -235,38 +261,7 @@ def select_many(name: str, label: str, options: Sequence[Any], default: list[Any
     return value
 
 
-# ---------------------------------------------------------------- charts, downloads, guards
-def chart(fig: go.Figure, data: pd.DataFrame | None, name: str) -> None:
-    """The figure, then one row of downloads: data CSV, PNG, SVG, standalone HTML.
-
-    PNG/SVG/HTML are built only when clicked (deferred callables), so pages stay fast.
-    """
-    stem = file_stem(name)
-    st.plotly_chart(fig, key=f"chart_{stem}", config={"displaylogo": False})
-    with st.container(horizontal=True, gap="small"):
-        if data is not None:
-            st.download_button("CSV", to_csv_bytes(data), f"{stem}.csv", "text/csv",
-                               key=f"dl_{stem}_csv", on_click="ignore", icon=DOWNLOAD)
-        st.download_button("PNG", lambda: to_image_bytes(fig, "png"), f"{stem}.png",
-                           "image/png", key=f"dl_{stem}_png", on_click="ignore", icon=DOWNLOAD)
-        st.download_button("SVG", lambda: to_image_bytes(fig, "svg"), f"{stem}.svg",
-                           "image/svg+xml", key=f"dl_{stem}_svg", on_click="ignore", icon=DOWNLOAD)
-        st.download_button("HTML", lambda: to_html_bytes(fig), f"{stem}.html", "text/html",
-                           key=f"dl_{stem}_html", on_click="ignore", icon=DOWNLOAD)
-
-
-def table(df: pd.DataFrame, name: str, **kw: Any) -> None:
-    st.dataframe(df, hide_index=True, key=f"table_{file_stem(name)}", **kw)
-    st.download_button("CSV", to_csv_bytes(df), f"{file_stem(name)}.csv", "text/csv",
-                       key=f"dl_{file_stem(name)}_table", on_click="ignore", icon=DOWNLOAD)
-
-
-def md_escape(text: str) -> str:
-    """Example texts are user data: show them literally, not as Markdown (tweets are full of
-    #, * and _)."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$" else ch for ch in str(text))
-
-
+# ---------------------------------------------------------------- guards
 def need_runs(c: Ctx) -> bool:
     """Empty state: say why there is nothing to show, and point to the Lab."""
     if c.has_runs:

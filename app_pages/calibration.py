@@ -10,7 +10,11 @@ from app_pages import _ui as ui
 from w2s_core.experiments.store import probs_of
 from w2s_core.viz import calibration as cv
 from w2s_core.viz import teachers as tv
-from w2s_core.viz.runs import ceiling_for, run_label
+from w2s_core.viz.runs import ceiling_for
+
+SOFT_VOTE = "subset's soft vote"
+OWN = "its own weak labels (w_*)"
+OLD = "subset's soft vote (run predates w_*)"
 
 
 def body(c: ui.Ctx) -> None:
@@ -27,16 +31,27 @@ def body(c: ui.Ctx) -> None:
     kinds = dict.fromkeys(sub, "teacher")
     sources["weak vote"] = probs.mean(0)
     kinds["weak vote"] = "weak labels (soft vote)"
-    students, labels = data.student_preds(c, ids)
-    for m, p in students.items():
-        sources[m], kinds[m] = p, "student"
-    ceil = ceiling_for(c.runs, c.sel.get("seed", "all"))
+    vote = sources["weak vote"].argmax(1)
+    # Teachers, the vote and the ceiling are measured against the subset's soft vote; each
+    # student against the labels it was trained toward (majority vote for `vote`, the
+    # Dawid–Skene posterior for `dawid-skene`, …), as its metrics.json is.
+    y_weak = dict.fromkeys(sources, vote)
+    refs = dict.fromkeys(sources, SOFT_VOTE)
+    found = data.students(c, ids)
+    labels = {m: s.label for m, s in found.items()}
+    for m, s in found.items():
+        sources[m], kinds[m] = s.probs, "student"
+        own = s.weak is not None
+        y_weak[m] = s.weak.argmax(1) if own else vote
+        refs[m] = OWN if own else OLD
+    ceil = ceiling_for(c.runs, c.sel.get("seed", "all"), c.sel.get("data_seed", "all"))
     if ceil is not None:
         df = c.preds(str(ceil["run_id"]))
         if df is not None and set(ids) <= set(df["example_id"]):
             sources["ceiling"] = probs_of(df.set_index("example_id").loc[ids])
             kinds["ceiling"] = "strong ceiling (gold-trained)"
-            labels["ceiling"] = run_label(ceil)
+            labels["ceiling"] = data.label_of(c, ceil)
+            y_weak["ceiling"], refs["ceiling"] = vote, SOFT_VOTE
 
     names = list(sources)
     # a readable default: the weak labels, the naive student, the chosen method, the Bayesian
@@ -55,15 +70,22 @@ def body(c: ui.Ctx) -> None:
     data.run_caption(c, labels)
 
     st.subheader("Calibration metrics (test split)")
-    y_weak = sources["weak vote"].argmax(1)
-    tab = cv.calibration_table(sources, kinds, gold, y_weak, n_bins=15)
+    tab = cv.calibration_table(sources, kinds, gold, y_weak, n_bins=15, references=refs)
     ui.table(tab, "calibration-metrics", column_config={
         col: st.column_config.NumberColumn(format="%.3f") for col in tab.columns
-        if col not in ("source", "kind")})
+        if col not in ("source", "kind", "weak_reference")})
     st.caption("Against gold: accuracy, ECE (15 uniform bins), ECE with equal-mass bins, MCE, "
-               "Brier, NLL. Against the weak labels (argmax of the subset's soft vote): "
-               "agreement, ECE and Brier — a student that only imitates its teachers scores "
-               "high agreement and low ECE against them.")
+               "Brier, NLL. Against the weak labels (argmax; the `weak_reference` column says "
+               "which): agreement, ECE and Brier — each student against the labels it was "
+               "trained toward (its stored `w_*` columns: the same reference as its "
+               "`weak_agreement`, CDR and CAR), the teachers, the weak vote and the ceiling "
+               "against the subset's soft vote. A student that only imitates its supervision "
+               "scores high agreement and low ECE against it.")
+    old = [m for m in found if refs[m] == OLD]
+    if old:
+        st.caption(f"{', '.join(old)}: written before runs stored their weak labels, so "
+                   "measured against the subset's soft vote instead (rerun the sweep to "
+                   "store them).")
 
 
 ui.guard(body)

@@ -10,7 +10,7 @@ from app_pages import _data as data
 from app_pages import _ui as ui
 from w2s_core.experiments import store
 from w2s_core.viz import compare as cmp
-from w2s_core.viz.runs import run_label
+from w2s_core.viz.runs import identity_labels
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -22,11 +22,13 @@ def body(c: ui.Ctx) -> None:
     st.title("Compare runs")
     if not ui.need_runs(c):
         return
-    runs = c.runs.set_index("run_id", drop=False)
-    labels = {rid: run_label(r) for rid, r in runs.iterrows()}
+    # every run of the experiment: side by side is no pooling, so runs of two option settings
+    # or data replicates may be compared, and their labels say which is which
+    runs = c.all_runs.set_index("run_id", drop=False)
+    labels = identity_labels(c.all_runs, c.setting_names)
     default = []
     for m in (c.sel.get("method"), "naive", "single"):
-        row = data.run_row(c, m) if m else None
+        row = data.chosen_run(c, m) if m else None
         if row is not None and row["run_id"] not in default:
             default.append(row["run_id"])
     chosen = ui.select_many("runs", "Runs to compare", list(labels), default[:2],

@@ -10,7 +10,7 @@ from app_pages import _ui as ui
 from w2s_core.viz import posteriors as pv
 from w2s_core.viz import teachers as tv
 from w2s_core.viz.colors import method_color, teacher_color
-from w2s_core.viz.runs import method_options, run_label
+from w2s_core.viz.runs import method_options
 
 EDL_METHODS = ("bayes", "bayes-softy")
 
@@ -21,7 +21,7 @@ def _edl_run(c: ui.Ctx) -> tuple[str | None, object]:
     order = [chosen] if chosen in EDL_METHODS else []
     order += [m for m in method_options(c.runs) if m.startswith("bayes") and m not in order]
     for m in order:
-        row = data.run_row(c, m)
+        row = data.chosen_run(c, m)
         if row is not None:
             return m, row
     return None, None
@@ -50,11 +50,11 @@ def body(c: ui.Ctx) -> None:
         st.info(f"Run {row['run_id']} stores no Dirichlet parameters (alpha_* columns).")
         return
     naive_m = "naive" if int(row["k"]) > 1 else "single"
-    naive_row = data.run_row(c, naive_m)
+    naive_row = data.chosen_run(c, naive_m)
     naive = c.preds(str(naive_row["run_id"])) if naive_row is not None else None
     frame = pv.edl_frame(edl, naive, c.texts(), c.class_names)
-    st.caption(f"Bayesian run: {run_label(row)}" + (
-        f" — compared with {run_label(naive_row)}" if naive_row is not None else ""))
+    st.caption(f"Bayesian run: {data.label_of(c, row)}" + (
+        f" — compared with {data.label_of(c, naive_row)}" if naive_row is not None else ""))
     readouts = [("mean S", "mean_S"), ("mean vacuity", "mean_vacuity"),
                 ("vacuity | correct", "vacuity_correct"), ("vacuity | wrong", "vacuity_wrong"),
                 ("AUROC(vacuity → error)", "auroc_vacuity")]

@@ -1,4 +1,5 @@
-"""Recovery: PGR and accuracy vs ensemble size K per method, with CI bands over subsets × seeds."""
+"""Recovery: PGR and accuracy vs ensemble size K per method, with intervals over independent
+units (data replicates, else teacher subsets, else seeds), one option setting at a time."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _ui as ui
+from w2s_core.metrics.intervals import interval_note
 from w2s_core.viz import recovery
-from w2s_core.viz.runs import filter_view, subset_label, subset_runs
+from w2s_core.viz.runs import filter_view, subset_label, subset_runs, view_runs
 
 RUN_COLUMNS = ["method", "aux", "seed", "accuracy", "pgr_mean", "pgr_best", "pgr_vote",
                "floor_mean", "floor_best", "floor_vote", "ceiling", "ece", "brier", "run_id"]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _table(ws: str, exp_id: str, stamp: tuple, aux: str, seed: object, metric: str,
-           floor: str) -> pd.DataFrame:
+def _table(ws: str, exp_id: str, stamp: tuple, setting: str, data_seed: object, aux: str,
+           seed: object, metric: str, floor: str) -> pd.DataFrame:
     runs, _ = ui.load_runs(ws, exp_id, stamp)
-    return recovery.recovery_table(filter_view(runs, aux, seed), metric, floor)
+    view = view_runs(runs, setting, data_seed)
+    return recovery.recovery_table(filter_view(view, aux, seed, setting), metric, floor)
 
 
 def body(c: ui.Ctx) -> None:
@@ -27,8 +30,9 @@ def body(c: ui.Ctx) -> None:
     s = c.sel
     metric = ui.select("metric", "Show", ["pgr", "accuracy"], kind="radio", horizontal=True,
                        fmt={"pgr": "PGR", "accuracy": "accuracy"}.get)
-    table = _table(str(c.ws), c.exp_id, c.stamp, s["aux"], s["seed"], metric, s["floor"])
-    ceiling = recovery.ceiling_level(c.runs, s["seed"])
+    table = _table(str(c.ws), c.exp_id, c.stamp, s["setting"], s["data_seed"], s["aux"],
+                   s["seed"], metric, s["floor"])
+    ceiling = recovery.ceiling_level(c.runs, s["seed"], c.train_setting)
     fig = recovery.recovery_figure(table, metric=metric, floor=s["floor"], k_selected=s["k"],
                                    method_selected=s["method"], ceiling=ceiling)
     ui.chart(fig, table, f"recovery-{metric}-{s['floor']}")
@@ -39,19 +43,26 @@ def body(c: ui.Ctx) -> None:
                    f"floor with the “{s['floor']}” convention). They are counted in the "
                    "`n_undefined` column and left out of the means, never dropped silently.",
                    icon=ui.WARNING)
-    st.caption(f"Mean over every teacher subset of size K and over "
-               f"{'all seeds' if s['seed'] == 'all' else 'seed ' + str(s['seed'])}; "
-               f"band and table: 95 % bootstrap CI of the mean. PGR floor: {s['floor']}.")
+    seeds = "all seeds" if s["seed"] == "all" else f"seed {s['seed']}"
+    if c.several_replicates:
+        seeds += (" and all data replicates" if s["data_seed"] == "all"
+                  else f", data seed {s['data_seed']}")
+    where = f" Option setting: {c.setting_label}." if c.setting_label else ""
+    st.caption(f"Mean over every teacher subset of size K and over {seeds}; band and table: "
+               f"the interval below. PGR floor: {s['floor']}.{where}")
+    st.caption(interval_note(table))
     st.subheader("The numbers behind the chart")
     st.dataframe(table, hide_index=True, key="table_recovery",
                  column_config={c_: st.column_config.NumberColumn(format="%.3f")
                                 for c_ in ("mean", "std", "lo", "hi", "floor")})
     st.subheader(f"Runs of one subset: {subset_label(s['subset'])}")
-    runs = subset_runs(c.runs, s["subset"], s["aux"], s["seed"])
-    cols = [col for col in RUN_COLUMNS if col in runs.columns]
+    runs = subset_runs(c.runs, s["subset"], s["aux"], s["seed"], s["setting"], s["data_seed"])
+    wanted = RUN_COLUMNS[:3] + ["data_seed"] * c.several_replicates + RUN_COLUMNS[3:]
+    cols = [col for col in wanted if col in runs.columns]
     ui.table(runs[cols], f"runs-{s['subset']}",
              column_config={col: st.column_config.NumberColumn(format="%.3f")
-                            for col in cols if col not in ("method", "aux", "seed", "run_id")})
+                            for col in cols if col not in ("method", "aux", "seed", "data_seed",
+                                                           "run_id")})
 
 
 ui.guard(body)

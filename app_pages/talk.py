@@ -12,6 +12,7 @@ from app_pages import _data as data
 from app_pages import _headlines as headlines
 from app_pages import _ui as ui
 from w2s_core.experiments import store
+from w2s_core.metrics.intervals import interval_note
 from w2s_core.viz import calibration as cv
 from w2s_core.viz import posteriors as pv
 from w2s_core.viz import recovery
@@ -34,7 +35,7 @@ def setting(c: ui.Ctx) -> None:
     acc = tv.teacher_accuracy(c.teachers())
     test = acc[acc["split"] == "test"]
     cfg = c.meta.get("config", {})
-    ceil = recovery.ceiling_level(c.runs)
+    ceil = recovery.ceiling_level(c.runs, train_setting=c.train_setting)
     data_name = escape(store.dataset_label(cfg.get("data") or {}))  # a user file: its name
     _say("The setting", f"{len(test)} weak teachers label <b>{data_name}</b>; a strong student "
          f"(<b>{escape(str(cfg.get('student')))}</b>) learns only from their labels.")
@@ -57,8 +58,8 @@ def disagree(c: ui.Ctx) -> None:
 
 
 def dirichlet(c: ui.Ctx) -> None:
-    row = data.run_row(c, "bayes")
-    row = row if row is not None else data.run_row(c, "bayes-softy")
+    row = data.chosen_run(c, "bayes")
+    row = row if row is not None else data.chosen_run(c, "bayes-softy")
     edl = c.preds(str(row["run_id"])) if row is not None else None
     if edl is None or not pv.has_alpha(edl):
         _say("What a Dirichlet says", "No Bayesian run in view for this subset.")
@@ -80,12 +81,14 @@ def dirichlet(c: ui.Ctx) -> None:
 
 
 def recovery_vs_k(c: ui.Ctx) -> None:
-    table = recovery.recovery_table(filter_view(c.runs, c.sel.get("aux", "off"), "all"), "pgr",
-                                    c.sel.get("floor", "mean"))
+    view = filter_view(c.runs, c.sel.get("aux", "off"), "all", c.sel.get("setting"))
+    table = recovery.recovery_table(view, "pgr", c.sel.get("floor", "mean"))
     head = headlines.recovery_headline(table)  # the title states only what the intervals show
     _say(escape(head.title), head.line)
     ui.chart(bigger(recovery.recovery_figure(table, floor=c.sel.get("floor", "mean"))), table,
              "talk-recovery")
+    st.caption(interval_note(table) + (f" Option setting: {c.setting_label}."
+                                       if c.setting_label else ""))
 
 
 def calibration(c: ui.Ctx) -> None:

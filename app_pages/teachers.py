@@ -12,11 +12,12 @@ from w2s_core.viz import teachers as tv
 
 
 @st.cache_data(show_spinner="Fitting Dawid–Skene on the transfer split…", max_entries=16)
-def _dawid_skene(ws: str, exp_id: str, stamp: tuple, names: tuple[str, ...]) -> pd.DataFrame:
+def _dawid_skene(ws: str, exp_id: str, stamp: tuple, names: tuple[str, ...],
+                 data_seed: int | None) -> pd.DataFrame:
     from w2s_core.methods.aggregate import dawid_skene  # imports crowd-kit: only when needed
 
-    _, gold, probs = tv.teacher_stack(ui.load_teachers(ws, exp_id, stamp), "transfer",
-                                      list(names))
+    _, gold, probs = tv.teacher_stack(ui.load_teachers(ws, exp_id, stamp, data_seed),
+                                      "transfer", list(names))
     est = dawid_skene(probs).accuracy
     true = (probs.argmax(-1) == gold).mean(1)
     return tv.ds_frame(list(names), true, est)
@@ -30,6 +31,10 @@ def body(c: ui.Ctx) -> None:
     if not teachers:
         st.info("This experiment has no stored teacher predictions yet.")
         return
+    if c.several_replicates:  # each replicate retrained its teachers on its own splits
+        which = "chosen" if c.sel.get("data_seed", "all") != "all" else "first"
+        st.caption(f"Teachers of data seed {c.data_seed} (the {which} replicate) and its "
+                   "examples; pick another replicate in the sidebar.")
     subset = data.subset_teachers(c)
     acc = tv.teacher_accuracy(teachers)
     ui.chart(tv.teacher_accuracy_figure(acc, subset), acc, "teacher-accuracy")
@@ -74,7 +79,7 @@ def body(c: ui.Ctx) -> None:
     if len(subset) < 2:
         st.info("Dawid–Skene needs at least two teachers.")
         return
-    ds = _dawid_skene(str(c.ws), c.exp_id, c.stamp, tuple(subset))
+    ds = _dawid_skene(str(c.ws), c.exp_id, c.stamp, tuple(subset), c.data_seed)
     ui.chart(tv.ds_figure(ds), ds, "dawid-skene")
     st.caption(f"Mean absolute error of the estimate: {np.abs(ds['error']).mean():.3f}")
 

@@ -4,6 +4,7 @@ and background jobs. No Streamlit here — these run in milliseconds (kaleido an
 from __future__ import annotations
 
 import io
+import itertools
 import shutil
 import sys
 import time
@@ -76,6 +77,48 @@ def test_run_selection() -> None:
     assert R.run_label(row) == "bayes · K=2 · seed 0 · a + b"
     assert R.ceiling_for(runs, 1)["run_id"] == "c1"
     assert R.transfer_runs(pd.DataFrame()).empty and R.k_options(pd.DataFrame()) == []
+
+
+def _identity_runs() -> pd.DataFrame:
+    """Two option settings (s1, s2) × two data replicates; s1 and s2 share a training setting
+    (t1), s3 trains differently (t2); one ceiling per (training setting, replicate)."""
+    rows = [{"run_id": f"c-{t}-{d}", "kind": "ceiling", "method": "ceiling", "k": 0, "aux": False,
+             "seed": 0, "subset": "", "data_seed": d, "setting": f"h-{t}", "train_setting": t,
+             "accuracy": 0.9} for t in ("t1", "t2") for d in (0, 1)]
+    for setting, train, n in (("s1", "t1", 2), ("s2", "t1", 1), ("s3", "t2", 1)):
+        for d, i in itertools.product((0, 1), range(n)):
+            rows.append({"run_id": f"{setting}-{d}-{i}", "kind": "transfer", "method": "naive",
+                         "k": 2, "aux": False, "seed": i, "subset": "a+b", "data_seed": d,
+                         "setting": setting, "train_setting": train, "accuracy": 0.8})
+    return pd.DataFrame(rows)
+
+
+def test_view_runs_keeps_one_setting_its_ceilings_and_one_replicate() -> None:
+    runs = _identity_runs()
+    assert R.setting_options(runs) == ["s1", "s2", "s3"]  # the most-run first
+    one = R.view_runs(runs, "s2")
+    assert sorted(one["run_id"]) == ["c-t1-0", "c-t1-1", "s2-0-0", "s2-1-0"]
+    assert sorted(R.view_runs(runs, "s3", 1)["run_id"]) == ["c-t2-1", "s3-1-0"]
+    assert R.view_runs(runs).equals(runs)  # no setting, all replicates: everything
+    assert R.train_setting_of(runs, "s3") == "t2" and R.train_setting_of(runs, None) is None
+    assert R.view_runs(_runs(), "s1").equals(_runs())  # an index without identity columns
+    # the ceiling level of s3 is its own training setting's
+    assert recovery.ceiling_level(runs.assign(accuracy=np.where(
+        runs["train_setting"] == "t2", 0.7, 0.9)), "all", "t2") == pytest.approx(0.7)
+
+
+def test_identity_labels_name_the_setting_and_the_data_seed() -> None:
+    runs = _identity_runs()
+    names = {"s1": "kl_scale=1", "s2": "kl_scale=0.1", "s3": "lr=0.01"}
+    labels = R.identity_labels(runs, names)
+    assert labels["s2-1-0"] == "naive · K=2 · seed 0 · a + b · kl_scale=0.1 · data seed 1"
+    # a ceiling serves every option setting of its training setting
+    assert labels["c-t1-0"] == "ceiling · seed 0 · kl_scale=1 | kl_scale=0.1 · data seed 0"
+    assert labels["c-t2-1"] == "ceiling · seed 0 · lr=0.01 · data seed 1"
+    assert len(set(labels.values())) == len(runs)  # every run told apart
+    single = runs[(runs["setting"] == "s1") & (runs["data_seed"] == 0)]
+    assert R.identity_labels(single, {"s1": "as configured"})["s1-0-1"] == \
+        "naive · K=2 · seed 1 · a + b"  # one setting, one replicate: the short label
 
 
 # ---------------------------------------------------------------- recovery
@@ -216,6 +259,15 @@ def test_calibration_frames_and_table() -> None:
     tab = cv.calibration_table({"a": p, "b": q}, {"a": "teacher"}, y, p.argmax(1))
     assert tab.loc[0, "ece"] == pytest.approx(ece(p, y, 15))
     assert tab.loc[0, "weak_agreement"] == 1.0 and tab.loc[1, "accuracy"] == 1.0
+    # per-source weak labels: each student against its own reference, as its metrics.json
+    own = {"a": q.argmax(1), "b": p.argmax(1)}
+    tab2 = cv.calibration_table({"a": p, "b": q, "c": p}, {}, y, own,
+                                references={"a": "own", "b": "own"})
+    assert tab2.loc[0, "weak_agreement"] == pytest.approx(float(np.mean(p.argmax(1) == y)))
+    assert tab2.loc[1, "brier_vs_weak"] == pytest.approx(
+        float(np.mean(((q - np.eye(2)[p.argmax(1)]) ** 2).sum(1))))
+    assert np.isnan(tab2.loc[2, "weak_agreement"]) and tab2["weak_reference"].tolist() == \
+        ["own", "own", ""]
     fig = cv.reliability_figure(frame, {"a": p, "b": q}, 2)
     names = [t.name for t in fig.data]
     assert names.count("a") == 3  # uniform + equal-mass panels + histogram outline
@@ -228,6 +280,9 @@ def test_compare_side_by_side_and_config_diff() -> None:
     side = cmp.metrics_side_by_side(rows, ["A", "B"])
     assert side["metric"].iloc[0] == "accuracy" and list(side.columns) == ["metric", "A", "B"]
     assert "seed" not in set(side["metric"])
+    ident = _identity_runs().assign(opt_kl_scale=0.1).iloc[[4, 5]].reset_index(drop=True)
+    metrics = set(cmp.metrics_side_by_side(ident, ["A", "B"])["metric"])
+    assert metrics == {"accuracy"}  # data_seed and kl_scale are identity, not metrics
     assert len(cmp.compare_figure(side, ["naive", "naive"]).data) == 2
     cfg_a = {"method": "bayes", "evidence": "exp", "training": {"lr": 1e-3}, "subset": ["a"]}
     cfg_b = {"method": "naive", "evidence": None, "training": {"lr": 1e-3}, "subset": ["a"]}
@@ -281,10 +336,11 @@ def _wait(job_dir: Path, want: str, timeout: float = 20.0) -> dict:
 def test_jobs_done_failed_cancelled_and_progress(tmp_path: Path) -> None:
     exp = store.experiment_dir(tmp_path, "demo-0123456789ab")
     store.write_json(exp.meta, {"id": exp.id, "config": {"teachers": []}})
-    code = ("import json,sys,time;p=sys.argv[1]\n"
+    # a job's progress counts only events stamped with its own id (W2S_JOB_ID, set by start)
+    code = ("import json,os,sys,time;p=sys.argv[1]\n"
             "for i in range(3):\n"
             "  open(p,'a').write(json.dumps({'time':time.time(),'stage':'students','done':i+1,"
-            "'total':4,'message':'m'})+'\\n')\n"
+            "'total':4,'message':'m','job_id':os.environ['W2S_JOB_ID']})+'\\n')\n"
             "print('ok', flush=True)")
     ok = jobs.new_job(tmp_path, "test", "ok")
     jobs.start(ok, [*_py(code), str(exp.progress)], tmp_path)

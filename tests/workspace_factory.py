@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.stats import norm
 
 from w2s_core.experiments import store
+from w2s_core.experiments.runspec import RunSpec
 from w2s_core.metrics import pgr, run_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +62,41 @@ def _probs(gold: np.ndarray, acc: float, shared: np.ndarray, rng: np.random.Gene
     z -= z.max(axis=1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=1, keepdims=True)
+
+
+def _transfer_metrics(p: np.ndarray, y: np.ndarray, weak: np.ndarray, alpha: np.ndarray | None,
+                      floors: dict[str, float], ceiling: float, rng: np.random.Generator
+                      ) -> dict[str, Any]:
+    """A transfer run's metrics.json, computed from its predictions as the sweep does."""
+    met = run_metrics(p, y, weak_probs=weak, alpha=alpha)
+    met.update(floors, ceiling=ceiling, train_seconds=float(rng.uniform(1, 4)))
+    for conv in ("mean", "best", "vote"):
+        v = pgr(met["accuracy"], floors[f"floor_{conv}"], ceiling)
+        met[f"pgr_{conv}"] = v
+        met[f"pgr_{conv}_defined"] = bool(np.isfinite(v))
+    return met
+
+
+def _student(y: np.ndarray, frac: float, floor: float, ceiling: float, shared: np.ndarray,
+             rng: np.random.Generator, c: int, edl: bool
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A student's test probabilities recovering ``frac`` of the floor→ceiling gap (and its
+    Dirichlet parameters when it is an EDL student)."""
+    target = float(np.clip(floor + frac * (ceiling - floor), 1.0 / c + 0.05, 0.97))
+    p = _probs(y, target, shared, rng, c, sharp=1.0 if edl else 1.8)
+    if not edl:
+        return p, None
+    # evidence grows with the margin: confident examples get a large S
+    strength = np.exp(rng.normal(2.2, 0.6, len(y))) * (0.3 + p.max(1))
+    alpha = 1.0 + p * strength[:, None] * c
+    return alpha / alpha.sum(1, keepdims=True), alpha
+
+
+def _floors(tprobs: dict[str, np.ndarray], sub: tuple[str, ...], y: np.ndarray) -> dict[str, float]:
+    acc = {t: float((tprobs[t].argmax(1) == y).mean()) for t in sub}
+    soft = np.mean([tprobs[t] for t in sub], axis=0)
+    return {"floor_mean": float(np.mean(list(acc.values()))), "floor_best": max(acc.values()),
+            "floor_vote": float((soft.argmax(1) == y).mean())}
 
 
 def _texts(gold: np.ndarray, rng: np.random.Generator) -> list[str]:
@@ -125,7 +162,6 @@ def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, fl
 
     test_ids = [i for i, s in zip(k_ids, test, strict=True) if s]
     y = k_gold[test]
-    t_acc = {t: float((p.argmax(1) == y).mean()) for t, p in tprobs.items()}
     ceil = {}
     for s_i, s in enumerate(seeds):
         p = _probs(y, ceiling_acc[s_i % len(ceiling_acc)], shared[test], rng, c)
@@ -145,20 +181,11 @@ def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, fl
             if (k == 1) != (m == "single") and not (k == 1 and m.startswith("bayes")):
                 continue  # K=1 trains the single-teacher baseline and the Bayesian student
             weak = np.mean([tprobs[t] for t in sub], axis=0)
-            floors = {"floor_mean": float(np.mean([t_acc[t] for t in sub])),
-                      "floor_best": max(t_acc[t] for t in sub),
-                      "floor_vote": float((weak.argmax(1) == y).mean())}
+            floors = _floors(tprobs, sub, y)
             base, slope = recovery[m]
             frac = base + slope * (k - 1) + (0.04 if a else 0.0) + rng.normal(0, 0.03)
-            target = floors["floor_mean"] + frac * (ceil[s] - floors["floor_mean"])
-            target = float(np.clip(target, 1.0 / c + 0.05, 0.97))
             edl = m.startswith("bayes")
-            p = _probs(y, target, shared[test], rng, c, sharp=1.0 if edl else 1.8)
-            alpha = None
-            if edl:  # evidence grows with the margin: confident examples get a large S
-                strength = np.exp(rng.normal(2.2, 0.6, len(y))) * (0.3 + p.max(1))
-                alpha = 1.0 + p * strength[:, None] * c
-                p = alpha / alpha.sum(1, keepdims=True)
+            p, alpha = _student(y, frac, floors["floor_mean"], ceil[s], shared[test], rng, c, edl)
             conf = {"kind": "transfer", "method": m, "subset": list(sub), "k": k, "aux": a,
                     "seed": s, "experiment_id": exp_id, "validation_labels": "none",
                     "evidence": "exp" if edl else None, "kl_scale": 1.0 if edl else None,
@@ -168,17 +195,105 @@ def make_experiment(ws: Path, *, name: str, dataset: str, teachers: dict[str, fl
             # experiment, as a sweep with one set of options writes (so all runs share a setting).
             conf["options"] = dict(OPTIONS)
             run_id = _hash_id(conf)
-            met = run_metrics(p, y, weak_probs=weak, alpha=alpha)
-            met.update(floors, ceiling=ceil[s], train_seconds=float(rng.uniform(1, 4)))
-            for conv in ("mean", "best", "vote"):
-                v = pgr(met["accuracy"], floors[f"floor_{conv}"], ceil[s])
-                met[f"pgr_{conv}"] = v
-                met[f"pgr_{conv}_defined"] = bool(np.isfinite(v))
+            met = _transfer_metrics(p, y, weak, alpha, floors, ceil[s], rng)
             store.save_run(exp, run_id, {"run_id": run_id, **conf},
                            store.predictions_frame(test_ids, y, p, alpha), met)
     store.write_run_index(exp)
     store.append_progress(exp, {"time": 0.0, "stage": "done", "done": 1, "total": 1,
                                 "message": "synthetic workspace"})
+    return exp_id
+
+
+TRAIN = {"student": "mpnet-base", "student_mode": "probe", "lr": 1e-3, "epochs": 20,
+         "precision": "fp32"}
+# Two option settings of one experiment; the second recovers SETTING_BOOST more of the gap.
+SETTINGS = ({**OPTIONS, "evidence": "exp", "kl_scale": 1.0},
+            {**OPTIONS, "evidence": "relu", "kl_scale": 0.1})
+SETTING_BOOST = 0.35
+
+
+def _majority(probs: np.ndarray) -> np.ndarray:
+    """One-hot majority vote of the teachers' argmax labels (K, N, C) → (N, C); a tie goes to
+    the lowest class, so it differs from the soft vote on split examples."""
+    c = probs.shape[-1]
+    counts = np.eye(c)[probs.argmax(-1)].sum(0)
+    return np.eye(c)[counts.argmax(1)]
+
+
+def make_identity_experiment(ws: Path, *, name: str = "identity", data_seeds: tuple[int, ...]
+                             = (0, 1), methods: tuple[str, ...] = ("single", "naive", "vote",
+                                                                   "bayes"),
+                             n: tuple[int, int] = (60, 150), seed: int = 7) -> str:
+    """A format-2 experiment as a sweep over two option settings (``SETTINGS``) and several
+    data replicates writes it: RunSpec configs, an index built by ``store.run_row``, teacher
+    caches per replicate (``teacher_stem`` + ``teacher_files``), examples per replicate (one
+    example id is test in one replicate and transfer in another), and each run's own weak
+    labels in ``w_*`` (majority vote for ``vote``, the soft mean otherwise). ``n``: (transfer,
+    test) examples per replicate."""
+    rng = np.random.default_rng(seed)
+    teachers = dict(list(TEACHERS_2.items())[:3])
+    n_tr, n_te = n
+    pool = [f"{name}-{i}" for i in range(2 * n_tr + n_te)]  # weak + transfer + test
+    gold_all = rng.integers(0, 2, len(pool))
+    texts = _texts(gold_all, rng)
+    cfg = {"name": name, "data": {"name": "tweets", "n_weak": n_tr, "n_transfer": n_tr,
+                                  "n_test": n_te, "seeds": list(data_seeds)},
+           "teachers": list(teachers), "student": TRAIN["student"], "methods": list(methods)}
+    exp_id = f"{name}-{_hash_id(cfg)}"
+    exp = store.experiment_dir(ws, exp_id)
+    files: dict[str, dict[str, str]] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    examples = []
+    for d in data_seeds:
+        order = rng.permutation(len(pool))  # this replicate's split draw
+        split = np.array(["weak"] * n_tr + ["transfer"] * n_tr + ["test"] * n_te)
+        ids, gold = [pool[i] for i in order], gold_all[order]
+        examples.append(pd.DataFrame({"data_seed": d, "example_id": ids, "split": split,
+                                      "gold": gold, "text": [texts[i] for i in order]}))
+        keep, test = split != "weak", split[split != "weak"] == "test"
+        k_ids, y_all = [i for i, k in zip(ids, keep, strict=True) if k], gold[keep]
+        shared = rng.standard_normal(len(y_all))
+        tprobs = {}
+        for t, acc in teachers.items():  # retrained per replicate: new predictions
+            stem = store.teacher_stem(t, {"teacher": t, "data_seed": d})
+            files.setdefault(str(d), {})[t] = stem
+            p = _probs(y_all, acc, shared, rng, 2, sharp=1.2)
+            tprobs[t] = p[test]
+            store.write_parquet(exp.teacher_preds(stem), store.predictions_frame(
+                k_ids, y_all, p, split=list(split[keep])))
+            hit = p[test].argmax(1) == y_all[test]
+            store.write_json(exp.teacher_meta(stem), {"teacher": t, "data_seed": d,
+                                                      "accuracy_test": float(hit.mean())})
+        y, test_ids = y_all[test], [i for i, t in zip(k_ids, test, strict=True) if t]
+        spec = RunSpec(exp_id, "ceiling", "ceiling", (), False, 0, d, TRAIN)
+        p = _probs(y, 0.9, shared[test], rng, 2)
+        ceil = run_metrics(p, y)
+        store.save_run(exp, spec.run_id, spec.stored_config(), store.predictions_frame(
+            test_ids, y, p), {**ceil, "train_seconds": 3.0})
+        for (i, opts), k in itertools.product(enumerate(SETTINGS), range(1, len(teachers) + 1)):
+            for sub, m in itertools.product(itertools.combinations(teachers, k), methods):
+                if (k == 1) != (m == "single") and not (k == 1 and m == "bayes"):
+                    continue
+                stack = np.stack([tprobs[t] for t in sub])
+                weak = _majority(stack) if m == "vote" else stack.mean(0)
+                floors = _floors(tprobs, sub, y)
+                frac = RECOVERY[m][0] + RECOVERY[m][1] * (k - 1) + SETTING_BOOST * i
+                p, alpha = _student(y, frac, floors["floor_mean"], ceil["accuracy"],
+                                    shared[test], rng, 2, m == "bayes")
+                spec = RunSpec(exp_id, "transfer", m, sub, False, 0, d, TRAIN, opts)
+                settings[spec.setting] = {"train": TRAIN, "options": opts}
+                met = _transfer_metrics(p, y, weak, alpha, floors, ceil["accuracy"], rng)
+                store.save_run(exp, spec.run_id, spec.stored_config(**{"lambda": [1 / k] * k}),
+                               store.predictions_frame(test_ids, y, p, alpha, weak=weak), met)
+    store.write_parquet(exp.examples, pd.concat(examples, ignore_index=True))
+    sizes = {"weak": n_tr, "transfer": n_tr, "test": n_te}
+    store.write_json(exp.meta, {
+        "id": exp_id, "name": name, "created": "2025-01-01T00:00:00", "status": "done",
+        "format": 2, "config": cfg, "class_names": ["negative", "positive"], "n_classes": 2,
+        "settings": settings,
+        "data_seeds": list(data_seeds), "teacher_files": files, "splits": {"sizes": sizes},
+        "replicates": {str(d): {"splits": {"sizes": sizes, "seed": d}} for d in data_seeds}})
+    store.write_run_index(exp)  # one store.run_row per run, as the sweep's index
     return exp_id
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from workspace_factory import build_workspace, demo_workspace
+from workspace_factory import build_workspace, demo_workspace, make_identity_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -108,4 +108,15 @@ def synthetic_app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     ws = tmp_path_factory.mktemp("e2e-synthetic-ws")
     build_workspace(ws, corrupt=False, three_class=False)
     with serve(ws, tmp_path_factory.mktemp("streamlit-synthetic") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def identity_app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on one experiment with two option settings and two data replicates."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium")
+    ws = tmp_path_factory.mktemp("e2e-identity-ws")
+    make_identity_experiment(ws)
+    with serve(ws, tmp_path_factory.mktemp("streamlit-identity") / "server.log") as url:
         yield url

@@ -155,3 +155,37 @@ def test_icons_render_without_an_emoji_font(page: Page, synthetic_app_url: str,
     assert favicon.startswith("data:image/svg+xml"), favicon[:80]
     outside = [u for u in requested if not u.startswith(("http://127.0.0.1", "data:", "blob:"))]
     assert not outside, outside
+
+
+def _choose(page: Page, label: str, option: str) -> None:
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(has_text=label) \
+        .click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_setting_and_replicate_survive_page_switches(page: Page, identity_app_url: str,
+                                                     tmp_path: Path) -> None:
+    """The two identity selectors in a real browser, where Streamlit drops the state of widgets
+    not drawn on the previous page: the choices live in plain session keys and the URL."""
+    page.goto(identity_app_url)
+    page.wait_for_selector(CHART, timeout=60_000)
+    _no_errors(page)
+    sidebar = page.get_by_test_id("stSidebar")
+    _choose(page, "Option setting", "evidence=exp · kl_scale=1")
+    expect(page).to_have_url(re.compile(r"[?&]setting=[0-9a-f]{12}(&|$)"))
+    _choose(page, "Data replicate", "data seed 1")
+    expect(page).to_have_url(re.compile(r"[?&]data_seed=1(&|$)"))
+    expect(page.get_by_text("Option setting: evidence=exp · kl_scale=1", exact=False)
+           ).to_be_visible()
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.get_by_role("link", name="Dirichlet posteriors").click()
+    page.wait_for_selector(CHART, timeout=60_000)
+    _no_errors(page)
+    expect(page.get_by_text("data seed 1", exact=False).first).to_be_visible()
+    _shot(page, tmp_path / "dirichlet-replicate.png")
+    nav.get_by_role("link", name="Recovery").click()
+    page.wait_for_selector(CHART, timeout=30_000)
+    for label, value in (("Option setting", "evidence=exp · kl_scale=1"),
+                         ("Data replicate", "data seed 1")):
+        # still chosen after two page switches (the combobox holds it as its input's value)
+        expect(sidebar.get_by_role("combobox", name=label)).to_have_value(value)

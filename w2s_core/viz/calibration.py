@@ -114,13 +114,13 @@ def calibration_table(sources: Mapping[str, np.ndarray], kinds: Mapping[str, str
         row = {"source": name, "kind": kinds.get(name, ""), "accuracy": accuracy(q, y),
                "ece": ece(q, y, n_bins), "ece_em": ece_equal_mass(q, y, n_bins),
                "mce": mce(q, y, n_bins), "brier": brier(q, y), "nll": nll(q, y)}
+        if references is not None:  # next to the numbers it qualifies
+            row["weak_reference"] = references.get(name, "")
         ref = y_weak.get(name) if isinstance(y_weak, Mapping) else y_weak
         if ref is not None:
             row.update(weak_agreement=accuracy(q, ref), ece_vs_weak=ece(q, ref, n_bins),
                        brier_vs_weak=brier(q, ref))
         elif y_weak is not None:
             row.update(weak_agreement=np.nan, ece_vs_weak=np.nan, brier_vs_weak=np.nan)
-        if references is not None:
-            row["weak_reference"] = references.get(name, "")
         rows.append(row)
     return pd.DataFrame(rows)

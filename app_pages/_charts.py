@@ -1,0 +1,46 @@
+"""Charts and tables with their downloads, and literal example text: the display half of the
+page helpers (``_ui`` re-exports these, so a page needs one import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from w2s_core.viz.export import file_stem, to_csv_bytes, to_html_bytes, to_image_bytes
+
+# Material symbols: their font ships with Streamlit (an emoji needs a font headless Debian lacks)
+DOWNLOAD = ":material/download:"
+
+
+def chart(fig: go.Figure, data: pd.DataFrame | None, name: str) -> None:
+    """The figure, then one row of downloads: data CSV, PNG, SVG, standalone HTML.
+
+    PNG/SVG/HTML are built only when clicked (deferred callables), so pages stay fast.
+    """
+    stem = file_stem(name)
+    st.plotly_chart(fig, key=f"chart_{stem}", config={"displaylogo": False})
+    with st.container(horizontal=True, gap="small"):
+        if data is not None:
+            st.download_button("CSV", to_csv_bytes(data), f"{stem}.csv", "text/csv",
+                               key=f"dl_{stem}_csv", on_click="ignore", icon=DOWNLOAD)
+        st.download_button("PNG", lambda: to_image_bytes(fig, "png"), f"{stem}.png",
+                           "image/png", key=f"dl_{stem}_png", on_click="ignore", icon=DOWNLOAD)
+        st.download_button("SVG", lambda: to_image_bytes(fig, "svg"), f"{stem}.svg",
+                           "image/svg+xml", key=f"dl_{stem}_svg", on_click="ignore", icon=DOWNLOAD)
+        st.download_button("HTML", lambda: to_html_bytes(fig), f"{stem}.html", "text/html",
+                           key=f"dl_{stem}_html", on_click="ignore", icon=DOWNLOAD)
+
+
+def table(df: pd.DataFrame, name: str, **kw: Any) -> None:
+    st.dataframe(df, hide_index=True, key=f"table_{file_stem(name)}", **kw)
+    st.download_button("CSV", to_csv_bytes(df), f"{file_stem(name)}.csv", "text/csv",
+                       key=f"dl_{file_stem(name)}_table", on_click="ignore", icon=DOWNLOAD)
+
+
+def md_escape(text: str) -> str:
+    """Example texts are user data: show them literally, not as Markdown (tweets are full of
+    #, * and _)."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$" else ch for ch in str(text))
