@@ -132,8 +132,10 @@ def _report(args: argparse.Namespace) -> int:
         import pandas as pd
 
         frames = [pd.DataFrame(r["recovery"]).assign(experiment=r["experiment"],
-                                                     dataset=r["dataset"]) for r in reps]
-        pd.concat(frames).to_csv(sys.stdout, index=False)
+                                                     dataset=r["dataset"])
+                  for r in reps if r["recovery"]]  # an empty frame would turn ints into floats
+        if frames:
+            pd.concat(frames).to_csv(sys.stdout, index=False)
     else:
         for r in reps:
             print(_table(r))
@@ -150,7 +152,8 @@ def _summary(reps: list[dict[str, Any]]) -> str:
         for c in r.get("comparisons") or []:
             if (c["a"], c["b"]) != ("bayes", "naive"):
                 continue
-            label = (r.get("settings") or {}).get(c["setting"], {}).get("label", "")
+            settings = r.get("settings") or {}
+            label = settings.get(c["setting"], {}).get("label", "") if len(settings) > 1 else ""
             verdict = "n/a" if c.get("lo") is None else (
                 "bayes better" if c["lo"] > 0 else "naive better" if c["hi"] < 0
                 else "no clear difference")
