@@ -146,19 +146,20 @@ def _report(args: argparse.Namespace) -> int:
 
 def _summary(reps: list[dict[str, Any]]) -> str:
     """One line per experiment × setting × aux: did the Bayesian student beat naive?"""
-    lines = ["", "== bayes − naive PGR across experiments (K ≥ 2, paired; floor = "
-             f"{reps[0]['floor']}) =="]
+    lines = ["", "== bayes − naive across experiments (K ≥ 2, paired runs; PGR floor = "
+             f"{reps[0]['floor']}; accuracy as a fraction) =="]
     for r in reps:
         for c in r.get("comparisons") or []:
             if (c["a"], c["b"]) != ("bayes", "naive"):
                 continue
+            what = "PGR     " if c["metric"].startswith("pgr") else "accuracy"
             settings = r.get("settings") or {}
             label = settings.get(c["setting"], {}).get("label", "") if len(settings) > 1 else ""
             verdict = "n/a" if c.get("lo") is None else (
                 "bayes better" if c["lo"] > 0 else "naive better" if c["hi"] < 0
                 else "no clear difference")
-            lines.append(f"  {r['dataset']:16} {label[:28]:28} "
-                         f"{'with' if c['aux'] else 'without'} aux: {_fmt(c['mean'])} {_ci(c)}"
+            lines.append(f"  {r['dataset']:14} {label[:24]:24} {what} "
+                         f"{'with' if c['aux'] else 'w/o '} aux: {_fmt(c['mean'])} {_ci(c)}"
                          f"  {verdict}  ({_units(c['n_units'], c['unit'])})")
     return "\n".join(lines)
 
@@ -227,8 +228,10 @@ def _table(r: dict[str, Any]) -> str:
         for c in r.get("comparisons") or []:
             if c["setting"] != setting:
                 continue
+            what = "PGR" if c["metric"].startswith("pgr") else "accuracy"
             lines.append(f"{c['a']} − {c['b']} (K ≥ 2, {'with' if c['aux'] else 'without'} "
-                         f"aux, paired over {c['pairs']} runs): PGR {_fmt(c['mean'])} {_ci(c)}")
+                         f"aux, paired over {c['pairs']} runs): {what} {_fmt(c['mean'])} "
+                         f"{_ci(c)}")
     if r.get("intervals"):
         lines += ["", r["intervals"]]
     return "\n".join(lines)

@@ -93,8 +93,9 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     out["ceiling"] = _records(ceil)
     rec = tables.recovery_table(runs, "pgr", floor)
     out["recovery"] = _records(rec)
-    comps = [tables.compare(runs, a, b, "pgr", floor) for a, b in COMPARISONS
-             if {a, b} <= set(tr["method"])]
+    # PGR and accuracy: with a gap of a point or two PGR swings widely, accuracy does not
+    comps = [tables.compare(runs, a, b, metric, floor) for a, b in COMPARISONS
+             for metric in ("pgr", "accuracy") if {a, b} <= set(tr["method"])]
     comps = [c for c in comps if not c.empty]
     if comps:
         out["comparisons"] = _records(pd.concat(comps, ignore_index=True))
