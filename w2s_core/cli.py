@@ -148,6 +148,8 @@ def _summary(reps: list[dict[str, Any]]) -> str:
     """One line per experiment × setting × aux: did the Bayesian student beat naive?"""
     lines = ["", "== bayes − naive across experiments (K ≥ 2, paired runs; PGR floor = "
              f"{reps[0]['floor']}; accuracy as a fraction) =="]
+    width = max([len(v.get("label", "")) for r in reps if len(r.get("settings") or {}) > 1
+                 for v in r["settings"].values()] or [0])
     for r in reps:
         for c in r.get("comparisons") or []:
             if (c["a"], c["b"]) != ("bayes", "naive"):
@@ -158,7 +160,7 @@ def _summary(reps: list[dict[str, Any]]) -> str:
             verdict = "n/a" if c.get("lo") is None else (
                 "bayes better" if c["lo"] > 0 else "naive better" if c["hi"] < 0
                 else "no clear difference")
-            lines.append(f"  {r['dataset']:14} {label[:24]:24} {what} "
+            lines.append(f"  {r['dataset']:14} {label:{width}} {what} "
                          f"{'with' if c['aux'] else 'w/o '} aux: {_fmt(c['mean'])} {_ci(c)}"
                          f"  {verdict}  ({_units(c['n_units'], c['unit'])})")
     return "\n".join(lines)
