@@ -98,7 +98,7 @@ def test_option_sets_are_kept_apart_in_store_report_and_comparisons(cfg, tmp_pat
     labels = {v["label"] for v in rep["settings"].values()}
     assert labels == {"kl_scale=1", "kl_scale=0.1"}
     comp = pd.DataFrame(rep["comparisons"])
-    bn = comp[(comp.a == "bayes") & (comp.b == "naive")]
+    bn = comp[(comp.a == "bayes") & (comp.b == "naive") & (comp.metric == "pgr_mean")]
     assert len(bn) == 4  # 2 settings × aux off/on: never pooled over either
     assert set(map(tuple, bn[["setting", "aux"]].to_numpy())) == {
         (s, x) for s in tr.setting.unique() for x in (False, True)}
@@ -116,7 +116,8 @@ def test_bayes_minus_naive_is_reported_per_aux_setting_from_matched_pairs(cfg, t
     comp = pd.DataFrame(rep["comparisons"])
     tr = runs[(runs.kind == "transfer") & (runs.k >= 2)]
     for aux in (False, True):
-        row = comp[(comp.a == "bayes") & (comp.b == "naive") & (comp.aux == aux)].iloc[0]
+        row = comp[(comp.a == "bayes") & (comp.b == "naive") & (comp.aux == aux)
+                   & (comp.metric == "pgr_mean")].iloc[0]
         side = tr[tr.aux == aux].pivot_table(index=["subset", "seed"], columns="method",
                                              values="pgr_mean", aggfunc="first", dropna=False)
         diff = (side["bayes"] - side["naive"]).dropna()
