@@ -18,7 +18,7 @@ import numpy as np
 from w2s_core.data.builtin import ATIS, dedupe, package_file
 from w2s_core.data.files import _read_rows, _source
 from w2s_core.data.schema import DataConfig
-from w2s_core.data.splits import SPLITS, min_test_size, split_sizes
+from w2s_core.data.splits import SPLITS, split_info, split_sizes
 from w2s_core.errors import W2SError
 from w2s_core.metrics.slu import JOIN
 
@@ -246,14 +246,6 @@ def split_slots(ds: SlotDataset, cfg: DataConfig) -> tuple[dict[str, np.ndarray]
     order = np.random.default_rng(cfg.seed).permutation(n_total).astype(np.int64)
     bounds = np.cumsum([0] + [sizes[s] for s in SPLITS])
     splits = {s: order[bounds[k]:bounds[k + 1]] for k, s in enumerate(SPLITS)}
-    info = {
-        "n_total": n_total,
-        "seed": cfg.seed,
-        "requested": {"weak": cfg.n_weak, "transfer": cfg.n_transfer, "test": cfg.n_test},
-        "sizes": {s: len(idx) for s, idx in splits.items()},
-        "shrunk": shrunk,
-        "min_test": min_test_size(n_total) if cfg.n_test is None else None,
-        "stratified": False,
-        "slot_counts": {s: sum(len(ds.slots[i]) for i in idx) for s, idx in splits.items()},
-    }
+    info = split_info(n_total, cfg, splits, shrunk, stratified=False)
+    info["slot_counts"] = {s: sum(len(ds.slots[i]) for i in idx) for s, idx in splits.items()}
     return splits, info

@@ -91,15 +91,21 @@ def make_splits(ds: TextDataset, cfg: DataConfig) -> tuple[dict[str, np.ndarray]
             start += int(table[s, c])
     splits = {name: rng.permutation(np.concatenate(parts[name])).astype(np.int64)
               for name in SPLITS}
-    info = {
+    info = split_info(n_total, cfg, splits, shrunk, stratified=True)
+    info["class_counts"] = {name: np.bincount(ds.labels[idx], minlength=ds.n_classes).tolist()
+                            for name, idx in splits.items()}
+    return splits, info
+
+
+def split_info(n_total: int, cfg: DataConfig, splits: dict[str, np.ndarray], shrunk: bool,
+               *, stratified: bool) -> dict[str, Any]:
+    """What a split recorded with its experiment says: sizes asked and got, seed, shrinking."""
+    return {
         "n_total": n_total,
         "seed": cfg.seed,
         "requested": {"weak": cfg.n_weak, "transfer": cfg.n_transfer, "test": cfg.n_test},
         "sizes": {name: len(idx) for name, idx in splits.items()},
         "shrunk": shrunk,
         "min_test": min_test_size(n_total) if cfg.n_test is None else None,
-        "stratified": True,
-        "class_counts": {name: np.bincount(ds.labels[idx], minlength=ds.n_classes).tolist()
-                         for name, idx in splits.items()},
+        "stratified": stratified,
     }
-    return splits, info
