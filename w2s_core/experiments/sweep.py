@@ -85,9 +85,6 @@ class Sweep:
             raise
         except ExperimentLocked:
             raise  # another sweep owns this experiment: never touch its status
-        except W2SError:
-            self._set_status("failed")
-            raise
         except BaseException:
             self._set_status("failed")
             raise
