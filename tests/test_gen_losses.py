@@ -1,0 +1,161 @@
+"""Generation losses against independent computations: torch.distributions, loops, hand cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Dirichlet, kl_divergence
+
+from w2s_core.errors import W2SError
+from w2s_core.methods import gen_losses
+
+
+def _kl_uniform(alpha: list[float]) -> float:
+    a = torch.tensor(alpha, dtype=torch.float64)
+    return float(kl_divergence(Dirichlet(a), Dirichlet(torch.ones_like(a))))
+
+
+def _edl_position(alpha: list[float], y: list[float], w: float, kl_target: str) -> float:
+    """One position's EDL loss written out: NLL by a loop, KL by torch.distributions."""
+    s = sum(alpha)
+    nll = sum(yv * (math.log(s) - math.log(av)) for av, yv in zip(alpha, y, strict=True))
+    if kl_target == "soft-y":
+        kl = _kl_uniform([yv + (1 - yv) * av for av, yv in zip(alpha, y, strict=True)])
+    else:  # Σ_v y_v KL(Dir(α with α_v := 1) ‖ Dir(1))
+        kl = sum(yv * _kl_uniform([1.0 if j == v else a for j, a in enumerate(alpha)])
+                 for v, yv in enumerate(y))
+    return nll + w * kl
+
+
+@pytest.mark.parametrize("kl_target", ["expected-onehot", "soft-y"])
+def test_token_edl_full_support_matches_loop_and_torch_dirichlet(kl_target: str):
+    gen = torch.Generator().manual_seed(0)
+    b, t, v = 2, 4, 5
+    z = torch.randn(b, t, v, generator=gen, dtype=torch.float64)
+    y = torch.softmax(torch.randn(b, t, v, generator=gen, dtype=torch.float64) * 2, -1)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 1]])
+    tau, scale = 0.5, 0.3
+    got = gen_losses.token_edl_loss(z, y, mask, tau, kl_scale=scale, kl_target=kl_target)
+    for i in range(b):
+        per = [_edl_position((z[i, j].exp() + 1).tolist(), y[i, j].tolist(), tau * scale,
+                             kl_target) for j in range(t) if mask[i, j]]
+        assert math.isclose(float(got[i]), sum(per) / len(per), rel_tol=1e-9)
+
+
+def test_token_edl_restricted_support_hand_case():
+    z = torch.tensor([[[2.0, -1.0, 0.5, 1.0, -0.5]]], dtype=torch.float64)  # (1, 1, 5)
+    y = torch.tensor([[[0.1, 0.05, 0.6, 0.2, 0.05]]], dtype=torch.float64)
+    mask = torch.ones(1, 1)
+    got = gen_losses.token_edl_loss(z, y, mask, tau=1.0, kl_scale=0.5, support=2)
+    e = z[0, 0].exp().tolist()
+    # top-2 of the target: token 2 (0.6), token 3 (0.2); "other" = tokens 0, 1, 4 summed
+    alpha = [e[2] + 1, e[3] + 1, e[0] + e[1] + e[4] + 1]
+    expected = _edl_position(alpha, [0.6, 0.2, 0.2], 0.5, "expected-onehot")
+    assert math.isclose(float(got[0]), expected, rel_tol=1e-9)
+    with pytest.raises(W2SError, match="restricted support"):
+        gen_losses.token_edl_loss(z, y, mask, tau=1.0, support=5)
+
+
+def test_token_edl_softplus_restricted_other_bucket_is_softplus_of_logsumexp():
+    z = torch.tensor([[[0.3, -2.0, 1.5, 0.0]]], dtype=torch.float64)
+    y = torch.tensor([[[0.0, 0.0, 1.0, 0.0]]], dtype=torch.float64)
+    got = gen_losses.token_edl_loss(z, y, torch.ones(1, 1), tau=0.0, evidence="softplus",
+                                    support=1)
+    other = math.log(math.exp(0.3) + math.exp(-2.0) + math.exp(0.0))
+    a_top, a_other = math.log1p(math.exp(1.5)) + 1, math.log1p(math.exp(other)) + 1
+    assert math.isclose(float(got[0]), math.log(a_top + a_other) - math.log(a_top), rel_tol=1e-9)
+
+
+def test_token_edl_mask_ignores_masked_positions_and_empty_sequence_is_zero():
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(3, 6, 7, generator=gen)
+    y = torch.softmax(torch.randn(3, 6, 7, generator=gen), -1)
+    mask = torch.tensor([[1, 1, 0, 1, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]])
+    base = gen_losses.token_edl_loss(z, y, mask, tau=0.4, kl_scale=1e-2)
+    z2 = z.clone()
+    z2[mask == 0] = torch.randn(int((mask == 0).sum()), 7, generator=gen) * 10
+    assert torch.allclose(gen_losses.token_edl_loss(z2, y, mask, tau=0.4, kl_scale=1e-2), base)
+    assert base[2] == 0
+    per_pos = gen_losses.token_edl_loss(z.reshape(18, 1, 7), y.reshape(18, 1, 7),
+                                        torch.ones(18, 1), tau=0.4, kl_scale=1e-2).reshape(3, 6)
+    assert torch.allclose(base[0], per_pos[0, [0, 1, 3]].mean())
+    assert torch.allclose(base[1], per_pos[1].mean())
+    with pytest.raises(W2SError, match="shapes differ"):
+        gen_losses.token_edl_loss(z, y, mask[:, :5], tau=0.4)
+
+
+def _h(pw: float, pl: float, rw: float, rl: float, beta: float) -> float:
+    return beta * ((pw - rw) - (pl - rl))
+
+
+def _log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x))
+
+
+def test_dpo_eps_zero_is_plain_dpo_and_constant_eps_hand_values():
+    pw, pl = torch.tensor([-3.0, -10.0]), torch.tensor([-5.0, -4.0])
+    rw, rl = torch.tensor([-4.0, -9.0]), torch.tensor([-4.5, -4.5])
+    hs = [_h(-3, -5, -4, -4.5, 0.5), _h(-10, -4, -9, -4.5, 0.5)]  # 0.75, −0.75
+    got = gen_losses.dpo_loss(pw, pl, rw, rl, beta=0.5, eps=0.0)
+    assert torch.allclose(got, torch.tensor([-_log_sigmoid(h) for h in hs]))
+    got = gen_losses.dpo_loss(pw, pl, rw, rl, beta=0.5, eps=0.1)
+    expected = [-0.9 * _log_sigmoid(h) - 0.1 * _log_sigmoid(-h) for h in hs]
+    assert torch.allclose(got, torch.tensor(expected))
+    assert math.isclose(expected[0], 0.9 * math.log1p(math.exp(-0.75))
+                        + 0.1 * math.log1p(math.exp(0.75)), rel_tol=1e-12)
+
+
+def test_dpo_per_pair_eps_and_stability():
+    pw, pl = torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([-2.0, -1.0, -3.5])
+    zero = torch.zeros(3)
+    eps = torch.tensor([0.0, 0.25, 0.5])
+    got = gen_losses.dpo_loss(pw, pl, zero, zero, beta=2.0, eps=eps)
+    hs = [2.0, -2.0, 1.0]
+    expected = [-(1 - e) * _log_sigmoid(h) - e * _log_sigmoid(-h)
+                for h, e in zip(hs, eps.tolist(), strict=True)]
+    assert torch.allclose(got, torch.tensor(expected))
+    # ε = ½, h = 1: ½[log(1 + e^−1) + log(1 + e)] = log(1 + e^−1) + ½
+    assert math.isclose(float(got[2]), math.log1p(math.exp(-1)) + 0.5, rel_tol=1e-6)
+    big = gen_losses.dpo_loss(torch.tensor([500.0]), torch.tensor([-500.0]), torch.zeros(1),
+                              torch.zeros(1), beta=5.0, eps=0.1)
+    assert torch.isfinite(big).all() and math.isclose(float(big[0]), 0.1 * 5000, rel_tol=1e-6)
+    with pytest.raises(W2SError, match="ε"):
+        gen_losses.dpo_loss(pw, pl, zero, zero, beta=1.0, eps=torch.tensor([0.0, 1.5, 0.0]))
+    with pytest.raises(W2SError, match="β"):
+        gen_losses.dpo_loss(pw, pl, zero, zero, beta=0.0)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.4])
+def test_dpo_gradient_raising_chosen_logprob_lowers_loss_when_eps_below_half(eps: float):
+    pw = torch.tensor([-2.0, 3.0, -7.0], requires_grad=True)
+    pl = torch.tensor([-1.0, -3.0, -6.0], requires_grad=True)
+    ref = torch.tensor([-1.5, -1.5, -1.5])
+    # pair 1 has h = 6 > log((1−ε)/ε): past cDPO's optimum only when ε > 0, so check pairs 0, 2
+    gen_losses.dpo_loss(pw, pl, ref, ref, beta=1.0, eps=eps).sum().backward()
+    assert pw.grad is not None and pl.grad is not None
+    assert torch.all(pw.grad[[0, 2]] < 0) and torch.all(pl.grad[[0, 2]] > 0)
+    if eps > 0:  # cDPO pushes back once σ(h) > 1 − ε
+        assert pw.grad[1] > 0
+
+
+def test_sequence_logprob_matches_manual_gather_with_ignored_labels():
+    gen = torch.Generator().manual_seed(4)
+    b, t, v = 2, 5, 9
+    logits = torch.randn(b, t, v, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, v, (b, t), generator=gen)
+    mask = torch.tensor([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    labels[0, 0], labels[0, 4] = -100, -100  # masked prompt / pad labels are never read
+    got = gen_losses.sequence_logprob(logits, labels, mask)
+    for i in range(b):
+        total = 0.0
+        for j in range(t):
+            if mask[i, j]:
+                row = logits[i, j]
+                total += float(row[labels[i, j]] - torch.log(torch.exp(row).sum()))
+        assert math.isclose(float(got[i]), total, rel_tol=1e-12)
+    half = gen_losses.sequence_logprob(logits.to(torch.bfloat16), labels, mask)
+    assert half.dtype == torch.float32 and torch.allclose(half.double(), got, atol=0.1)
+    with pytest.raises(W2SError, match="shapes differ"):
+        gen_losses.sequence_logprob(logits, labels[:, :4], mask)
