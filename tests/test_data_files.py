@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from checks import one_line_error
 
 from w2s_core.data.registry import DATASETS, DatasetEntry, load_dataset
 from w2s_core.data.schema import DataConfig, TextDataset
@@ -16,11 +17,7 @@ from w2s_core.errors import W2SError
 
 
 def _err(cfg: DataConfig, match: str) -> str:
-    with pytest.raises(W2SError, match=match) as exc:
-        load_dataset(cfg)
-    msg = str(exc.value)
-    assert "\n" not in msg and " — " in msg, msg
-    return msg
+    return one_line_error(lambda: load_dataset(cfg), match)
 
 
 def _file(path: Path, **kw: object) -> DataConfig:

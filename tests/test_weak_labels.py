@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from checks import one_line_error
 
 from w2s_core.data.files import load_file
 from w2s_core.data.schema import DataConfig
@@ -30,11 +31,7 @@ def _cfg(path: Path, weak: dict[str, object] | None, **kw: object) -> DataConfig
 
 
 def _err(cfg: DataConfig, match: str) -> str:
-    with pytest.raises(W2SError, match=match) as exc:
-        load_file(cfg)
-    msg = str(exc.value)
-    assert "\n" not in msg and " — " in msg, msg
-    return msg
+    return one_line_error(lambda: load_file(cfg), match)
 
 
 # ---------------------------------------------------------------- kinds of column

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,6 +90,17 @@ def serve(ws: Path, log: Path) -> Iterator[str]:
             proc.wait()
 
 
+def _served(tmp_path_factory: pytest.TempPathFactory, name: str,
+            build: Callable[[Path], object]) -> Iterator[str]:
+    """Build a workspace with ``build`` and serve the app on it for the session."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium")
+    ws = tmp_path_factory.mktemp(f"e2e-{name}-ws")
+    build(ws)
+    with serve(ws, tmp_path_factory.mktemp(f"streamlit-{name}") / "server.log") as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app on the real demo workspace (built once per session: slow the first time)."""
@@ -103,20 +114,11 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def synthetic_app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app on the synthetic workspace (seconds to build): for tests of the frame itself."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium")
-    ws = tmp_path_factory.mktemp("e2e-synthetic-ws")
-    build_workspace(ws, corrupt=False, three_class=False)
-    with serve(ws, tmp_path_factory.mktemp("streamlit-synthetic") / "server.log") as url:
-        yield url
+    yield from _served(tmp_path_factory, "synthetic",
+                       lambda ws: build_workspace(ws, corrupt=False, three_class=False))
 
 
 @pytest.fixture(scope="session")
 def identity_app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app on one experiment with two option settings and two data replicates."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium")
-    ws = tmp_path_factory.mktemp("e2e-identity-ws")
-    make_identity_experiment(ws)
-    with serve(ws, tmp_path_factory.mktemp("streamlit-identity") / "server.log") as url:
-        yield url
+    yield from _served(tmp_path_factory, "identity", make_identity_experiment)
