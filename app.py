@@ -56,13 +56,14 @@ def _exp_label(experiments: pd.DataFrame, exp_id: str) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def settings_of(ws: str, exp_id: str, stamp: tuple[Any, ...]) -> dict[str, Any]:
-    """Per option setting (the most-run first): its label, its data seeds and its training
-    setting — computed once per change of the experiment's files, not on every rerun."""
+    """Per option setting (the most-run first, ties in the order they were run): its label,
+    its data seeds and its training setting — computed once per change of the experiment's
+    files, not on every rerun."""
     runs, _ = ui.load_runs(ws, exp_id, stamp)
-    settings = setting_options(runs)
+    known = ui.load_meta(ws, exp_id, stamp).get("settings") or {}
+    settings = setting_options(runs, list(known))
     views = {s: transfer_runs(view_runs(runs, s)) for s in settings}
-    return {"settings": settings,
-            "names": setting_names(runs, ui.load_meta(ws, exp_id, stamp).get("settings") or {}),
+    return {"settings": settings, "names": setting_names(runs, known),
             "seeds": {s: data_seed_options(v) for s, v in views.items()},
             "train": {s: train_setting_of(v, s) for s, v in views.items()}}
 

@@ -366,3 +366,10 @@ def test_sweep_job_writes_its_config(tmp_path: Path, monkeypatch: pytest.MonkeyP
     d = jobs.launch_sweep(tmp_path, {"name": "s", "teachers": ["a"], "seeds": [0]})
     assert "teachers:\n- a" in (d / "config.yaml").read_text()
     assert _wait(d, "done")["kind"] == "sweep"
+
+
+def test_setting_options_break_ties_in_the_order_settings_were_run() -> None:
+    runs = pd.DataFrame({"kind": ["transfer"] * 5, "setting": ["b", "b", "a", "a", "c"],
+                         "method": "naive", "aux": False, "k": 2, "subset": "x+y"})
+    assert R.setting_options(runs) == ["a", "b", "c"]  # equal counts: by hash
+    assert R.setting_options(runs, ["c", "b", "a"]) == ["b", "a", "c"]  # most-run, then order

@@ -6,6 +6,7 @@ picks "the run in view" the same way. Pure pandas; no Streamlit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -50,13 +51,16 @@ def filter_view(runs: pd.DataFrame, aux: str = "both", seed: Any = "all",
     return df
 
 
-def setting_options(runs: pd.DataFrame) -> list[str]:
-    """The option settings of an experiment's transfer runs, the most-run first."""
+def setting_options(runs: pd.DataFrame, known: Sequence[str] = ()) -> list[str]:
+    """The option settings of an experiment's transfer runs, the most-run first; ties in the
+    order the experiment first ran them (``known``: experiment.json's ``settings``), so an
+    ablation opens on its first item, usually the baseline."""
     df = transfer_runs(runs)
     if df.empty:
         return []
     counts = df["setting"].value_counts(sort=False)
-    return sorted(counts.index, key=lambda s: (-counts[s], str(s)))
+    first = {k: i for i, k in enumerate(known)}
+    return sorted(counts.index, key=lambda s: (-counts[s], first.get(s, len(first)), str(s)))
 
 
 def setting_names(runs: pd.DataFrame, settings: dict[str, Any]) -> dict[str, str]:
