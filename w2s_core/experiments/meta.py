@@ -28,15 +28,23 @@ FORMAT = 2  # 1: one replicate, teacher files named after the teachers, no RunSp
 EXAMPLE_COLUMNS = ["data_seed", "example_id", "split", "gold", "text"]
 
 
-def example_rows(sp: Splits) -> list[tuple[str, str, int, str]]:
-    return [(sp.ds.ids[i], s, int(sp.ds.labels[i]), sp.ds.texts[i])
+def example_rows(sp: Splits) -> list[tuple[str, str, Any, str]]:
+    """(id, split, gold, text): gold is the class index, or a generation split's JSON target."""
+    gold = getattr(sp, "gold_value", None) or (lambda i: int(sp.ds.labels[i]))
+    return [(sp.ds.ids[i], s, gold(i), sp.ds.texts[i])
             for s in ("weak", "transfer", "test") for i in sp.idx[s]]
+
+
+def _classes(sp: Splits) -> tuple[str, ...]:
+    """Class names, or a slot-filling data set's slot types."""
+    return tuple(getattr(sp.ds, "class_names", None) or getattr(sp.ds, "slot_types", ()))
 
 
 def fingerprint(sp: Splits) -> str:
     """Hash of one replicate's selected examples (id, split, gold, text) and given weak labels."""
     blob = json.dumps(example_rows(sp)).encode()
-    for name in sorted(sp.ds.weak):  # the user's own weak labels are data too
+    # the user's own weak labels are data too
+    for name in sorted(getattr(sp.ds, "weak", None) or {}):
         blob += name.encode() + np.ascontiguousarray(sp.ds.weak[name]).tobytes()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -62,7 +70,7 @@ def merge(old: dict[str, Any], exp_id: str, cfg: ExperimentConfig, reps: list[Sp
                       .assign(data_seed=sp.data_seed))
     first = reps[0]
     for sp in reps[1:]:
-        if sp.ds.class_names != first.ds.class_names:
+        if _classes(sp) != _classes(first):
             raise W2SError(f"data seed {sp.data_seed} has other classes than data seed "
                            f"{first.data_seed}", "use a data set whose classes do not depend "
                            "on the seed")
@@ -75,7 +83,8 @@ def merge(old: dict[str, Any], exp_id: str, cfg: ExperimentConfig, reps: list[Sp
         # the first replicate's splits at top level: what single-split readers show
         "splits": replicates[str(first.data_seed)]["splits"],
         "data_fingerprint": replicates[str(first.data_seed)]["data_fingerprint"],
-        "class_names": list(first.ds.class_names), "n_classes": first.ds.n_classes,
+        "class_names": list(_classes(first)), "n_classes": len(_classes(first)),
+        "task": cfg.task,
         "w2s_version": __version__, "format": FORMAT,
         "teacher_files": old.get("teacher_files") or {}, "settings": old.get("settings") or {},
         "provenance": [*(old.get("provenance") or [])[-49:],

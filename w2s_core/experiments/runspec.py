@@ -18,14 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["ceiling", "transfer"]
+Kind = Literal["ceiling", "transfer", "dpo"]  # dpo: preference optimisation after a transfer run
 
 # Run-index columns that identify a run (everything else in a row is a metric).
-ID_COLUMNS = ("run_id", "kind", "method", "k", "subset", "aux", "seed", "data_seed", "setting",
-              "train_setting", "precision")
+ID_COLUMNS = ("run_id", "task", "kind", "method", "k", "subset", "aux", "seed", "data_seed",
+              "setting", "train_setting", "precision")
 # Settings that vary inside one experiment (the rest is fixed by the experiment id); their
 # values are flattened into ``opt_<name>`` columns so tables can say which option set a row is.
-OPTION_COLUMNS = ("evidence", "kl_scale", "aux_max", "aux_warmup", "aux_schedule", "weights")
+OPTION_COLUMNS = ("evidence", "kl_scale", "aux_max", "aux_warmup", "aux_schedule", "weights",
+                  "lam", "target_mode", "split", "temperature", "support", "dpo_eps")
+# options whose values mix numbers and words (ε = 0.1 or "confidence"): stored as text so one
+# parquet column holds them
+MIXED_OPTIONS = ("dpo_eps",)
 # Runs pool (mean and interval over subsets, seeds, replicates) only within one of these groups.
 GROUP_KEYS = ("setting", "method", "aux", "k")
 # Two methods are compared on runs that match on all of these (same subset, seed, split, options).
@@ -68,10 +72,13 @@ class RunSpec:
     options: Mapping[str, Any] | None = None
     # transfer runs train for a fixed number of epochs: no validation labels at all
     validation_labels: str = field(default="none")
+    # one identity for both tasks; hashed only when not "classification", so the run ids of
+    # classification stores written before generation existed stay valid
+    task: str = field(default="classification")
 
     def __post_init__(self) -> None:
-        if self.kind not in ("ceiling", "transfer"):
-            raise ValueError(f"kind must be ceiling or transfer, not {self.kind!r}")
+        if self.kind not in ("ceiling", "transfer", "dpo"):
+            raise ValueError(f"kind must be ceiling, transfer or dpo, not {self.kind!r}")
         if (self.kind == "ceiling") != (self.options is None):
             raise ValueError("ceilings have no options; transfer runs need them")
         object.__setattr__(self, "subset", tuple(self.subset))
@@ -82,7 +89,8 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The identity as plain JSON data (what is hashed)."""
-        return plain({"experiment_id": self.experiment_id, "kind": self.kind,
+        task = {} if self.task == "classification" else {"task": self.task}
+        return plain({**task, "experiment_id": self.experiment_id, "kind": self.kind,
                        "method": self.method, "subset": list(self.subset), "k": self.k,
                        "aux": self.aux, "seed": self.seed, "data_seed": self.data_seed,
                        "train": dict(self.train),
@@ -114,15 +122,19 @@ class RunSpec:
     def index_row(self) -> dict[str, Any]:
         """The run-index columns of this run (metrics are appended by the store)."""
         opts = self.options or {}
-        row: dict[str, Any] = {"run_id": self.run_id, "kind": self.kind, "method": self.method,
+        row: dict[str, Any] = {"run_id": self.run_id, "task": self.task, "kind": self.kind,
+                               "method": self.method,
                                "k": self.k, "subset": "+".join(self.subset), "aux": self.aux,
                                "seed": self.seed, "data_seed": self.data_seed,
                                "setting": self.setting, "train_setting": self.train_setting,
                                "precision": str(self.train.get("precision", ""))}
+        flat = {**opts, **{f"dpo_{k}": v for k, v in (opts.get("dpo") or {}).items()}}
         for name in OPTION_COLUMNS:
-            v = opts.get(name)
+            v = flat.get(name)
             row[f"opt_{name}"] = None if v is None else (
-                v if isinstance(v, (str, int, float, bool)) else json.dumps(plain(v)))
+                v if isinstance(v, (str, int, float, bool)) and name not in MIXED_OPTIONS
+                else json.dumps(plain(v)) if not isinstance(v, (str, int, float, bool))
+                else str(v))
         return row
 
     @classmethod
@@ -132,7 +144,8 @@ class RunSpec:
                    subset=tuple(d.get("subset") or ()), aux=bool(d["aux"]), seed=int(d["seed"]),
                    data_seed=int(d["data_seed"]), train=dict(d["train"]),
                    options=None if d.get("options") is None else dict(d["options"]),
-                   validation_labels=d.get("validation_labels", "none"))
+                   validation_labels=d.get("validation_labels", "none"),
+                   task=d.get("task", "classification"))
 
 
 def setting_labels(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:

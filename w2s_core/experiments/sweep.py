@@ -122,6 +122,9 @@ class Sweep:
             store.write_json(self.exp.meta, self.meta)
 
     def _run(self) -> None:
+        if self.cfg.task == "generation":
+            self._run_generation()
+            return
         cfg = self.cfg
         reps = protocol.load_replicates(cfg)
         self.precision = protocol.resolved_precision(cfg)
@@ -136,6 +139,28 @@ class Sweep:
         for sp, f in zip(reps, feats, strict=True):
             teach = self._teachers(sp, f)
             self._students(self._plan(sp, teach), sp, f, teach)
+        if self.main:
+            df = store.write_run_index(self.exp)
+            self._set_status("done")
+            self.log(f"done: {len(df)} runs in {self.exp.root}")
+
+    def _run_generation(self) -> None:
+        """Slot filling: same store, run identity, lock and resume rule; the teachers and the
+        students are causal LMs (``gen_teachers``, ``gen_runs``)."""
+        from w2s_core.experiments import gen_protocol
+        from w2s_core.experiments.gen_runs import GenerationRuns
+        from w2s_core.experiments.gen_teachers import Teachers
+
+        reps = gen_protocol.load_replicates(self.cfg)
+        device = str(pick_device(self.cfg.device))
+        self.precision = gen_protocol.resolved_precision(self.cfg, device)
+        self._write_meta(reps)  # type: ignore[arg-type]
+        for sp in reps:
+            self.log(f"experiment {self.exp.id} (generation): data seed {sp.data_seed}, "
+                     f"{len(sp.ds)} utterances, {len(sp.ds.slot_types)} slot types, splits "
+                     f"{sp.info['sizes']}")
+            teach = Teachers(self, sp, device).build()
+            GenerationRuns(self, sp, teach, device).run()
         if self.main:
             df = store.write_run_index(self.exp)
             self._set_status("done")

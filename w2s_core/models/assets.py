@@ -86,14 +86,23 @@ def materialize(base: str) -> Path:
             _BUILDERS[base](tmp)
             tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
             _write_marker(tmp, versions)
-            if final.exists():  # stale or truncated: rename cannot replace a non-empty folder
-                trash = Path(tempfile.mkdtemp(prefix=f".old-{base}-", dir=root))
-                os.replace(final, trash / base)
-                shutil.rmtree(trash, ignore_errors=True)
-            os.replace(tmp, final)
+            replace_folder(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``final`` (same parent), replacing an old one.
+
+    A rename cannot replace a non-empty folder, so an existing ``final`` is first moved aside
+    into a temporary trash folder and deleted; a reader sees the old or the new folder, whole.
+    """
+    if final.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=final.parent))
+        os.replace(final, trash / final.name)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(tmp, final)
 
 
 # --------------------------------------------------------------------------- loading
@@ -129,7 +138,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def _from_pretrained(source: str, local: bool) -> tuple[torch.nn.Module, Any]:
+def _from_pretrained(source: str, local: bool, model_class: Any = None
+                     ) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -138,7 +148,8 @@ def _from_pretrained(source: str, local: bool) -> tuple[torch.nn.Module, Any]:
     hf_logging.disable_progress_bar()  # a bar per load is noise when loading takes 0.1 s
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local)
-        return AutoModel.from_pretrained(source, dtype=torch.float32, local_files_only=local), tok
+        cls = model_class or AutoModel
+        return cls.from_pretrained(source, dtype=torch.float32, local_files_only=local), tok
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
@@ -156,11 +167,27 @@ def load_encoder(
     """
     if spec.kind == "tfidf":
         raise ValueError(f"'{spec.name}' is a tf-idf model; it has no transformer backbone")
+    model, tok = load_pretrained(spec)
+    if tok.pad_token is None:  # causal tokenizers often lack one; pooling masks it out anyway
+        tok.pad_token = tok.eos_token or tok.unk_token
+    if spec.layers is not None:
+        truncate_layers(model, spec.layers)
+    model.config.use_cache = False  # no generation here: a KV cache per batch is pure waste
+    return model.to(device).eval(), tok
+
+
+def load_pretrained(spec: ModelSpec, model_class: Any = None) -> tuple[torch.nn.Module, Any]:
+    """``(model, tokenizer)`` of ``spec.base`` in fp32, as loaded (no truncation, on the CPU).
+
+    ``model_class`` is a transformers auto class (default ``AutoModel``, a bare backbone).
+    Packaged models come from their cache folder (built on first use), local folders from disk;
+    hub ids are tried in the local HF cache first and on the hub only if it is reachable.
+    """
     packaged = spec.base in PACKAGES
     source = str(materialize(spec.base)) if packaged else spec.base
     local = packaged or Path(source).is_dir()
     try:
-        model, tok = _from_pretrained(source, local=True)
+        return _from_pretrained(source, local=True, model_class=model_class)
     except OSError as err:
         if local:
             raise W2SError(f"could not load model '{spec.name}' from {source} ({err})",
@@ -172,12 +199,6 @@ def load_encoder(
         if not _hub_reachable():
             raise hub_fail from None
         try:
-            model, tok = _from_pretrained(source, local=False)
+            return _from_pretrained(source, local=False, model_class=model_class)
         except OSError:
             raise hub_fail from None
-    if tok.pad_token is None:  # causal tokenizers often lack one; pooling masks it out anyway
-        tok.pad_token = tok.eos_token or tok.unk_token
-    if spec.layers is not None:
-        truncate_layers(model, spec.layers)
-    model.config.use_cache = False  # no generation here: a KV cache per batch is pure waste
-    return model.to(device).eval(), tok

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ModelKind = Literal["encoder", "causal", "tfidf"]
+ModelKind = Literal["encoder", "causal", "tfidf", "scratch"]  # scratch: trained here
 
 
 @dataclass(frozen=True)

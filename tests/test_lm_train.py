@@ -1,0 +1,364 @@
+"""Generation student training and DPO on tiny random causal LMs with two tokenizers.
+
+Expectations come from outside the trainer: HF's own forward/loss on full sequences, the soft
+target written out token by token, closed forms (DPO's loss is ln 2 at the start; cDPO's optimum
+sits at σ(h) = 1 − ε; LoRA's adapter parameter count).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from w2s_core.data.prompts import build_prompt, encode, format_slots
+from w2s_core.errors import W2SError
+from w2s_core.methods import bridge, losses
+from w2s_core.models.causal import CausalLM
+from w2s_core.models.features import cpu_has_fast_bf16
+from w2s_core.training import lm_train
+from w2s_core.training.lm_dpo import DPOConfig, train_dpo
+from w2s_core.training.lm_train import (
+    GenExample,
+    LabelSeq,
+    LMTrainConfig,
+    LossSpec,
+    sequence_losses,
+    token_targets,
+    train_lm,
+)
+
+SENTS = ["fly to boston", "book a table in paris", "play jazz", "wake me at six"]
+SLOTS = [[("city", "boston")], [("city", "paris")], [("genre", "jazz")], [("time", "six")]]
+WRONG = [[("city", "paris")], [("genre", "boston")], [("time", "jazz")], []]
+PROMPTS = [build_prompt(s) for s in SENTS]
+TARGETS = [format_slots(p) for p in SLOTS]
+OTHERS = [format_slots(p) for p in WRONG]
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+def _byte_bpe(texts: list[str]):  # noqa: ANN202 - transformers type
+    """ByteLevel BPE with an EOS and no pad token (ensure_pad falls back to EOS)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|eos|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|eos|>")
+
+
+@pytest.fixture(scope="module")
+def bases() -> dict[str, CausalLM]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from w2s_core.models.scratch_lm import build_scratch_lm
+
+    texts = PROMPTS + TARGETS + OTHERS
+    char = build_scratch_lm("char", texts, layers=2, hidden=32, heads=4, seed=0)
+    tok = _byte_bpe(texts)
+    torch.manual_seed(1)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                      max_position_embeddings=256, tie_word_embeddings=False)
+    return {"char": char, "bpe": CausalLM("bpe", LlamaForCausalLM(cfg).eval(), tok)}
+
+
+def fresh(bases: dict[str, CausalLM], kind: str) -> CausalLM:
+    lm = bases[kind]
+    return CausalLM(lm.name, copy.deepcopy(lm.model), lm.tokenizer)
+
+
+def word_logps(text: str, seed: int) -> list[float]:
+    g = torch.Generator().manual_seed(seed)
+    return (-torch.rand(len(text.split()), generator=g) * 2).tolist()
+
+
+def examples(soft: bool, n: int = 4) -> list[GenExample]:
+    return [GenExample(PROMPTS[i], [LabelSeq(TARGETS[i], word_logps(TARGETS[i], i)
+                                             if soft else None)], [1.0]) for i in range(n)]
+
+
+def full_ids(lm: CausalLM, prompt: str, target: str) -> tuple[list[int], int]:
+    """prompt + target + EOS straight from the tokenizer, and where the target starts."""
+    p = lm.tokenizer(prompt)["input_ids"]
+    t = lm.tokenizer(target, add_special_tokens=False)["input_ids"] + [lm.tokenizer.eos_token_id]
+    return p + t, len(p)
+
+
+def target_logits(lm: CausalLM, prompt: str, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """HF full forward; (T, V) logits predicting each target token, and the (T,) labels."""
+    ids, s = full_ids(lm, prompt, target)
+    with torch.no_grad():
+        z = lm.model(torch.tensor([ids])).logits[0].float()
+    return z[s - 1:-1], torch.tensor(ids[s:])
+
+
+def label_logp(lm: CausalLM, prompt: str, target: str) -> float:
+    z, y = target_logits(lm, prompt, target)
+    return float(torch.log_softmax(z, -1).gather(-1, y[:, None]).sum())
+
+
+def one_step(**kw: object) -> LMTrainConfig:
+    return LMTrainConfig(epochs=1, batch_size=1, warmup=0.0, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tok", ["char", "bpe"])
+@pytest.mark.parametrize("kind", ["ce", "soft", "edl"])
+def test_each_loss_lowers_itself_and_raises_the_label_logprob(bases, tok: str, kind: str):
+    lm = fresh(bases, tok)
+    before = sum(label_logp(lm, PROMPTS[i], TARGETS[i]) for i in range(4))
+    cfg = LMTrainConfig(epochs=15, lr=5e-3, batch_size=4, warmup=0.0)
+    stats = train_lm(lm, examples(kind != "ce"), LossSpec(kind=kind, kl_scale=0.0), cfg, 0)
+    after = sum(label_logp(lm, PROMPTS[i], TARGETS[i]) for i in range(4))
+    assert stats["final_loss"] < 0.9 * stats["first_loss"]
+    assert after > before + 30.0  # summed over 4 labels of ~20 tokens, from ≈ −260
+    assert stats["steps"] == 15 and stats["lora"] is False
+    assert stats["precision"] == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    n_tokens = sum(len(full_ids(lm, PROMPTS[i], TARGETS[i])[0]) for i in range(4))
+    assert stats["train_tokens"] == 15 * n_tokens
+    assert stats["tokens_per_s"] == pytest.approx(n_tokens * 15 / stats["seconds"])
+    assert stats["truncated"] == {"prompt": 0, "target": 0}
+    assert not lm.model.training
+
+
+@pytest.mark.parametrize("tok", ["char", "bpe"])
+def test_ce_loss_is_hf_loss_and_lambda_weights_combine_sequences(bases, tok: str):
+    lm = fresh(bases, tok)
+
+    def hf_loss(target: str) -> float:  # HF's own shifted CE, prompt masked with −100
+        ids, s = full_ids(lm, PROMPTS[0], target)
+        labels = torch.tensor([[-100] * s + ids[s:]])
+        with torch.no_grad():
+            return float(lm.model(torch.tensor([ids]), labels=labels).loss)
+
+    ex = [GenExample(PROMPTS[0], [LabelSeq(TARGETS[0]), LabelSeq(OTHERS[0])], [0.3, 0.7])]
+    stats = train_lm(fresh(bases, tok), ex, LossSpec("ce"), one_step(), 0)
+    expect = 0.3 * hf_loss(TARGETS[0]) + 0.7 * hf_loss(OTHERS[0])
+    assert stats["first_loss"] == pytest.approx(expect, rel=1e-5)
+
+
+@pytest.mark.parametrize("tok", ["char", "bpe"])
+def test_soft_loss_equals_the_bridge_target_written_out(bases, tok: str):
+    """y_t = q_t·onehot + (1−q_t)·p_rest, q_t = P(word)^ω_t, ω = softmax(−m/T) over the word's
+    tokens (whitespace tokens belong to the next word, EOS has q = 1), token-mean soft CE."""
+    lm, temp = fresh(bases, tok), 0.5
+    target, wl = TARGETS[1], word_logps(TARGETS[1], 7)
+    z, labels = target_logits(lm, PROMPTS[1], target)
+    p = torch.softmax(z.double(), -1)
+    enc = lm.tokenizer(target, add_special_tokens=False, return_offsets_mapping=True)
+    words = []
+    for a, _ in enc["offset_mapping"]:  # a token's word = spaces before its first non-space
+        first = a + len(target[a:]) - len(target[a:].lstrip())
+        words.append(target[:first].count(" "))
+    m = p.max(-1).values
+    total = 0.0
+    for t in range(len(labels)):
+        if t < len(words):
+            same = [u for u in range(len(words)) if words[u] == words[t]]
+            omega = math.exp(-m[t] / temp) / sum(math.exp(-m[u] / temp) for u in same)
+            q = math.exp(omega * wl[words[t]])
+        else:
+            q = 1.0  # EOS
+        rest = p[t].clone()
+        rest[labels[t]] = 0
+        y = (1 - q) * rest / rest.sum()
+        y[labels[t]] = q
+        total += float(-(y * p[t].log()).sum())
+    ex = [GenExample(PROMPTS[1], [LabelSeq(target, wl)], [1.0])]
+    stats = train_lm(lm, ex, LossSpec("soft", split="softmax", temperature=temp), one_step(), 0)
+    assert stats["first_loss"] == pytest.approx(total / len(labels), rel=1e-4)
+
+
+def test_soft_with_hard_labels_or_certain_words_equals_ce(bases):
+    ce = train_lm(fresh(bases, "bpe"), examples(False), LossSpec("ce"), one_step(), 0)
+    hard = train_lm(fresh(bases, "bpe"), examples(False), LossSpec("soft"), one_step(), 0)
+    sure = [GenExample(e.prompt, [LabelSeq(e.labels[0].text, [0.0] * len(e.labels[0].text.split()))],
+                       [1.0]) for e in examples(False)]
+    certain = train_lm(fresh(bases, "bpe"), sure, LossSpec("soft"), one_step(), 0)
+    assert hard["first_loss"] == pytest.approx(ce["first_loss"], rel=1e-6)
+    assert certain["first_loss"] == pytest.approx(ce["first_loss"], rel=1e-6)
+
+
+def _record_log_q(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    real = bridge.soft_targets
+
+    def spy(labels, log_q, logp, mode):  # noqa: ANN001, ANN202
+        seen.append(log_q.detach().clone())
+        return real(labels, log_q, logp, mode)
+
+    monkeypatch.setattr(bridge, "soft_targets", spy)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["soft", "edl"])
+def test_frozen_targets_stay_put_while_detached_ones_follow_the_student(bases, monkeypatch,
+                                                                        kind: str):
+    ex = examples(True, n=1)
+    cfg = LMTrainConfig(epochs=4, lr=3e-2, batch_size=1, warmup=0.0)
+    seen = _record_log_q(monkeypatch)
+    train_lm(fresh(bases, "char"), ex, LossSpec(kind, target_mode="frozen"), cfg, 0)
+    frozen = list(seen)
+    seen.clear()
+    train_lm(fresh(bases, "char"), ex, LossSpec(kind, target_mode="detached"), cfg, 0)
+    assert len(frozen) == len(seen) == 4
+    assert all(torch.equal(f, frozen[0]) for f in frozen)
+    torch.testing.assert_close(frozen[0], seen[0], rtol=1e-5, atol=1e-6)  # same initial student
+    assert (seen[-1] - seen[0]).abs().max() > 1e-3
+
+
+def test_live_targets_pass_gradient_only_where_the_target_depends_on_the_student(bases):
+    """Same loss value either way; the update differs for soft labels (gradient through q and
+    p_rest) but not for hard ones (q = 1: the target is a constant one-hot)."""
+    def run(soft: bool, mode: str) -> tuple[float, dict[str, torch.Tensor]]:
+        lm = fresh(bases, "bpe")
+        stats = train_lm(lm, examples(soft), LossSpec("soft", target_mode=mode),
+                         LMTrainConfig(epochs=1, batch_size=4, lr=1e-2, warmup=0.0), 0)
+        return stats["first_loss"], lm.model.state_dict()
+
+    for soft in (True, False):
+        (l_det, w_det), (l_live, w_live) = run(soft, "detached"), run(soft, "live")
+        assert l_live == pytest.approx(l_det, rel=1e-6)
+        diff = max(float((w_det[k] - w_live[k]).abs().max()) for k in w_det)
+        assert (diff > 1e-6) if soft else (diff == 0.0)
+
+
+@pytest.mark.parametrize("kind", ["ce", "soft", "edl"])
+def test_aux_mixes_in_the_students_argmax_with_the_ramped_weight(kind: str):
+    g = torch.Generator().manual_seed(0)
+    r, t, v = 2, 3, 7
+    z = torch.randn(r, t, v, generator=g) * 3
+    labels = torch.randint(0, v, (r, t), generator=g)
+    log_q = -torch.rand(r, t, generator=g)
+    tmask = torch.ones(r, t, dtype=torch.bool)
+    b = {"labels": labels, "tmask": tmask, "log_q": log_q}
+    spec = LossSpec(kind, aux_max=0.6, aux_warmup=0.2, kl_scale=0.0, evidence="exp")
+    logp = torch.log_softmax(z, -1)
+    own = torch.nn.functional.one_hot(z.argmax(-1), v).float()  # exp evidence is monotone
+    for tau in (0.05, 0.5):
+        a = 0.6 * min(tau / 0.2, 1.0)
+        if kind == "ce":
+            hard = torch.nn.functional.one_hot(labels, v).float()
+            y = (1 - a) * hard + a * own
+            expect = -(y * logp).sum(-1).mean(-1)
+            torch.testing.assert_close(sequence_losses(z, b, spec, tau), expect)
+            continue
+        base = bridge.soft_targets(labels, log_q, logp)
+        got = token_targets(z, logp, labels, log_q, spec, tau)
+        torch.testing.assert_close(got, (1 - a) * base + a * own)
+        if kind == "soft":
+            expect = losses.soft_cross_entropy(z, (1 - a) * base + a * own).mean(-1)
+            torch.testing.assert_close(sequence_losses(z, b, spec, tau), expect)
+
+
+def test_a_zero_weight_teacher_has_no_effect(bases):
+    a = [GenExample(PROMPTS[i], [LabelSeq(TARGETS[i]), LabelSeq(OTHERS[i])], [1.0, 0.0])
+         for i in range(4)]
+    b = [GenExample(PROMPTS[i], [LabelSeq(TARGETS[i])], [1.0]) for i in range(4)]
+    c = [GenExample(PROMPTS[i], [LabelSeq(TARGETS[i]), LabelSeq(OTHERS[i])], [0.9, 0.1])
+         for i in range(4)]
+    cfg = LMTrainConfig(epochs=3, lr=1e-2, batch_size=2, warmup=0.0)
+    out = []
+    for ex in (a, b, c):
+        lm = fresh(bases, "char")
+        stats = train_lm(lm, ex, LossSpec("ce"), cfg, 3)
+        out.append((stats, lm.model.state_dict()))
+    assert out[0][0]["final_loss"] == out[1][0]["final_loss"]
+    assert all(torch.equal(out[0][1][k], out[1][1][k]) for k in out[0][1])
+    assert any(not torch.equal(out[0][1][k], out[2][1][k]) for k in out[0][1])  # λ matters
+
+
+def test_lora_trains_only_adapters_then_merges_into_a_plain_model(bases):
+    lm = fresh(bases, "char")
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    cfg = LMTrainConfig(epochs=3, lr=1e-2, batch_size=4, warmup=0.0, lora=True, lora_r=4,
+                        lora_alpha=8, lora_dropout=0.0)
+    stats = train_lm(lm, examples(False), LossSpec("ce"), cfg, 0)
+    h, i, n_layers = 32, 128, 2  # scratch model: MLP 4 × hidden
+    per_layer = 4 * (4 * (h + h)) + 4 * 2 * (h + i) + 4 * (i + h)  # q k v o, gate up, down
+    assert stats["trainable_params"] == n_layers * per_layer and stats["lora"] is True
+    assert type(lm.model).__name__ == "LlamaForCausalLM"
+    after = lm.model.state_dict()
+    assert set(after) == set(before)
+    for k in after:
+        changed = not torch.equal(after[k], before[k])
+        assert changed == any(p in k for p in lm_train.LORA_PROJ), k
+
+
+def test_bf16_autocast_keeps_fp32_weights_and_matches_fp32(bases):
+    ex = examples(True, n=2)
+    lm = fresh(bases, "char")
+    s16 = train_lm(lm, ex, LossSpec("soft"), one_step(precision="bf16"), 0)
+    s32 = train_lm(fresh(bases, "char"), ex, LossSpec("soft"), one_step(precision="fp32"), 0)
+    assert (s16["precision"], s32["precision"]) == ("bf16", "fp32")
+    assert all(p.dtype == torch.float32 for p in lm.model.parameters())
+    assert s16["first_loss"] == pytest.approx(s32["first_loss"], rel=0.02)
+
+
+def test_truncation_is_counted_and_cut_targets_keep_their_words(bases):
+    lm = fresh(bases, "char")
+    long_t = format_slots([("city", "boston"), ("date", "next friday morning")])
+    ex = [GenExample(PROMPTS[0], [LabelSeq(long_t, word_logps(long_t, 0))], [1.0])]
+    enc = encode(lm.tokenizer, [PROMPTS[0]], [long_t], max_length=24)
+    assert enc.truncated["target"] == 1  # the case under test really cuts the target
+    stats = train_lm(lm, ex, LossSpec("soft"), LMTrainConfig(epochs=1, max_length=24), 0,
+                     log=lambda s: None)
+    assert stats["truncated"] == enc.truncated
+    assert math.isfinite(stats["final_loss"])
+
+
+def test_bad_inputs_raise_one_line_errors(bases):
+    lm = fresh(bases, "char")
+    bad_w = [GenExample(PROMPTS[0], [LabelSeq(TARGETS[0])], [0.5])]
+    bad_lp = [GenExample(PROMPTS[0], [LabelSeq(TARGETS[0], [-0.1])], [1.0])]
+    with pytest.raises(W2SError, match="distribution"):
+        train_lm(lm, bad_w, LossSpec("ce"), one_step(), 0)
+    with pytest.raises(W2SError, match="word log-probs"):
+        train_lm(lm, bad_lp, LossSpec("soft"), one_step(), 0)
+    with pytest.raises(W2SError, match="precision"):
+        train_lm(lm, examples(False), LossSpec("ce"), one_step(precision="fp16"), 0)
+    with pytest.raises(W2SError, match="ε"):
+        train_dpo(lm, PROMPTS, TARGETS, OTHERS, 1.5, DPOConfig(), 0)
+
+
+def _margin(lm: CausalLM) -> float:
+    return sum(label_logp(lm, p, c) - label_logp(lm, p, r)
+               for p, c, r in zip(PROMPTS, TARGETS, OTHERS, strict=True)) / len(PROMPTS)
+
+
+@pytest.mark.parametrize("tok", ["char", "bpe"])
+def test_dpo_starts_at_ln2_and_widens_the_margin_with_a_cached_reference(bases, tok: str):
+    lm = fresh(bases, tok)
+    start = _margin(lm)
+    calls = []
+    lm.model.model.register_forward_hook(lambda *a: calls.append(1))
+    cfg = DPOConfig(beta=1.0, lr=3e-3, epochs=6, batch_size=4, warmup=0.0)
+    stats = train_dpo(lm, PROMPTS, TARGETS, OTHERS, 0.0, cfg, 0)
+    assert len(calls) == 1 + 6 + 1  # reference once, one forward per step, the final margin
+    assert stats["first_loss"] == pytest.approx(math.log(2), abs=1e-5)  # π = reference: h = 0
+    assert stats["margin_start"] == pytest.approx(start, abs=1e-4)  # reference = initial model
+    assert stats["final_loss"] < 0.5 * math.log(2)
+    assert stats["margin_end"] == pytest.approx(_margin(lm), abs=1e-4)
+    assert stats["margin_end"] > start + 1.0
+
+
+def test_cdpo_eps_per_pair_matches_scalar_and_half_holds_the_margin(bases):
+    cfg = DPOConfig(beta=1.0, lr=3e-3, epochs=6, batch_size=4, warmup=0.0)
+    runs = {}
+    for name, eps in (("scalar", 0.5), ("list", [0.5] * 4), ("dpo", 0.0)):
+        lm = fresh(bases, "char")
+        runs[name] = (train_dpo(lm, PROMPTS, TARGETS, OTHERS, eps, cfg, 0), lm.model.state_dict())
+    w_s, w_l = runs["scalar"][1], runs["list"][1]
+    assert all(torch.equal(w_s[k], w_l[k]) for k in w_s)
+    half, dpo = runs["scalar"][0], runs["dpo"][0]
+    assert half["first_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    # cDPO's optimum is σ(h) = 1 − ε: at ε = ½ the start (h = 0) is already optimal
+    assert abs(half["margin_end"] - half["margin_start"]) < 0.1 * (
+        dpo["margin_end"] - dpo["margin_start"])

@@ -1,0 +1,183 @@
+"""The generation protocol's building blocks (METHOD.md §1 and §3), used by the one sweep.
+
+1. weak floors: each causal-LM teacher learns the weak split's gold JSON targets, then decodes
+   an N-best list (beam search) with per-token and per-word log-probs on transfer and test;
+   every teacher then scores every teacher's candidates (the pool) under teacher forcing;
+2. strong ceiling: the student learns the transfer split's gold targets;
+3. transfer: the student learns the teachers' outputs combined by a generation method;
+4. (c)DPO after chosen transfer runs (``gen_runs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from w2s_core.data.prompts import build_prompt, encode, format_slots
+from w2s_core.data.registry import load_slot_dataset
+from w2s_core.data.slots import SlotDataset, split_slots
+from w2s_core.experiments.config import ExperimentConfig
+from w2s_core.experiments.runspec import plain
+from w2s_core.models.causal import CausalLM, load_causal, load_saved, save_causal
+from w2s_core.models.decode import Candidate, nbest, score
+from w2s_core.models.registry import resolve_model
+from w2s_core.models.scratch_lm import build_scratch_lm
+from w2s_core.training.finetune import _bf16_on
+from w2s_core.training.lm_train import _PRECISION, GenExample, LabelSeq, LossSpec, train_lm
+
+SPLITS = ("transfer", "test")
+
+
+@dataclass
+class GenSplits:
+    """One data replicate of a slot-filling data set (the generation ``Splits``)."""
+
+    ds: SlotDataset
+    idx: dict[str, np.ndarray]
+    data_seed: int = 0
+    info: dict = field(default_factory=dict)
+    prompt_style: str = "short"
+
+    def ids(self, split: str) -> list[str]:
+        return [self.ds.ids[i] for i in self.idx[split]]
+
+    def texts(self, split: str) -> list[str]:
+        return [self.ds.texts[i] for i in self.idx[split]]
+
+    def pairs(self, split: str) -> list[list[tuple[str, str]]]:
+        return [list(self.ds.slots[i]) for i in self.idx[split]]
+
+    def targets(self, split: str) -> list[str]:
+        return [format_slots(p) for p in self.pairs(split)]
+
+    def prompts(self, split: str) -> list[str]:
+        return [build_prompt(t, self.ds.slot_types, self.prompt_style)
+                for t in self.texts(split)]
+
+    def gold_value(self, i: int) -> str:
+        """What experiment.json's examples table stores as an example's gold."""
+        return format_slots(self.ds.slots[i])
+
+
+def load_replicates(cfg: ExperimentConfig) -> list[GenSplits]:
+    out = []
+    for seed in cfg.data.replicate_seeds():
+        dcfg = dataclasses.replace(cfg.data, seed=seed, seeds=None)
+        ds = load_slot_dataset(dcfg)
+        idx, info = split_slots(ds, dcfg)
+        out.append(GenSplits(ds, idx, seed, {**info, "data": ds.info},
+                             cfg.generation.prompt))
+    return out
+
+
+def resolved_precision(cfg: ExperimentConfig, device: str) -> str:
+    """The students' precision as it resolves on this machine ("auto" differs by hardware,
+    so the resolved value, not "auto", enters the run identity)."""
+    import torch
+
+    on = _bf16_on(_PRECISION[cfg.generation.student_train.precision], torch.device(device))
+    return "bf16" if on else "fp32"
+
+
+# ---------------------------------------------------------------- teachers
+def teacher_identity(cfg: ExperimentConfig, name: str, sp: GenSplits,
+                     precision: str) -> dict[str, Any]:
+    """What decides a teacher's outputs (hashed into its cache's file name)."""
+    g = cfg.generation
+    spec = resolve_model(name)
+    train = g.scratch if spec.kind == "scratch" else g.teacher_train
+    return plain({"teacher": name, "task": "generation", "data_seed": sp.data_seed,
+                  "data": {k: v for k, v in dataclasses.asdict(cfg.data).items()
+                           if k not in ("seed", "seeds")},
+                  "train": dataclasses.asdict(train), "prompt": g.prompt,
+                  "num_beams": g.num_beams, "n_best": g.n_best,
+                  "max_new_tokens": g.max_new_tokens, "precision": precision})
+
+
+def gold_examples(sp: GenSplits, split: str) -> list[GenExample]:
+    return [GenExample(p, [LabelSeq(t, None)], [1.0])
+            for p, t in zip(sp.prompts(split), sp.targets(split), strict=True)]
+
+
+def new_tokens_cap(cfg: ExperimentConfig, lm: CausalLM, sp: GenSplits) -> int:
+    """max_new_tokens for this model: the config's number, or "auto" = the longest weak-split
+    target in this model's own tokens × 1.25 + 4 (a character-level model needs ~3× more
+    steps than a subword one for the same JSON)."""
+    if cfg.generation.max_new_tokens is not None:
+        return cfg.generation.max_new_tokens
+    enc = encode(lm.tokenizer, [""] * len(sp.idx["weak"]), sp.targets("weak"), max_length=4096)
+    longest = max(len(t) for t in enc.target_ids)
+    return int(math.ceil(longest * 1.25)) + 4
+
+
+def train_teacher(cfg: ExperimentConfig, name: str, sp: GenSplits, device: str,
+                  log: Callable[[str], None] = print,
+                  progress: bool = False) -> tuple[CausalLM, dict[str, Any]]:
+    """A weak teacher trained on the weak split's gold targets (hard token CE)."""
+    g = cfg.generation
+    spec = resolve_model(name)
+    seed = sp.data_seed  # teachers differ per replicate, as in classification
+    if spec.kind == "scratch":
+        corpus = sp.prompts("weak") + sp.targets("weak")
+        lm = build_scratch_lm(spec.base, corpus, layers=g.scratch.layers,  # type: ignore[arg-type]
+                              hidden=g.scratch.hidden, heads=g.scratch.heads, seed=seed,
+                              name=name)
+        train = g.scratch.train
+    else:
+        lm = load_causal(name, device)
+        train = g.teacher_train
+    lm.model.to(device)
+    stats = train_lm(lm, gold_examples(sp, "weak"), LossSpec(kind="ce"), train, seed,
+                     progress=progress, log=log)
+    return lm, stats
+
+
+def decode_teacher(cfg: ExperimentConfig, lm: CausalLM, sp: GenSplits,
+                   progress: bool = False) -> dict[str, list[list[Candidate]]]:
+    """split → per-utterance N-best (best first by length-normalised score)."""
+    g = cfg.generation
+    cap = new_tokens_cap(cfg, lm, sp)
+    return {s: nbest(lm, sp.prompts(s), num_beams=g.num_beams, n_best=g.n_best,
+                     max_new_tokens=cap, max_length=decode_length(lm, sp, s, cap),
+                     progress=progress) for s in SPLITS}
+
+
+def decode_length(lm: CausalLM, sp: GenSplits, split: str, cap: int) -> int:
+    """Room for the longest prompt of ``split`` plus ``cap`` new tokens: decoding never cuts a
+    prompt (training's max_length may, and counts it)."""
+    enc = encode(lm.tokenizer, sp.prompts(split), None, max_length=1 << 16)
+    return max(len(p) for p in enc.prompt_ids) + cap
+
+
+def teacher_model_dir(root: Path, stem: str) -> Path:
+    return root / "teachers" / stem
+
+
+def reload_teacher(folder: Path, name: str, device: str) -> CausalLM:
+    return load_saved(folder, name, device)
+
+
+def store_teacher(lm: CausalLM, folder: Path) -> None:
+    save_causal(lm, folder)
+
+
+def score_pool(lm: CausalLM, sp: GenSplits, pooled: dict[str, list[list[str]]],
+               max_length: int) -> dict[str, list[list[Candidate]]]:
+    """One teacher's teacher-forced scores of every pooled candidate (joint decoding, DPO)."""
+    return {s: score(lm, sp.prompts(s), pooled[s], max_length=max_length) for s in pooled}
+
+
+def score_length(lm: CausalLM, sp: GenSplits, texts: dict[str, list[list[str]]]) -> int:
+    """Room for the longest prompt + candidate under this teacher's tokenizer."""
+    tok = lm.tokenizer
+    longest_p = max(len(p) for s in texts for p in encode(
+        tok, sp.prompts(s), None, max_length=1 << 16).prompt_ids)
+    longest_t = max((len(tok(t, add_special_tokens=False)["input_ids"]) for s in texts
+                     for cands in texts[s] for t in cands), default=0)
+    return longest_p + longest_t + 1

@@ -1,0 +1,258 @@
+"""Generation student runs inside the one sweep: ceilings, transfer runs of every method over
+every teacher subset × aux × seed, and (c)DPO after chosen transfer runs. Same store, same
+``RunSpec`` (``task="generation"``), same resume rule: a run whose metrics.json exists is done.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from w2s_core.experiments import gen_protocol as gp
+from w2s_core.experiments import gen_store, store
+from w2s_core.experiments.gen_teachers import Teachers
+from w2s_core.experiments.runspec import RunSpec, plain
+from w2s_core.methods import gen_methods as gm
+from w2s_core.metrics.classification import pgr, pgr_defined
+from w2s_core.metrics.generation import generation_metrics, per_utterance
+from w2s_core.models.causal import CausalLM, load_causal
+from w2s_core.models.decode import nbest, score
+from w2s_core.training.lm_dpo import train_dpo
+from w2s_core.training.lm_train import GenExample, LabelSeq, LossSpec, train_lm
+
+if TYPE_CHECKING:
+    from w2s_core.experiments.sweep import Sweep
+
+FAMILY = {"single-hard": "ce", "single-soft": "soft", "naive-soft": "soft", "joint": "ce",
+          "bayes": "edl", "bayes-restricted": "edl"}
+MIN_K = {"single-hard": (1, 1), "single-soft": (1, 1), "naive-soft": (2, None),
+         "joint": (2, None), "bayes": (1, None), "bayes-restricted": (1, None)}
+
+
+def applies(method: str, k: int) -> bool:
+    lo, hi = MIN_K[method]
+    return k >= lo and (hi is None or k <= hi)
+
+
+class GenerationRuns:
+    def __init__(self, sw: Sweep, sp: gp.GenSplits, teach: Teachers, device: str) -> None:
+        self.sw, self.sp, self.t, self.device = sw, sp, teach, device
+        self.cfg = sw.cfg
+        self.opts = plain(dataclasses.asdict(self.cfg.gen_options))
+        self.gold_test = sp.pairs("test")
+        self._floors: dict[tuple[str, ...], dict[str, float]] = {}
+        self._cap: int | None = None
+
+    # ------------------------------------------------------------ planning
+    def train_spec(self) -> dict[str, Any]:
+        g = self.cfg.generation
+        return {"student": self.cfg.student, **plain(dataclasses.asdict(g.student_train)),
+                "eval_beams": g.eval_beams, "precision": self.sw.precision}
+
+    def plan(self) -> list[tuple[RunSpec, list[RunSpec]]]:
+        """(run, its DPO children) in training order: ceilings first."""
+        cfg, ds = self.cfg, self.sp.data_seed
+        train, eid = self.train_spec(), self.sw.exp.id
+        out: list[tuple[RunSpec, list[RunSpec]]] = []
+        for seed in cfg.seeds:
+            out.append((RunSpec(eid, "ceiling", "ceiling", (), False, seed, ds, train,
+                                task="generation"), []))
+        from w2s_core.experiments.sweep import subsets
+
+        dpo = cfg.generation.dpo
+        for sub in subsets(cfg.teachers, cfg.max_subsets, cfg.subset_seed):
+            for m in cfg.methods:
+                if not applies(m, len(sub)):
+                    continue
+                for aux in cfg.aux:
+                    for seed in cfg.seeds:
+                        spec = RunSpec(eid, "transfer", m, sub, bool(aux), seed, ds, train,
+                                       self.opts, task="generation")
+                        kids = []
+                        if m in dpo.after and len(sub) == len(cfg.teachers) and not aux:
+                            for eps in dpo.eps:
+                                d = plain({**dataclasses.asdict(dpo.train), "eps": eps,
+                                           "beams": dpo.beams, "max_prompts": dpo.max_prompts})
+                                kids.append(RunSpec(eid, "dpo", m, sub, False, seed, ds, train,
+                                                    {**self.opts, "dpo": d}, task="generation"))
+                        out.append((spec, kids))
+        settings = self.sw.meta.setdefault("settings", {})
+        new = {s.setting: {"train": train, "options": s.options} for p, kids in out
+               for s in [p, *kids] if s.setting not in settings}
+        if new:
+            settings.update(new)
+            self.sw._save_meta()
+        return out
+
+    # ------------------------------------------------------------ targets
+    def lam(self, sub: tuple[str, ...], split: str) -> np.ndarray:
+        """(N, K) weights from the λ option (fixed weights are picked for the subset)."""
+        mw = np.array([[_mean_word(c) for c in self.t.top1(n, split)] for n in sub]).T
+        mode = self.cfg.gen_options.lam
+        if not isinstance(mode, str):
+            full = dict(zip(self.cfg.teachers, mode, strict=True))
+            mode = [full[n] for n in sub]
+        return gm.teacher_weights(mode, mw)
+
+    def joint_texts(self, sub: tuple[str, ...], split: str) -> list[str]:
+        lam = self.lam(sub, split)
+        return [texts[gm.joint_pick(lp, lam[i])] for i, (texts, lp, _) in
+                enumerate(self.t.pooled(split, sub))]
+
+    def examples(self, spec: RunSpec) -> list[GenExample]:
+        sp, sub = self.sp, spec.subset
+        prompts = sp.prompts("transfer")
+        if spec.kind == "ceiling":
+            return gp.gold_examples(sp, "transfer")
+        if spec.method == "joint":
+            return [GenExample(p, [LabelSeq(t, None)], [1.0])
+                    for p, t in zip(prompts, self.joint_texts(sub, "transfer"), strict=True)]
+        tops = [self.t.top1(n, "transfer") for n in sub]
+        lam = self.lam(sub, "transfer")
+        soft = spec.method != "single-hard"
+        return [GenExample(p, [LabelSeq(top[i].text, list(top[i].word_logps) if soft else None)
+                               for top in tops], [float(x) for x in lam[i]])
+                for i, p in enumerate(prompts)]
+
+    def loss(self, spec: RunSpec) -> LossSpec:
+        o = self.cfg.gen_options
+        kind = "ce" if spec.kind == "ceiling" else FAMILY[spec.method]
+        return LossSpec(kind=kind, target_mode=o.target_mode, split=o.split,
+                        temperature=o.temperature,
+                        support=o.support if spec.method == "bayes-restricted" else None,
+                        evidence=o.evidence, kl_scale=o.kl_scale,
+                        aux_max=o.aux_max if spec.aux else 0.0, aux_warmup=o.aux_warmup)
+
+    # ------------------------------------------------------------ scoring
+    def floors(self, sub: tuple[str, ...]) -> dict[str, float]:
+        if sub not in self._floors:
+            f = [self.t.slu(n) for n in sub]
+            joint = (generation_metrics(self.gold_test, self.joint_texts(sub, "test"))["slu_f1"]
+                     if len(sub) > 1 else f[0])
+            self._floors[sub] = {"mean": float(np.mean(f)), "best": float(np.max(f)),
+                                 "joint": float(joint)}
+        return self._floors[sub]
+
+    def evaluate(self, lm: CausalLM, spec: RunSpec, ceiling: float) -> tuple[Any, dict]:
+        sp = self.sp
+        if self._cap is None:
+            self._cap = gp.new_tokens_cap(self.cfg, lm, sp)
+        out = nbest(lm, sp.prompts("test"), num_beams=self.cfg.generation.eval_beams,
+                    n_best=1, max_new_tokens=self._cap,
+                    max_length=gp.decode_length(lm, sp, "test", self._cap))
+        texts = [c[0].text if c else "" for c in out]
+        met = generation_metrics(self.gold_test, texts, sp.ds.slot_types)
+        if spec.kind != "ceiling":
+            met["ceiling"] = ceiling
+            for name, f in self.floors(spec.subset).items():
+                met[f"floor_{name}"] = f
+                met[f"pgr_{name}"] = pgr(met["slu_f1"], f, ceiling)
+                met[f"pgr_{name}_defined"] = bool(pgr_defined(f, ceiling))
+        preds = gen_store.student_frame(sp.ids("test"), sp.targets("test"), texts,
+                                        per_utterance(self.gold_test, texts))
+        return preds, met
+
+    # ------------------------------------------------------------ execution
+    def run(self) -> None:
+        sw = self.sw
+        plan = self.plan()
+        total = sum(1 + len(k) for _, k in plan)
+        done = sum(sw.exp.run_complete(s.run_id) for p, k in plan for s in [p, *k])
+        sw.log(f"data seed {self.sp.data_seed}: {total} generation runs planned, {done} "
+               f"already complete, {total - done} to train")
+        bar = tqdm(total=total, initial=done, desc="students", disable=not sw.progress)
+        for spec, kids in plan:
+            todo = [k for k in kids if not sw.exp.run_complete(k.run_id)]
+            if sw.exp.run_complete(spec.run_id) and not todo:
+                continue
+            ceiling = self._ceiling(spec.seed)
+            t0 = time.time()
+            lm = load_causal(self.cfg.student, self.device)
+            stats = train_lm(lm, self.examples(spec), self.loss(spec),
+                             self.cfg.generation.student_train, spec.seed,
+                             progress=sw.progress, log=sw.log)
+            if not sw.exp.run_complete(spec.run_id):
+                preds, met = self.evaluate(lm, spec, ceiling)
+                met.update(train_seconds=time.time() - t0, tokens_per_s=stats.get(
+                    "tokens_per_s"), truncated=stats.get("truncated"))
+                self._save(spec, preds, met, {})
+                done += 1
+                bar.update(1)
+            if todo:
+                done += self._dpo(lm, spec, todo, ceiling)
+                bar.update(len(todo))
+            sw._event("students", done, total, f"{done}/{total} runs")
+        bar.close()
+
+    def _save(self, spec: RunSpec, preds: Any, met: dict, extra: dict) -> None:
+        if self.sw.main:
+            store.save_run(self.sw.exp, spec.run_id, spec.stored_config(**extra), preds, met)
+
+    def _ceiling(self, seed: int) -> float:
+        spec = RunSpec(self.sw.exp.id, "ceiling", "ceiling", (), False, seed,
+                       self.sp.data_seed, self.train_spec(), task="generation")
+        path = self.sw.exp.run_dir(spec.run_id) / "metrics.json"
+        return float(store.read_json(path)["slu_f1"]) if path.exists() else float("nan")
+
+    # ------------------------------------------------------------ (c)DPO
+    def _dpo(self, lm: CausalLM, parent: RunSpec, kids: list[RunSpec], ceiling: float) -> int:
+        """Pairs from the student's own beams on transfer prompts, ranked by the parent's
+        weak ensemble; one DPO run per ε from the same transfer-trained weights."""
+        dpo, sp, sub = self.cfg.generation.dpo, self.sp, parent.subset
+        prompts = sp.prompts("transfer")
+        if dpo.max_prompts is not None and dpo.max_prompts < len(prompts):
+            keep = np.sort(np.random.default_rng(parent.seed).choice(
+                len(prompts), dpo.max_prompts, replace=False))
+            prompts = [prompts[i] for i in keep]
+        cap = self._cap or gp.new_tokens_cap(self.cfg, lm, sp)
+        beams = nbest(lm, prompts, num_beams=dpo.beams, n_best=dpo.beams, max_new_tokens=cap,
+                      max_length=gp.decode_length(lm, sp, "transfer", cap))
+        texts = [[c.text for c in b] for b in beams]
+        per_t = [score(t, prompts, texts, max_length=gp.score_length(t, sp, {"transfer": texts}))
+                 for t in (self.t.lm(n) for n in sub)]
+        mode = self.cfg.gen_options.lam
+        lam = np.full(len(sub), 1.0 / len(sub)) if isinstance(mode, str) else \
+            gm.teacher_weights([dict(zip(self.cfg.teachers, mode, strict=True))[n]
+                                for n in sub], np.zeros((1, len(sub))))[0]
+        P, W, L, E = [], [], [], []
+        for i, p in enumerate(prompts):
+            s = np.array([[c.norm for c in per_t[k][i]] for k in range(len(sub))])  # (K, C)
+            pair = gm.dpo_pair(lam @ s) if s.shape[1] >= 2 else None
+            if pair is None:
+                continue
+            w, l_ = pair
+            P.append(p)
+            W.append(texts[i][w])
+            L.append(texts[i][l_])
+            E.append(gm.pair_eps(s[:, w], s[:, l_], lam))
+        base = copy.deepcopy(lm.model.state_dict())
+        parent_slu = self._parent_slu(parent)
+        n = 0
+        for kid in kids:
+            eps = kid.options["dpo"]["eps"]  # type: ignore[index]
+            lm.model.load_state_dict(base)
+            t0 = time.time()
+            stats = train_dpo(lm, P, W, L, E if eps == "confidence" else float(eps),
+                              dpo.train, kid.seed, progress=self.sw.progress) if P else {}
+            preds, met = self.evaluate(lm, kid, ceiling)
+            met.update(train_seconds=time.time() - t0, pairs=len(P),
+                       mean_eps=float(np.mean(E)) if eps == "confidence" and E else eps,
+                       before_slu_f1=parent_slu, delta_slu_f1=met["slu_f1"] - parent_slu,
+                       dpo_final_loss=stats.get("final_loss"))
+            self._save(kid, preds, met, {"parent": parent.run_id})
+            n += 1
+        return n
+
+    def _parent_slu(self, parent: RunSpec) -> float:
+        return float(store.read_json(self.sw.exp.run_dir(parent.run_id) / "metrics.json")
+                     ["slu_f1"])
+
+
+def _mean_word(c: gen_store.Candidate) -> float:
+    """A candidate's mean word log-prob (its length-normalised score when it has no word)."""
+    return float(np.mean(c.word_logps)) if c.word_logps else float(c.norm)

@@ -1,0 +1,297 @@
+"""N-best decoding and exact teacher-forced scoring of slot-filling targets.
+
+``nbest`` runs batched beam search (HF ``generate``) only to *propose* candidate texts; every
+candidate is then re-tokenized with ``prompts.encode`` and scored by ``score`` with one
+teacher-forced forward pass. The reported log-probs are therefore those of the canonical
+tokenization the trainer uses (not the beam's own path), per token and per word, so a teacher's
+scores and a student's training targets refer to the same token sequence.
+
+Padding: ``generate`` needs LEFT padding (new tokens are appended at the right); ``score`` pads
+on the RIGHT, which leaves every real token at its unpadded position, so a batched score equals
+the one-by-one score up to float rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from w2s_core.data.prompts import encode, ensure_pad
+from w2s_core.device import autocast_bf16
+from w2s_core.errors import W2SError
+from w2s_core.methods.bridge import word_spans
+from w2s_core.models.causal import CausalLM
+
+__all__ = ["Candidate", "nbest", "score", "word_logps"]
+
+
+@dataclass
+class Candidate:
+    """One scored target text of one prompt.
+
+    ``token_*`` and ``offsets`` describe the text's own tokens (EOS excluded); ``eos_logp`` is
+    the EOS log-prob (0.0 when the target was cut at ``max_length`` and has no EOS).
+    logp = Σ token_logps + eos_logp; norm = logp / (len(token_ids) + 1) — the +1 counts EOS
+    (only when it was scored), the length-normalised key candidates are ranked by.
+    """
+
+    text: str
+    logp: float
+    norm: float
+    token_ids: list[int]
+    token_logps: list[float]
+    offsets: list[tuple[int, int]]
+    word_logps: list[float]
+    eos_logp: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (offsets become 2-lists)."""
+        d = asdict(self)
+        d["offsets"] = [list(o) for o in self.offsets]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        return cls(text=d["text"], logp=float(d["logp"]), norm=float(d["norm"]),
+                   token_ids=[int(i) for i in d["token_ids"]],
+                   token_logps=[float(x) for x in d["token_logps"]],
+                   offsets=[(int(a), int(b)) for a, b in d["offsets"]],
+                   word_logps=[float(x) for x in d["word_logps"]], eos_logp=float(d["eos_logp"]))
+
+
+def word_logps(text: str, offsets: Sequence[tuple[int, int]],
+               token_logps: Sequence[float]) -> list[float]:
+    """log P(word) = Σ of its tokens' log-probs, one value per ``text.split()`` word.
+
+    Tokens are assigned to words by ``bridge.word_spans``. A token it marks −1 (empty span:
+    zero-width or special pieces) is folded into the word of the NEXT token that has one — as
+    ``word_spans`` does for whitespace separators — and, with none after it, into the previous
+    word. A word no token starts in (swallowed by a multi-word token, or cut off by
+    truncation) gets 0, as in ``bridge.token_log_targets``. Hence Σ word_logps = Σ token_logps
+    whenever the text has a word; a text with no word ("" or whitespace) gives [] (a "" target's
+    whole probability is its EOS log-prob, which is never part of a word).
+    """
+    n_words = len(text.split())
+    if not n_words:
+        return []
+    ids = word_spans(text, offsets)
+    nxt = -1
+    for i in reversed(range(len(ids))):  # −1 → next token's word
+        if ids[i] >= 0:
+            nxt = ids[i]
+        else:
+            ids[i] = nxt
+    prev = n_words - 1  # trailing −1 (no word after it) → previous token's word
+    for i in range(len(ids)):
+        if ids[i] < 0:
+            ids[i] = prev
+        prev = ids[i]
+    out = [0.0] * n_words
+    for w, lp in zip(ids, token_logps, strict=True):
+        out[w] += float(lp)
+    return out
+
+
+def _decoded_spans(tokenizer: Any, ids: Sequence[int], text: str) -> list[tuple[int, int]]:
+    """Character spans from decoding growing prefixes of ``ids`` (the same fallback rule as
+    ``prompts.target_offsets`` for slow tokenizers, applied to ids we already have): token i
+    spans the growth of the decoded text, clamped to ``text``."""
+    spans, prev = [], 0
+    for i in range(len(ids)):
+        n = min(max(len(tokenizer.decode(list(ids[: i + 1]))), prev), len(text))
+        spans.append((prev, n))
+        prev = n
+    return spans
+
+
+def _usable(text: str, offsets: Sequence[tuple[int, int]]) -> bool:
+    """Offsets are unusable when they fall outside the text or, for a text with words, every
+    token has an empty span (a tokenizer that returns no offsets gives all (0, 0))."""
+    if any(s < 0 or e > len(text) or s > e for s, e in offsets):
+        return False
+    return not (offsets and text.split() and all(s == e for s, e in offsets))
+
+
+def _count(stats: dict[str, int] | None, key: str, n: int) -> None:
+    if stats is not None:
+        stats[key] = stats.get(key, 0) + int(n)
+
+
+@contextlib.contextmanager
+def _eval(model: Any) -> Iterator[None]:
+    """Eval mode (no dropout) for scoring/decoding, restoring the caller's mode afterwards."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, ...]:
+    """(B, L) ids and attention mask of ragged rows, padded on the left or the right."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        sl = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, sl] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, sl] = 1
+    return ids, mask
+
+
+def _target_logps(model: Any, prompts: Sequence[list[int]], targets: Sequence[list[int]],
+                  pad_id: int, device: torch.device) -> list[list[float]]:
+    """log P(target_j | prompt, target_<j) per target token, for one right-padded batch.
+
+    Logits at position i predict token i + 1, so target token j (at len(p) + j) is read at
+    len(p) + j − 1. Only positions from the shortest prompt's end are projected to the
+    vocabulary (``logits_to_keep``): (B, L, V) logits for the prompts would be wasted memory.
+    """
+    if any(len(p) == 0 for p in prompts):
+        raise W2SError("a prompt encodes to no tokens, so its first target token has no "
+                       "context", "pass a non-empty prompt (build_prompt always gives one)")
+    ids, mask = _pad([p + t for p, t in zip(prompts, targets, strict=True)], pad_id, left=False)
+    lo = min(len(p) for p in prompts) - 1
+    kwargs: dict[str, Any] = {}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kwargs["logits_to_keep"] = ids.shape[1] - lo
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
+    logits = logits[:, -(ids.shape[1] - lo):]  # (B, L − lo, V), position lo first
+    t_max = max(max(len(t) for t in targets), 1)
+    pos = torch.zeros((len(prompts), t_max), dtype=torch.long)
+    tgt = torch.zeros((len(prompts), t_max), dtype=torch.long)
+    for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+        pos[i, : len(t)] = torch.arange(len(p) - 1 - lo, len(p) - 1 - lo + len(t))
+        tgt[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+    pos, tgt = pos.to(logits.device), tgt.to(logits.device)
+    sel = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))  # (B, T, V)
+    lp = sel.float().log_softmax(-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    rows = lp.cpu().tolist()
+    return [rows[i][: len(t)] for i, t in enumerate(targets)]
+
+
+def score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]], *,
+          batch_size: int = 16, max_length: int = 256, bf16: bool = False,
+          stats: dict[str, int] | None = None) -> list[list[Candidate]]:
+    """Teacher-forced log-probs of the given candidate ``texts[i]`` of each ``prompts[i]``.
+
+    Each (prompt, text) pair is encoded by ``prompts.encode`` (prompt + text + EOS, truncated
+    to ``max_length`` there) and scored with one forward pass per ``batch_size`` sequences,
+    without gradients, in fp32 unless ``bf16`` (autocast; faster, scores then rounded).
+    ``stats`` (optional) accumulates ``truncated_prompts`` / ``truncated_targets``: pairs whose
+    prompt lost tokens at the left / whose target was cut (no EOS; words beyond the cut get 0).
+    Offsets a tokenizer cannot give are rebuilt by decoding growing id prefixes (see
+    ``_decoded_spans``). Returns candidates in the order of ``texts[i]``.
+    """
+    if len(prompts) != len(texts):
+        raise W2SError(f"{len(prompts)} prompts but {len(texts)} candidate lists",
+                       "pass one list of texts per prompt")
+    tok, model = lm.tokenizer, lm.model
+    ensure_pad(tok)
+    flat_p = [prompts[i] for i, ts in enumerate(texts) for _ in ts]
+    flat_t = [t for ts in texts for t in ts]
+    enc = encode(tok, flat_p, flat_t, max_length)
+    _count(stats, "truncated_prompts", enc.truncated["prompt"])
+    _count(stats, "truncated_targets", enc.truncated["target"])
+    # longest first: similar lengths share a batch (less padding), and a too-large batch
+    # fails on the first one rather than after minutes
+    lengths = [len(p) + len(t) for p, t in zip(enc.prompt_ids, enc.target_ids, strict=True)]
+    order = sorted(range(len(enc)), key=lambda k: -lengths[k])
+    logps: list[list[float]] = [[] for _ in range(len(enc))]
+    device = lm.device
+    with _eval(model), torch.no_grad(), autocast_bf16(device, bf16):
+        for b in range(0, len(order), max(1, batch_size)):
+            idx = order[b: b + max(1, batch_size)]
+            rows = _target_logps(model, [enc.prompt_ids[k] for k in idx],
+                                 [enc.target_ids[k] for k in idx], tok.pad_token_id, device)
+            for k, r in zip(idx, rows, strict=True):
+                logps[k] = r
+    eos = tok.eos_token_id
+    flat: list[Candidate] = []
+    for k in range(len(enc)):
+        ids, offs, lps, text = enc.target_ids[k], enc.target_offsets[k], logps[k], flat_t[k]
+        has_eos = bool(ids) and ids[-1] == eos and tuple(offs[-1]) == (0, 0)
+        n = len(ids) - int(has_eos)
+        t_ids, t_offs, t_lps = list(ids[:n]), [tuple(o) for o in offs[:n]], lps[:n]
+        if not _usable(text, t_offs):
+            t_offs = _decoded_spans(tok, t_ids, text)
+        eos_lp = float(lps[-1]) if has_eos else 0.0
+        logp = float(sum(t_lps)) + eos_lp
+        flat.append(Candidate(text=text, logp=logp, norm=logp / max(n + int(has_eos), 1),
+                              token_ids=t_ids, token_logps=[float(x) for x in t_lps],
+                              offsets=t_offs, word_logps=word_logps(text, t_offs, t_lps),
+                              eos_logp=eos_lp))
+    out, k = [], 0
+    for ts in texts:
+        out.append(flat[k: k + len(ts)])
+        k += len(ts)
+    return out
+
+
+def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: int = 5,
+          max_new_tokens: int = 64, batch_size: int = 16, max_length: int = 256,
+          bf16: bool = False, progress: bool = False,
+          stats: dict[str, int] | None = None) -> list[list[Candidate]]:
+    """Up to ``n_best`` distinct candidates per prompt, best first by ``norm``.
+
+    Beam search (``num_beams`` beams, all returned; ``num_beams=1`` is greedy) over
+    ``batch_size`` left-padded prompts at a time proposes texts (new tokens up to the first EOS,
+    decoded with special tokens skipped); duplicates are dropped keeping the first, and the rest
+    are rescored exactly by ``score`` (``batch_size`` sequences per forward) and sorted.
+    Prompts are cut from the left to ``max_length − max_new_tokens − 1`` tokens for generation so
+    that prompt, output and EOS fit ``max_length``. ``stats`` accumulates ``truncated_prompts``
+    (prompts cut for generation), ``truncated_targets`` (candidates cut while scoring) and
+    ``unfinished`` (returned beams that hit ``max_new_tokens`` without EOS).
+    """
+    if num_beams < 1 or n_best < 1 or max_new_tokens < 1:
+        raise W2SError(f"num_beams={num_beams}, n_best={n_best}, max_new_tokens="
+                       f"{max_new_tokens} must all be ≥ 1", "use e.g. num_beams=5, n_best=5")
+    tok, model = lm.tokenizer, lm.model
+    ensure_pad(tok)
+    room = max_length - max_new_tokens - 1
+    if room < 16:
+        raise W2SError(f"max_length {max_length} leaves {room} prompt tokens after "
+                       f"{max_new_tokens} new tokens", "raise max_length or lower max_new_tokens")
+    enc = encode(tok, prompts, None, room)
+    _count(stats, "truncated_prompts", enc.truncated["prompt"])
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    gen: dict[str, Any] = dict(max_new_tokens=max_new_tokens, num_beams=num_beams,
+                               num_return_sequences=num_beams, do_sample=False,
+                               eos_token_id=eos, pad_token_id=pad)
+    if num_beams > 1:
+        gen.update(early_stopping=True, length_penalty=1.0)
+    order = sorted(range(len(enc)), key=lambda i: -len(enc.prompt_ids[i]))
+    starts = list(range(0, len(order), max(1, batch_size)))
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="n-best", unit="batch")
+    texts: list[list[str]] = [[] for _ in range(len(enc))]
+    unfinished = 0
+    device = lm.device
+    with _eval(model), torch.no_grad(), autocast_bf16(device, bf16):
+        for b in starts:
+            idx = order[b: b + max(1, batch_size)]
+            ids, mask = _pad([enc.prompt_ids[i] for i in idx], pad, left=True)
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen)
+            for r, seq in enumerate(out[:, ids.shape[1]:].tolist()):
+                i = idx[r // num_beams]
+                if eos in seq:
+                    seq = seq[: seq.index(eos)]
+                else:
+                    unfinished += 1
+                text = tok.decode(seq, skip_special_tokens=True)
+                if text not in texts[i]:
+                    texts[i].append(text)
+    _count(stats, "unfinished", unfinished)
+    inner: dict[str, int] = {}
+    scored = score(lm, prompts, texts, batch_size=batch_size, max_length=max_length, bf16=bf16,
+                   stats=inner)
+    _count(stats, "truncated_targets", inner.get("truncated_targets", 0))
+    return [sorted(cands, key=lambda c: -c.norm)[:n_best] for cands in scored]
