@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from w2s_core.cli_gen import gen_table
 from w2s_core.errors import W2SError
 from w2s_core.paths import workspace_dir
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tweets sentiment; teachers tfidf-logreg, minilm-l3, minilm-l6, "
                        "mpnet-2l, mpnet-4l; student mpnet-base; all subsets, all methods ± aux.")
     d.add_argument("--quick", action="store_true", help="small slice: 1k/1k/1k examples, 2 seeds "
-                   "(generation: 160/128/96 utterances, one subset per K, one seed)")
+                   "(generation: 128/96/64 utterances, one subset per K, one seed)")
     d.add_argument("--task", choices=["classification", "generation"], default="classification",
                    help="generation: ATIS slot filling with causal-LM teachers (gpt-char, "
                    "gpt-word, smollm2-4l) and the SmolLM2-135M student")
@@ -149,7 +150,7 @@ def _report(args: argparse.Namespace) -> int:
             pd.concat(frames).to_csv(sys.stdout, index=False)
     else:
         for r in reps:
-            print(_table(r))
+            print(gen_table(r) if r.get("task") == "generation" else _table(r))
         if len(reps) > 1:
             print(_summary(reps))
     return 0
@@ -163,9 +164,10 @@ def _summary(reps: list[dict[str, Any]]) -> str:
                  for v in r["settings"].values()] or [0])
     for r in reps:
         for c in r.get("comparisons") or []:
-            if (c["a"], c["b"]) != ("bayes", "naive"):
+            if (c["a"], c["b"]) not in (("bayes", "naive"), ("bayes", "naive-soft")):
                 continue
-            what = "PGR     " if c["metric"].startswith("pgr") else "accuracy"
+            what = "PGR     " if c["metric"].startswith("pgr") else (
+                "SLU-F1  " if c["metric"] == "slu_f1" else "accuracy")
             settings = r.get("settings") or {}
             label = settings.get(c["setting"], {}).get("label", "") if len(settings) > 1 else ""
             verdict = "n/a" if c.get("lo") is None else (

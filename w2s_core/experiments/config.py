@@ -307,17 +307,21 @@ def demo_config(quick: bool = False, task: str = "classification") -> Experiment
 
 def gen_demo_config(quick: bool = False) -> ExperimentConfig:
     """ATIS slot filling; teachers gpt-char, gpt-word (trained from scratch) and smollm2-4l.
-    quick: small splits, one teacher subset per K (every method runs), one seed, no aux, DPO
-    on 48 prompts — sized for a 2-core CPU."""
+    quick: 128/96/64 utterances, 3 beams, one teacher subset per K (every method runs), one
+    seed, no aux, DPO on 32 prompts — sized for a 2-core CPU."""
     if not quick:
         return ExperimentConfig(name="gen-demo", task="generation",
                                 data=DataConfig("atis-slots", n_weak=500, n_transfer=500,
                                                 n_test=300), seeds=(0, 1, 2))
     g = GenerationConfig()
+    scratch = dataclasses.replace(g.scratch, hidden=96, train=dataclasses.replace(
+        g.scratch.train, epochs=12.0))
     gen = dataclasses.replace(
-        g, student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4),
-        dpo=dataclasses.replace(g.dpo, max_prompts=48, beams=6))
+        g, num_beams=3, n_best=3, scratch=scratch,
+        teacher_train=dataclasses.replace(g.teacher_train, epochs=2.0),
+        student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4),
+        dpo=dataclasses.replace(g.dpo, max_prompts=32, beams=4))
     return ExperimentConfig(name="gen-demo-quick", task="generation",
-                            data=DataConfig("atis-slots", n_weak=160, n_transfer=128,
-                                            n_test=96),
+                            data=DataConfig("atis-slots", n_weak=128, n_transfer=96,
+                                            n_test=64),
                             seeds=(0,), aux=(False,), max_subsets=1, generation=gen)

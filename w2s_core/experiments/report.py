@@ -68,6 +68,10 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     """Everything `w2s report` prints, as plain data."""
     meta = store.read_json(exp.meta)
+    if meta.get("task") == "generation":
+        from w2s_core.experiments import gen_report
+
+        return gen_report.report(exp, floor)
     runs, warns = store.load_runs(exp)
     cfg = meta["config"]
     data = cfg["data"]

@@ -15,10 +15,16 @@ from w2s_core.errors import W2SError
 from w2s_core.experiments.runspec import GROUP_KEYS, PAIR_KEYS
 from w2s_core.metrics.intervals import paired_summary, summarize_runs
 
-FLOORS = ("mean", "best", "vote")
-METRICS = ("pgr", "accuracy")
+FLOORS = ("mean", "best", "vote", "joint")  # vote: classification; joint: generation
+METRICS = ("pgr", "accuracy", "slu_f1")
 RECOVERY_COLUMNS = [*GROUP_KEYS, "mean", "std", "lo", "hi", "n", "n_units", "n_undefined",
-                    "unit", "interval", "floor", "accuracy", "metric"]
+                    "unit", "interval", "floor", "accuracy", "score", "metric"]
+
+
+def score_column(runs: pd.DataFrame) -> str:
+    """The task's main test score: SLU-F1 for generation runs, else accuracy."""
+    return "slu_f1" if "slu_f1" in runs.columns and runs["slu_f1"].notna().any() \
+        else "accuracy"
 
 
 def value_column(metric: str, floor: str) -> str:
@@ -26,8 +32,8 @@ def value_column(metric: str, floor: str) -> str:
         raise ValueError(f"floor must be one of {FLOORS}, got {floor!r}")
     if metric == "pgr":
         return f"pgr_{floor}"
-    if metric == "accuracy":
-        return "accuracy"
+    if metric in ("accuracy", "slu_f1"):
+        return metric
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
@@ -58,9 +64,11 @@ def recovery_table(runs: pd.DataFrame, metric: str = "pgr", floor: str = "mean",
         return pd.DataFrame(columns=RECOVERY_COLUMNS)
     tr = tr.assign(_v=pd.to_numeric(tr[col], errors="coerce"))
     out = summarize_runs(tr, list(GROUP_KEYS), "_v", n_boot=n_boot)
+    main = score_column(tr)
     extra = tr.groupby(list(GROUP_KEYS)).agg(
         floor=(f"floor_{floor}", "mean") if f"floor_{floor}" in tr.columns else ("_v", "size"),
-        accuracy=("accuracy", "mean")).reset_index()
+        score=(main, "mean")).reset_index()
+    extra["accuracy"] = extra["score"] if main == "accuracy" else np.nan
     if f"floor_{floor}" not in tr.columns:
         extra["floor"] = np.nan
     out = out.merge(extra, on=list(GROUP_KEYS), how="left")
@@ -96,5 +104,5 @@ def ceiling_table(runs: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
         return pd.DataFrame()
     c = with_identity(c)
     key = "train_setting" if "train_setting" in c.columns else "setting"
-    return summarize_runs(c.assign(_v=pd.to_numeric(c["accuracy"], errors="coerce")), [key],
-                          "_v", n_boot=n_boot)
+    return summarize_runs(c.assign(_v=pd.to_numeric(c[score_column(c)], errors="coerce")),
+                          [key], "_v", n_boot=n_boot)

@@ -187,7 +187,7 @@ def token_log_q(logp: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec) 
     Gradients flow through ω only for ``live`` targets. logp: (R, T, V) → (R, T)."""
     conf = logp.amax(-1).exp()
     if loss.target_mode != "live":
-        pass
+        conf = conf.detach()
     omega = bridge.split_weights(conf, b["word_ids"], loss.split, loss.temperature)
     return bridge.token_log_targets(b["word_logp"], b["word_ids"], omega)
 
@@ -265,13 +265,19 @@ def run_loop(lm: CausalLM, cfg: Any, seed: int, n: int, batch_loss: BatchLoss, *
              desc: str = "train") -> dict[str, Any]:
     """Optimise ``batch_loss(forward, items, tau)`` (mean over ``items`` ⊂ range(n)) and put the
     trained (LoRA-merged) model back in ``lm.model``. ``before(forward)`` runs once, no grad, on
-    the initial model (frozen targets, DPO reference). ``cfg`` needs LMTrainConfig's fields."""
+    the initial model (frozen targets, DPO reference). ``cfg`` needs LMTrainConfig's fields.
+    ``seconds`` times the optimisation loop only; the model ends on the training device, in
+    eval mode."""
     from accelerate.utils import set_seed
 
     if cfg.precision not in _PRECISION:
         raise W2SError(f"unknown precision {cfg.precision!r}", "use auto, bf16 or fp32")
     if n == 0:
         raise W2SError("no training examples", "pass at least one example")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or not cfg.epochs > 0:
+        raise W2SError(f"bad training settings: batch_size={cfg.batch_size}, grad_accum="
+                       f"{cfg.grad_accum}, epochs={cfg.epochs}", "use batch_size ≥ 1, "
+                       "grad_accum ≥ 1 and epochs > 0")
     if any(p.dtype != torch.float32 for p in lm.model.parameters()):
         raise W2SError(f"{lm.name} has non-fp32 weights; training keeps fp32 master weights",
                        "load the model with dtype=torch.float32")

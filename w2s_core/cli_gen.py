@@ -1,0 +1,71 @@
+"""``w2s report``'s text for a generation (slot filling) experiment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(x: Any, nd: int = 3) -> str:
+    return "  n/a" if x is None or x != x else f"{x:.{nd}f}"
+
+
+def _ci(row: dict[str, Any]) -> str:
+    if row.get("lo") is None or row.get("hi") is None:
+        return "no interval"
+    return f"[{_fmt(row['lo'])}, {_fmt(row['hi'])}]"
+
+
+def _units(n: int, unit: str) -> str:
+    name = {"data_seed": "data replicate", "subset": "teacher subset", "seed": "seed"}.get(
+        unit, unit)
+    return f"{n} {name}{'' if n == 1 else 's'}"
+
+
+def gen_table(r: dict[str, Any]) -> str:
+    seeds = r.get("data_seeds") or []
+    lines = [f"== {r['experiment']} (generation: {r['dataset']} slot filling, student "
+             f"{r['student']}, {r['status']}, {r['n_runs']} runs) ==",
+             f"splits: {(r.get('splits') or {}).get('sizes')}"
+             + (f" × {len(seeds)} data replicates" if len(seeds) > 1 else "")]
+    lines += [f"warning: {w}" for w in r["warnings"]]
+    lines.append("weak floors (test): SLU-F1 / span F1 / JSON valid")
+    for t in r["teachers"]:
+        lines.append(f"  {t['teacher']:14} {_fmt(t['slu_f1_test'])} / "
+                     f"{_fmt(t['span_f1_test'])} / {_fmt(t['json_validity_test'], 2)}")
+    for c in r.get("ceiling") or []:
+        lines.append(f"strong ceiling (SLU-F1): {_fmt(c['mean'])} {_ci(c)} ({c['n']} runs)")
+    score = {(x["setting"], x["method"], x["aux"], x["k"]): x for x in r.get("score") or []}
+    settings = r.get("settings") or {}
+    for setting, info in settings.items():
+        if len(settings) > 1:
+            lines += ["", f"option setting {setting}: {info['label']}"]
+        lines += ["", f"SLU-F1 and PGR (floor = {r['floor']} of the subset's teachers) by method "
+                  "and K: mean [95% interval]",
+                  f"  {'method':17} {'aux':4} {'K':>2}  {'SLU-F1':>6} {'interval':16}  "
+                  f"{'PGR':>6} {'interval':16}  n"]
+        for row in [x for x in r["recovery"] if x["setting"] == setting]:
+            s = score.get((setting, row["method"], row["aux"], row["k"]), {})
+            und = f", {row['n_undefined']} PGR undef." if row["n_undefined"] else ""
+            lines.append(f"  {row['method']:17} {'yes' if row['aux'] else 'no':4} "
+                         f"{row['k']:>2}  {_fmt(s.get('mean')):>6} {_ci(s):16}  "
+                         f"{_fmt(row['mean']):>6} {_ci(row):16}  {row['n']} runs, "
+                         f"{_units(row['n_units'], row['unit'])}{und}")
+        comps = [c for c in r.get("comparisons") or [] if c["setting"] == setting]
+        if comps:
+            lines.append("paired differences (a − b on matched subset, seed, data, aux):")
+        for c in comps:
+            lines.append(f"  {c['a']} − {c['b']} ({c['metric']}, "
+                         f"{'with' if c['aux'] else 'w/o'} aux): {_fmt(c['mean'])} {_ci(c)} "
+                         f"({c['pairs']} pairs, {_units(c['n_units'], c['unit'])})")
+        for a in [x for x in r.get("aux") or [] if x["setting"] == setting]:
+            lines.append(f"  aux − no aux ({a['method']}, SLU-F1): {_fmt(a['mean'])} {_ci(a)} "
+                         f"({a['pairs']} pairs)")
+    if r.get("dpo"):
+        lines += ["", "(c)DPO after transfer: SLU-F1 before → after, paired Δ over seeds"]
+        for d in r["dpo"]:
+            lines.append(f"  {d['method']:17} ε={d['eps']:10} {_fmt(d['before'])} → "
+                         f"{_fmt(d['after'])}  Δ {_fmt(d['mean'])} {_ci(d)} "
+                         f"({d['n']} runs, {d['pairs']:.0f} pairs each)")
+    if r.get("intervals"):
+        lines += ["", f"intervals: {r['intervals']}"]
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""What ``w2s report`` says about a generation (slot filling) experiment, as plain data:
+teacher floors (SLU-F1, span F1, JSON validity), the ceiling, SLU-F1 and PGR per method vs K,
+paired method comparisons, the aux ablation, and DPO/cDPO before → after with intervals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from w2s_core.errors import W2SError
+from w2s_core.experiments import provenance, store, tables
+from w2s_core.experiments.runspec import PAIR_KEYS, setting_labels
+from w2s_core.metrics.intervals import interval_note, paired_summary, summarize_runs
+
+# (a, b) method pairs compared on matched runs (the paper's generation claims)
+COMPARISONS = (("bayes", "naive-soft"), ("bayes-restricted", "naive-soft"),
+               ("joint", "naive-soft"), ("bayes-restricted", "bayes"))
+TEACHER_COLUMNS = ["teacher", "slu_f1_test", "span_f1_test", "json_validity_test",
+                   "slu_f1_transfer", "json_validity_transfer", "n_replicates"]
+
+
+def teacher_table(exp: store.ExperimentDir) -> pd.DataFrame:
+    meta = store.read_json(exp.meta)
+    rows = []
+    for ds in meta.get("data_seeds") or [None]:
+        for t, stem in store.teacher_files(meta, ds).items():
+            path = exp.teacher_meta(stem)
+            if path.exists():
+                m = store.read_json(path)
+                rows.append({"teacher": t, **{c: m.get(c) for c in TEACHER_COLUMNS[1:-1]}})
+    if not rows:
+        return pd.DataFrame(columns=TEACHER_COLUMNS)
+    df = pd.DataFrame(rows)
+    order = {t: i for i, t in enumerate(meta["config"]["teachers"])}
+    out = df.groupby("teacher", sort=False).agg(
+        **{c: (c, "mean") for c in TEACHER_COLUMNS[1:-1]},
+        n_replicates=("slu_f1_test", "size")).reset_index()
+    return out.sort_values("teacher", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def aux_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """with aux − without, per (setting, method), on runs matched on everything else."""
+    tr = tables.transfer(runs)
+    if tr.empty or tr["aux"].nunique() < 2:
+        return pd.DataFrame()
+    tr = tr.assign(_v=pd.to_numeric(tr[metric], errors="coerce"))
+    try:
+        out = paired_summary(tr, True, False, "_v", method_col="aux",
+                             pair_on=[k for k in PAIR_KEYS if k != "aux"],
+                             by=["setting", "method"])
+    except W2SError:
+        return pd.DataFrame()
+    return out.assign(metric=metric)
+
+
+def dpo_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """SLU-F1 after − before (c)DPO per (method, ε): each DPO run against its own parent
+    transfer run (same seed, subset, data) — a paired difference, summarised over seeds."""
+    if runs.empty or "kind" not in runs.columns:
+        return pd.DataFrame()
+    d = runs[runs["kind"] == "dpo"]
+    if d.empty or "delta_slu_f1" not in d.columns:
+        return pd.DataFrame()
+    d = tables.with_identity(d).assign(eps=d["opt_dpo_eps"].astype(str),
+                                       _v=pd.to_numeric(d["delta_slu_f1"], errors="coerce"))
+    out = summarize_runs(d, ["setting", "method", "eps"], "_v")
+    means = d.groupby(["setting", "method", "eps"]).agg(
+        before=("before_slu_f1", "mean"), after=("slu_f1", "mean"),
+        pairs=("pairs", "mean")).reset_index()
+    return out.merge(means, on=["setting", "method", "eps"], how="left")
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return df.astype(object).where(pd.notna(df), None).to_dict("records")
+
+
+def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
+    meta = store.read_json(exp.meta)
+    runs, warns = store.load_runs(exp)
+    cfg = meta["config"]
+    if floor == "vote":
+        floor = "joint"  # generation has no vote floor; joint decoding is its ensemble floor
+    out: dict[str, Any] = {
+        "task": "generation", "experiment": exp.id, "name": meta.get("name"),
+        "status": meta.get("status"), "splits": meta.get("splits"),
+        "data_seeds": meta.get("data_seeds"), "dataset": store.dataset_label(cfg["data"]),
+        "student": cfg["student"], "floor": floor,
+        "warnings": warns + provenance.mixed(meta.get("provenance") or []),
+        "teachers": _records(teacher_table(exp)), "settings": {}, "recovery": [],
+        "score": [], "comparisons": [], "aux": [], "dpo": [], "ceiling": [],
+        "n_runs": int(len(runs)), "intervals": "", "agreement": {}}
+    if runs.empty:
+        return out
+    tr = tables.transfer(runs)
+    present = set(tr["setting"]) if not tr.empty else set()
+    known = meta.get("settings") or {}
+    labels = setting_labels({s: known.get(s, {}) for s in present})
+    out["settings"] = {s: {"label": labels.get(s, s), "options": known.get(s, {}).get(
+        "options"), "runs": int((tr["setting"] == s).sum())} for s in sorted(present)}
+    ceil = tables.ceiling_table(runs)
+    rec = tables.recovery_table(runs, "pgr", floor)
+    score = tables.recovery_table(runs, "slu_f1", floor)
+    comps = [tables.compare(runs, a, b, m, floor) for a, b in COMPARISONS
+             for m in ("slu_f1", "pgr") if not tr.empty and {a, b} <= set(tr["method"])]
+    comps = [c for c in comps if not c.empty]
+    aux = aux_table(runs, "slu_f1")
+    dpo = dpo_table(runs)
+    out.update(ceiling=_records(ceil), recovery=_records(rec), score=_records(score),
+               aux=_records(aux), dpo=_records(dpo),
+               comparisons=_records(pd.concat(comps, ignore_index=True)) if comps else [])
+    notes = [t for t in (rec, score, ceil, *comps, aux, dpo) if not t.empty]
+    out["intervals"] = interval_note(pd.concat(notes, ignore_index=True)) if notes else ""
+    return out
