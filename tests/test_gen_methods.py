@@ -1,0 +1,132 @@
+"""Generation ensemble methods (``w2s_core.methods.gen_methods``) against hand-computed cases:
+teacher weights λ, joint decoding's pick, the candidate pool, DPO pairs and the per-pair ε."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from w2s_core.errors import W2SError
+from w2s_core.methods.gen_methods import dpo_pair, joint_pick, pair_eps, pool, teacher_weights
+
+
+# ---------------------------------------------------------------- teacher_weights
+def test_mean_weights_are_one_over_k() -> None:
+    lam = teacher_weights("mean", np.array([[-1.0, -9.0, -3.0], [0.0, -2.0, -5.0]]))
+    assert lam.shape == (2, 3)
+    np.testing.assert_allclose(lam, 1.0 / 3.0)
+
+
+def test_dynamic_weights_are_a_softmax_of_self_confidence() -> None:
+    mw = np.array([[-1.0, -2.0, -3.0], [-0.5, -0.5, -0.5]])
+    lam = teacher_weights("dynamic", mw)
+    z = math.exp(-1) + math.exp(-2) + math.exp(-3)
+    np.testing.assert_allclose(lam[0], [math.exp(-1) / z, math.exp(-2) / z, math.exp(-3) / z])
+    np.testing.assert_allclose(lam[1], [1 / 3, 1 / 3, 1 / 3])
+
+
+def test_dynamic_weights_are_stable_for_very_low_log_probs() -> None:
+    # exp(-1000) underflows to 0: only a shifted softmax gives the finite answer
+    lam = teacher_weights("dynamic", np.array([[-1000.0, -1001.0]]))
+    e = math.exp(-1.0)
+    np.testing.assert_allclose(lam[0], [1 / (1 + e), e / (1 + e)])
+
+
+def test_fixed_weights_are_normalised_and_repeated_per_utterance() -> None:
+    lam = teacher_weights([1.0, 3.0], np.zeros((4, 2)))
+    np.testing.assert_allclose(lam, np.tile([0.25, 0.75], (4, 1)))
+    lam[0, 0] = 9.0  # a real array, not a read-only broadcast view
+    assert lam[1, 0] == 0.25
+
+
+@pytest.mark.parametrize("mode", ["uniform", [1.0], [1.0, 2.0, 3.0], [1.0, -1.0], [0.0, 0.0]])
+def test_bad_weight_modes_are_user_errors(mode) -> None:
+    with pytest.raises(W2SError):
+        teacher_weights(mode, np.zeros((3, 2)))
+
+
+# ---------------------------------------------------------------- joint decoding
+def test_joint_pick_maximises_the_weighted_log_likelihood_sum() -> None:
+    # 2 teachers × 3 pooled candidates; Σ_k λ_k s_k(c) by hand:
+    scores = np.array([[-1.0, -5.0, -2.0],
+                       [-6.0, -1.0, -2.0]])
+    assert joint_pick(scores, np.array([0.5, 0.5])) == 2  # -3.5, -3.0, -2.0
+    assert joint_pick(scores, np.array([0.9, 0.1])) == 0  # -1.5, -4.6, -2.0
+    assert joint_pick(scores, np.array([0.1, 0.9])) == 1  # -5.5, -1.4, -2.0
+
+
+def test_joint_pick_with_three_teachers() -> None:
+    scores = np.array([[-2.0, -1.0, -4.0, -3.0],
+                       [-2.0, -6.0, -1.0, -3.0],
+                       [-2.0, -2.0, -1.0, -0.5]])
+    lam = np.array([0.2, 0.3, 0.5])
+    totals = [-2.0, -0.2 - 1.8 - 1.0, -0.8 - 0.3 - 0.5, -0.6 - 0.9 - 0.25]  # by hand
+    assert joint_pick(scores, lam) == int(np.argmax(totals)) == 2
+
+
+def test_joint_pick_takes_the_first_candidate_on_a_tie() -> None:
+    scores = np.array([[-1.0, -3.0, -2.0],
+                       [-3.0, -1.0, -2.0]])
+    assert joint_pick(scores, np.array([0.5, 0.5])) == 0  # all three total -2.0
+
+
+def test_joint_pick_rejects_bad_shapes() -> None:
+    with pytest.raises(W2SError):
+        joint_pick(np.zeros((2, 0)), np.array([0.5, 0.5]))
+    with pytest.raises(W2SError):
+        joint_pick(np.zeros((2, 3)), np.array([1 / 3, 1 / 3, 1 / 3]))
+
+
+def test_pool_deduplicates_keeping_first_appearance_order() -> None:
+    assert pool([["a", "b"], ["b", "c", "a"], ["d"]]) == ["a", "b", "c", "d"]
+    assert pool([["x", "x"], []]) == ["x"]
+    assert pool([]) == []
+
+
+# ---------------------------------------------------------------- DPO pairs
+def test_dpo_pair_is_best_versus_worst() -> None:
+    assert dpo_pair(np.array([-1.0, -0.5, -3.0, -2.0])) == (1, 2)
+
+
+def test_dpo_pair_takes_the_first_of_tied_extremes() -> None:
+    assert dpo_pair(np.array([-1.0, -3.0, -1.0, -3.0])) == (0, 1)
+
+
+def test_dpo_pair_is_none_without_a_preference() -> None:
+    assert dpo_pair(np.array([-2.0, -2.0, -2.0])) is None
+    assert dpo_pair(np.array([-2.0])) is None
+
+
+# ---------------------------------------------------------------- per-pair ε
+def test_unanimous_teachers_give_one_over_k_plus_two() -> None:
+    assert pair_eps(np.array([-1.0, -1.0]), np.array([-2.0, -3.0]), np.array([0.5, 0.5])) \
+        == pytest.approx(1 / 4)
+    assert pair_eps(np.array([-1.0, -1.0, -1.0]), np.array([-2.0, -2.0, -2.0]),
+                    np.full(3, 1 / 3)) == pytest.approx(1 / 5)
+
+
+def test_teachers_all_against_the_pair_give_k_plus_one_over_k_plus_two() -> None:
+    assert pair_eps(np.array([-5.0, -5.0]), np.array([-1.0, -2.0]), np.array([0.5, 0.5])) \
+        == pytest.approx(3 / 4)
+
+
+def test_a_split_ensemble_gives_one_half() -> None:
+    # teacher 2 prefers the rejected output: n_l = 2 · 0.5 = 1 → ε = (1 + 1) / 4
+    assert pair_eps(np.array([-1.0, -3.0]), np.array([-2.0, -2.0]), np.array([0.5, 0.5])) \
+        == pytest.approx(0.5)
+
+
+def test_a_tie_is_half_a_vote_each_way() -> None:
+    # teacher 1 ties (0.5 vote for l), teacher 2 prefers w: n_l = 2 · 0.5 · 0.5 = 0.5
+    assert pair_eps(np.array([-1.0, -2.0]), np.array([-1.0, -3.0]), np.array([0.5, 0.5])) \
+        == pytest.approx(1.5 / 4)
+
+
+def test_votes_are_weighted_by_lambda_and_lambda_is_normalised() -> None:
+    s_w, s_l = np.array([-1.0, -3.0]), np.array([-2.0, -2.0])  # teacher 2 votes for l
+    # n_l = K · λ_2: 2 · 0.25 = 0.5 → 1.5 / 4; 2 · 0.75 = 1.5 → 2.5 / 4
+    assert pair_eps(s_w, s_l, np.array([0.75, 0.25])) == pytest.approx(1.5 / 4)
+    assert pair_eps(s_w, s_l, np.array([0.25, 0.75])) == pytest.approx(2.5 / 4)
+    assert pair_eps(s_w, s_l, np.array([3.0, 1.0])) == pytest.approx(1.5 / 4)

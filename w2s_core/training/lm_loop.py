@@ -1,0 +1,154 @@
+"""The optimisation loop shared by the generation trainers (``lm_train`` and ``lm_dpo``).
+
+Conventions of ``training.finetune``: fp32 master weights under bf16 autocast, linear warm-up +
+cosine set per optimizer step, accelerate for placement/DDP, seeded shuffling; peft LoRA merged
+at the end. Logits are computed only where targets are read (``TargetLogits``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from w2s_core.device import autocast_bf16, pick_device
+from w2s_core.errors import W2SError
+from w2s_core.models.causal import CausalLM
+from w2s_core.training.finetune import _accelerator, _batches, _bf16_on, lr_factor
+
+# Llama-family attention and MLP projections; models without them get peft's "all-linear"
+LORA_PROJ = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_PRECISION = {"auto": "auto", "bf16": "on", "fp32": "off"}
+
+
+
+class TargetLogits(nn.Module):
+    """Decoder → hidden states at ``pos`` (R, T) → output head: (R, T, V) logits. Wrapping the
+    causal LM in one module keeps DDP's hooks on the whole forward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                pos: torch.Tensor) -> torch.Tensor:
+        h = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                     use_cache=False).last_hidden_state  # (R, L, H)
+        h = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (R, T, H)
+        z = self.model.get_output_embeddings()(h)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)  # Gemma-2 style heads
+        return torch.tanh(z / cap) * cap if cap else z
+
+
+class Forward:
+    """``net`` on a collated batch under the run's autocast, fp32 logits; counts real tokens."""
+
+    def __init__(self, net: nn.Module, device: torch.device, autocast: bool) -> None:
+        self.net, self.device, self.autocast = net, device, autocast
+        self.tokens = torch.zeros((), dtype=torch.long, device=device)
+
+    def __call__(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.tokens += b["attention_mask"].sum()
+        with autocast_bf16(self.device, self.autocast):
+            z = self.net(b["input_ids"], b["attention_mask"], b["pos"])
+        return z.float()  # losses over a large vocabulary need fp32
+
+
+BatchLoss = Callable[[Forward, list[int], float], torch.Tensor]
+
+
+def _add_lora(model: nn.Module, cfg: Any) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, mod in model.named_modules() if isinstance(mod, nn.Linear)}
+    targets: list[str] | str = [p for p in LORA_PROJ if p in names] or "all-linear"
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, bias="none")
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, lora)  # freezes everything but the adapters
+
+
+def run_loop(lm: CausalLM, cfg: Any, seed: int, n: int, batch_loss: BatchLoss, *,
+             before: Callable[[Forward], None] | None = None, progress: bool = False,
+             desc: str = "train") -> dict[str, Any]:
+    """Optimise ``batch_loss(forward, items, tau)`` (mean over ``items`` ⊂ range(n)) and put the
+    trained (LoRA-merged) model back in ``lm.model``. ``before(forward)`` runs once, no grad, on
+    the initial model (frozen targets, DPO reference). ``cfg`` needs LMTrainConfig's fields.
+    ``seconds`` times the optimisation loop only; the model ends on the training device, in
+    eval mode."""
+    from accelerate.utils import set_seed
+
+    if cfg.precision not in _PRECISION:
+        raise W2SError(f"unknown precision {cfg.precision!r}", "use auto, bf16 or fp32")
+    if n == 0:
+        raise W2SError("no training examples", "pass at least one example")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or not cfg.epochs > 0:
+        raise W2SError(f"bad training settings: batch_size={cfg.batch_size}, grad_accum="
+                       f"{cfg.grad_accum}, epochs={cfg.epochs}", "use batch_size ≥ 1, "
+                       "grad_accum ≥ 1 and epochs > 0")
+    if any(p.dtype != torch.float32 for p in lm.model.parameters()):
+        raise W2SError(f"{lm.name} has non-fp32 weights; training keeps fp32 master weights",
+                       "load the model with dtype=torch.float32")
+    bf16 = _bf16_on(_PRECISION[cfg.precision], pick_device("auto"))
+    acc = _accelerator(pick_device("auto"), bf16)
+    set_seed(seed)  # LoRA init and dropout
+    gen = torch.Generator().manual_seed(seed)  # the shuffling order, independent of the above
+    model = lm.model.to(acc.device)
+    net = TargetLogits(_add_lora(model, cfg) if cfg.lora else model)
+    if before is not None:
+        net.eval()
+        with torch.no_grad():
+            before(Forward(net, acc.device, bf16))
+    net.train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=acc.device.type == "cuda")
+    world, rank, micro = acc.num_processes, acc.process_index, cfg.batch_size * acc.num_processes
+    per_step = micro * cfg.grad_accum
+    total = max(1, math.ceil(cfg.epochs * math.ceil(n / per_step)))
+    warm = int(cfg.warmup * total)
+    net, opt = acc.prepare(net, opt)  # no scheduler object: see training.finetune
+    fwd = Forward(net, acc.device, bf16 and acc.device.type == "cpu")
+    first = last = torch.zeros(())
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not (progress and acc.is_main_process))
+    with bar:
+        for step, batch in enumerate(_batches(n, per_step, total, gen)):
+            chunks = [batch[i:i + micro] for i in range(0, len(batch), micro)]
+            last = torch.zeros((), device=acc.device)
+            for j, chunk in enumerate(chunks):
+                items = chunk[rank::world] or chunk[:1]  # every process must take part
+                sync = j == len(chunks) - 1
+                with contextlib.nullcontext() if sync else acc.no_sync(net):
+                    loss = batch_loss(fwd, items, step / total) / len(chunks)
+                    acc.backward(loss)
+                last = last + loss.detach()
+            if cfg.grad_clip:
+                acc.clip_grad_norm_(params, cfg.grad_clip)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, total, warm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            first = last if step == 0 else first
+            if progress and (step % 20 == 0 or step == total - 1):
+                bar.set_postfix(loss=f"{last.item():.4f}")
+            bar.update()
+    final = float(last)  # waits for the device, so the clock below is honest
+    seconds = time.perf_counter() - t0
+    tokens = int(acc.reduce(fwd.tokens.clone(), "sum"))
+    trained = acc.unwrap_model(net).model
+    lm.model = (trained.merge_and_unload() if cfg.lora else trained).eval()
+    opt.state.clear()  # Adam moments go now; acc.free_memory()'s gc.collect costs ~1 s
+    return {"steps": total, "seconds": seconds, "train_tokens": tokens,
+            "tokens_per_s": tokens / max(seconds, 1e-9), "first_loss": float(first),
+            "final_loss": final, "precision": "bf16" if bf16 else "fp32", "lora": cfg.lora,
+            "trainable_params": sum(p.numel() for p in params)}
