@@ -45,7 +45,7 @@ def test_catalog_fields_the_lab_needs() -> None:
     for d in catalog.datasets():
         assert d.description and d.source and d.licence and isinstance(d.offline, bool)
     assert {d.name for d in catalog.datasets() if not d.offline} == {"sciq", "cosmos_qa",
-                                                                      "boolq"}
+                                                                      "boolq", "slurp"}
     kinds = {m.name: m.kind for m in catalog.models()}
     assert kinds["tfidf-logreg"] == "tfidf" and kinds["smollm2-135m"] == "causal"
     assert set(kinds.values()) <= {"encoder", "causal", "tfidf"}
