@@ -48,7 +48,7 @@ def test_catalog_fields_the_lab_needs() -> None:
                                                                       "boolq", "slurp"}
     kinds = {m.name: m.kind for m in catalog.models()}
     assert kinds["tfidf-logreg"] == "tfidf" and kinds["smollm2-135m"] == "causal"
-    assert set(kinds.values()) <= {"encoder", "causal", "tfidf"}
+    assert set(kinds.values()) <= {"encoder", "causal", "tfidf", "scratch"}
     for m in catalog.methods():
         assert m.description and m.paper and m.family in ("ce", "edl-onehot", "edl-softy")
         assert m.min_k >= 1 and (m.max_k is None or m.max_k >= m.min_k)
