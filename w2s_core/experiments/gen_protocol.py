@@ -152,7 +152,7 @@ def decode_length(lm: CausalLM, sp: GenSplits, split: str, cap: int) -> int:
     """Room for the longest prompt of ``split`` plus ``cap`` new tokens: decoding never cuts a
     prompt (training's max_length may, and counts it)."""
     enc = encode(lm.tokenizer, sp.prompts(split), None, max_length=1 << 16)
-    return max(len(p) for p in enc.prompt_ids) + cap
+    return max(len(p) for p in enc.prompt_ids) + cap + 1  # nbest keeps max_length−cap−1
 
 
 def teacher_model_dir(root: Path, stem: str) -> Path:

@@ -1,0 +1,377 @@
+"""The generation (slot filling) sweep end to end on tiny scratch models: which runs it plans,
+the stored N-best lists and candidate pool, (c)DPO bookkeeping, metrics recomputed from the
+stored texts, resume, the report; plus the generation config's defaults and errors.
+
+One module-scoped sweep (word-level 1-layer student, gpt-char and gpt-word teachers trained from
+scratch, 24/12/8 utterances) is shared by every test that reads a workspace; the tests that
+rerun it come last in the file, and only add or rewrite what a resumed sweep would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from w2s_core.catalog import gen_methods
+from w2s_core.cli import main
+from w2s_core.data.prompts import build_prompt, format_slots
+from w2s_core.data.registry import load_slot_dataset
+from w2s_core.data.schema import DataConfig
+from w2s_core.errors import W2SError
+from w2s_core.experiments import store
+from w2s_core.experiments.config import ExperimentConfig
+from w2s_core.experiments.gen_config import DPOSettings, GenerationConfig, GenOptions, ScratchConfig
+from w2s_core.experiments.runspec import RunSpec
+from w2s_core.experiments.sweep import Sweep
+from w2s_core.metrics.slu import parse_slots, slu_f1
+from w2s_core.training.lm_dpo import DPOConfig
+from w2s_core.training.lm_train import LMTrainConfig
+
+TEACHERS = ("gpt-char", "gpt-word")
+EPS = (0.0, 0.1, "confidence")
+N_WEAK, N_TRANSFER, N_TEST = 24, 12, 8
+K1_METHODS = {"single-hard", "single-soft", "bayes", "bayes-restricted"}
+K2_METHODS = {"naive-soft", "joint", "bayes", "bayes-restricted"}
+RATES = ("slu_f1", "slu_precision", "slu_recall", "span_f1", "json_validity", "empty_rate",
+         "unknown_type_rate")
+
+
+def _config(student: Path) -> ExperimentConfig:
+    """Sized to run in well under a minute on 2 CPU cores while the gpt-word teacher and the
+    student still learn to emit valid JSON (so SLU-F1 is not trivially 0 everywhere)."""
+    teach = LMTrainConfig(epochs=25.0, lr=1e-2, batch_size=8, max_length=768)
+    stud = LMTrainConfig(epochs=30.0, lr=1e-2, batch_size=4, max_length=256)
+    gen = GenerationConfig(
+        num_beams=2, n_best=2, teacher_train=teach, student_train=stud,
+        scratch=ScratchConfig(layers=1, hidden=32, heads=2, train=teach),
+        dpo=DPOSettings(after=("bayes",), eps=EPS, beams=4,
+                        train=DPOConfig(epochs=1.0, lr=1e-4, batch_size=4)))
+    # methods left unset: a generation experiment must get every generation method
+    return ExperimentConfig(
+        name="gen-tiny", task="generation",
+        data=DataConfig("atis-slots", n_weak=N_WEAK, n_transfer=N_TRANSFER, n_test=N_TEST),
+        teachers=TEACHERS, student=str(student), seeds=(0,), aux=(False,), generation=gen)
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """The sweep, run once; one intra-op thread for the whole module (as ``torch_single_thread``
+    does per test): tiny models on a busy machine otherwise spend 10x longer in thread
+    barriers than in the ops themselves."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield _run_sweep(tmp_path_factory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    from w2s_core.models.causal import save_causal
+    from w2s_core.models.scratch_lm import build_scratch_lm
+
+    root = tmp_path_factory.mktemp("gen-sweep")
+    ds = load_slot_dataset(DataConfig("atis-slots"))
+    corpus = [build_prompt(t) for t in ds.texts[:100]] + [format_slots(p) for p in ds.slots[:100]]
+    save_causal(build_scratch_lm("word", corpus, layers=1, hidden=64, heads=2, seed=0,
+                                 name="student"), root / "student")
+    cfg = _config(root / "student")
+    ws = root / "ws"
+    logs: list[str] = []
+    exp = store.experiment_dir(ws, Sweep(cfg, ws, progress=False, log=logs.append).run())
+    runs = store.read_parquet(exp.run_index)
+    configs = {r: store.read_json(exp.run_dir(r) / "config.json") for r in runs["run_id"]}
+    metrics = {r: store.read_json(exp.run_dir(r) / "metrics.json") for r in runs["run_id"]}
+    meta = store.read_json(exp.meta)
+    stems = meta["teacher_files"]["0"]
+    return SimpleNamespace(
+        cfg=cfg, ws=ws, exp=exp, logs=logs, runs=runs, configs=configs, metrics=metrics,
+        meta=meta, gold=dict(zip(ds.ids, ds.slots, strict=True)),
+        examples=store.read_parquet(exp.examples),
+        teacher_meta={t: store.read_json(exp.teacher_meta(s)) for t, s in stems.items()},
+        nbest={t: store.read_parquet(exp.teacher_preds(s)) for t, s in stems.items()})
+
+
+def _split_ids(g: SimpleNamespace, split: str) -> list[str]:
+    ex = g.examples
+    return list(ex.loc[ex["split"] == split, "example_id"])
+
+
+# ---------------------------------------------------------------- planning and the run index
+def test_every_method_runs_on_the_subsets_it_applies_to(gen: SimpleNamespace) -> None:
+    runs = gen.runs
+    assert set(runs["task"]) == {"generation"}
+    assert sorted(runs["kind"].unique()) == ["ceiling", "dpo", "transfer"]
+    assert gen.cfg.methods == tuple(m.name for m in gen_methods())
+    tr = runs[runs["kind"] == "transfer"]
+    # single-* need exactly one teacher, naive-soft / joint at least two, bayes* any K
+    want = sorted([(m, t) for t in TEACHERS for m in K1_METHODS]
+                  + [(m, "+".join(TEACHERS)) for m in K2_METHODS])
+    assert sorted(zip(tr["method"], tr["subset"], strict=True)) == want
+    assert set(tr["k"]) == {1, 2} and not tr["aux"].any()
+    assert len(runs[runs["kind"] == "ceiling"]) == 1
+    n = len(runs)
+    assert f"{n} generation runs planned, 0 already complete, {n} to train" in "\n".join(gen.logs)
+    dpo = runs[runs["kind"] == "dpo"]
+    assert set(dpo["method"]) == {"bayes"} and set(dpo["subset"]) == {"+".join(TEACHERS)}
+    assert sorted(dpo["opt_dpo_eps"]) == sorted(str(e) for e in EPS)
+    # one folder per run, and each stored config re-derives its own folder's run id
+    assert sorted(p.name for p in (gen.exp.root / "runs").iterdir()) == sorted(runs["run_id"])
+    for rid, cfg in gen.configs.items():
+        assert RunSpec.from_dict(cfg).run_id == rid and cfg["task"] == "generation"
+
+
+def test_catalog_and_sweep_agree_on_which_methods_apply() -> None:
+    from w2s_core.experiments.gen_runs import applies
+
+    for m in gen_methods():
+        for k in (1, 2, 3):
+            hand = (k == 1 if m.name.startswith("single") else
+                    k >= 2 if m.name in ("naive-soft", "joint") else True)
+            assert m.applies_to(k) == applies(m.name, k) == hand, (m.name, k)
+
+
+# ---------------------------------------------------------------- (c)DPO bookkeeping
+def test_dpo_runs_store_their_parent_and_a_consistent_delta(gen: SimpleNamespace) -> None:
+    dpo = [r for r, c in gen.configs.items() if c["kind"] == "dpo"]
+    assert len(dpo) == len(EPS)
+    pairs = set()
+    for rid in dpo:
+        cfg, met = gen.configs[rid], gen.metrics[rid]
+        parent = gen.configs[cfg["parent"]]
+        assert parent["kind"] == "transfer" and parent["method"] == cfg["method"] == "bayes"
+        assert (parent["subset"], parent["seed"], parent["aux"]) == \
+            (cfg["subset"], cfg["seed"], False)
+        before = gen.metrics[cfg["parent"]]["slu_f1"]
+        assert met["before_slu_f1"] == pytest.approx(before, abs=1e-12)
+        assert met["delta_slu_f1"] == pytest.approx(met["slu_f1"] - before, abs=1e-12)
+        assert 1 <= met["pairs"] <= N_TRANSFER, "no preference pair: DPO trained on nothing"
+        pairs.add(met["pairs"])
+        eps = cfg["options"]["dpo"]["eps"]
+        if eps == "confidence":  # a mean of (1 + n_l) / (2 + K) with 0 ≤ n_l ≤ K = 2
+            assert 1 / 4 <= met["mean_eps"] <= 3 / 4
+        else:
+            assert met["mean_eps"] == eps
+    assert len(pairs) == 1  # every ε trains on the same pairs from the same parent weights
+
+
+# ---------------------------------------------------------------- metrics
+def test_metrics_are_rates_and_pgr_follows_floor_and_ceiling(gen: SimpleNamespace) -> None:
+    runs = gen.runs
+    for col in RATES:
+        v = runs[col].astype(float)
+        assert ((v >= 0) & (v <= 1)).all(), col
+    assert (runs["n"] == N_TEST).all()
+    ceiling = float(runs.loc[runs["kind"] == "ceiling", "slu_f1"].iloc[0])
+    teacher_f1 = {t: m["slu_f1_test"] for t, m in gen.teacher_meta.items()}
+    n_defined = 0
+    for rid, cfg in gen.configs.items():
+        if cfg["kind"] == "ceiling":
+            continue
+        met, sub = gen.metrics[rid], cfg["subset"]
+        f = [teacher_f1[t] for t in sub]
+        assert met["ceiling"] == pytest.approx(ceiling)
+        assert met["floor_mean"] == pytest.approx(np.mean(f))
+        assert met["floor_best"] == pytest.approx(max(f))
+        if len(sub) == 1:
+            assert met["floor_joint"] == pytest.approx(f[0])
+        for name in ("mean", "best", "joint"):
+            floor, defined = met[f"floor_{name}"], met[f"pgr_{name}_defined"]
+            assert defined is (ceiling > floor), (rid, name)
+            if defined:
+                n_defined += 1
+                want = (met["slu_f1"] - floor) / (ceiling - floor)
+                assert met[f"pgr_{name}"] == pytest.approx(want)
+            else:
+                assert met[f"pgr_{name}"] is None  # NaN is stored as null, never dropped
+    assert 0 < n_defined < 3 * (len(gen.configs) - 1), "fixture should cover both PGR cases"
+
+
+def test_slu_f1_recomputes_from_the_stored_texts(gen: SimpleNamespace) -> None:
+    test_ids = _split_ids(gen, "test")
+    assert len(test_ids) == N_TEST
+    for rid, met in gen.metrics.items():
+        preds = store.load_run_predictions(gen.exp, rid)
+        assert list(preds["example_id"]) == test_ids
+        gold = [gen.gold[e] for e in preds["example_id"]]
+        parsed = [parse_slots(t) for t in preds["text"]]
+        s = slu_f1(gold, [p for p, _ in parsed])
+        assert met["slu_f1"] == pytest.approx(s["slu_f1"]), rid
+        assert met["json_validity"] == pytest.approx(np.mean([ok for _, ok in parsed]))
+        assert list(preds["gold"]) == [format_slots(g) for g in gold]
+        assert list(preds["valid"]) == [ok for _, ok in parsed]
+        # per-utterance counts add up to the corpus counts
+        for c in ("tp", "fp", "fn"):
+            assert preds[c].sum() == pytest.approx(s[c])
+    assert max(m["slu_f1"] for m in gen.metrics.values()) > 0, "no student learnt any slot"
+
+
+def test_teacher_floors_recompute_from_their_nbest_lists(gen: SimpleNamespace) -> None:
+    test_ids = _split_ids(gen, "test")
+    for t, df in gen.nbest.items():
+        top = df[(df["split"] == "test") & (df["rank"] == 0)].set_index("example_id")
+        texts = [top.loc[e, "text"] for e in test_ids]
+        want = slu_f1([gen.gold[e] for e in test_ids], [parse_slots(x)[0] for x in texts])
+        assert gen.teacher_meta[t]["slu_f1_test"] == pytest.approx(want["slu_f1"]), t
+    assert gen.teacher_meta["gpt-word"]["slu_f1_test"] > 0, "gpt-word learnt nothing"
+
+
+# ---------------------------------------------------------------- stored N-best and pool
+def test_teacher_nbest_scores_are_consistent(gen: SimpleNamespace) -> None:
+    for t, df in gen.nbest.items():
+        for split in ("transfer", "test"):
+            part = df[df["split"] == split]
+            assert sorted(set(part["example_id"])) == sorted(_split_ids(gen, split)), t
+        for r in df.to_dict("records"):
+            n = len(r["token_ids"])
+            assert len(r["token_logps"]) == len(r["tokens"]) == len(r["starts"]) == n
+            assert r["logp"] == pytest.approx(sum(r["token_logps"]) + r["eos_logp"], abs=1e-4)
+            assert len(r["word_logps"]) == len(r["text"].split())
+            if r["text"].split():  # every token's log-prob lands in exactly one word
+                assert sum(r["word_logps"]) == pytest.approx(sum(r["token_logps"]), abs=1e-4)
+            assert r["valid"] == parse_slots(r["text"])[1]
+        for _, g in df.groupby(["split", "example_id"]):
+            assert list(g["rank"]) == list(range(len(g))) and len(g) <= 2  # n_best
+            assert g["text"].is_unique
+            assert (np.diff(g["norm"].to_numpy()) <= 1e-9).all()  # best first
+
+
+def test_the_pool_holds_every_teachers_score_of_every_candidate(gen: SimpleNamespace) -> None:
+    pools = list((gen.exp.root / "teachers").glob("pool-*.parquet"))
+    assert len(pools) == 1
+    pool = store.read_parquet(pools[0])
+    for t in TEACHERS:
+        assert {f"logp__{t}", f"norm__{t}"} <= set(pool.columns)
+    for (split, ex), g in pool.groupby(["split", "example_id"]):
+        own = {t: df[(df["split"] == split) & (df["example_id"] == ex)]
+               for t, df in gen.nbest.items()}
+        assert list(g["text"]) == list(dict.fromkeys(x for t in TEACHERS for x in own[t]["text"]))
+        for r in g.to_dict("records"):
+            assert list(r["sources"]) == [t for t in TEACHERS if r["text"] in set(own[t]["text"])]
+            for t in r["sources"]:  # a teacher's own candidate: the pool repeats its score
+                mine = own[t][own[t]["text"] == r["text"]].iloc[0]
+                assert r[f"logp__{t}"] == pytest.approx(mine["logp"], abs=1e-3)
+                assert r[f"norm__{t}"] == pytest.approx(mine["norm"], abs=1e-3)
+
+
+def test_joint_floor_is_the_pools_mean_lambda_argmax(gen: SimpleNamespace) -> None:
+    pool = store.read_parquet(next((gen.exp.root / "teachers").glob("pool-*.parquet")))
+    test_ids = _split_ids(gen, "test")
+    picks = []
+    for e in test_ids:
+        g = pool[(pool["split"] == "test") & (pool["example_id"] == e)].sort_values("cand")
+        total = sum(0.5 * g[f"logp__{t}"].to_numpy() for t in TEACHERS)  # λ = mean
+        best = max(range(len(total)), key=lambda j: (total[j], -j))  # first on ties
+        picks.append(g["text"].iloc[best])
+    want = slu_f1([gen.gold[e] for e in test_ids], [parse_slots(x)[0] for x in picks])
+    k2 = [m for r, m in gen.metrics.items() if len(gen.configs[r]["subset"]) == 2]
+    assert k2 and all(m["floor_joint"] == pytest.approx(want["slu_f1"]) for m in k2)
+
+
+# ---------------------------------------------------------------- report
+def test_report_shows_slu_f1_by_method_and_the_dpo_section(gen: SimpleNamespace,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", "--workspace", str(gen.ws)]) == 0
+    out = capsys.readouterr().out
+    assert "SLU-F1 and PGR" in out and "weak floors (test): SLU-F1" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith("  ")]
+    shown = {(r[0], r[2]) for r in rows if len(r) > 2 and r[1] == "no"}
+    assert shown == {(m, "1") for m in K1_METHODS} | {(m, "2") for m in K2_METHODS}
+    assert "(c)DPO after transfer" in out
+    for e in EPS:
+        assert f"ε={e}" in out
+    assert main(["report", "--workspace", str(gen.ws), "--format", "json"]) == 0
+    rep = json.loads(capsys.readouterr().out)[0]
+    assert rep["task"] == "generation" and len(rep["dpo"]) == len(EPS)
+    before = gen.metrics[next(c["parent"] for c in gen.configs.values() if c["kind"] == "dpo")]
+    for d in rep["dpo"]:
+        assert d["before"] == pytest.approx(before["slu_f1"])
+        assert d["mean"] == pytest.approx(d["after"] - d["before"])
+
+
+# ---------------------------------------------------------------- resume (mutates the workspace)
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")
+            if p.is_file()}
+
+
+def test_a_rerun_trains_nothing_and_a_lost_run_is_recomputed_alone(gen: SimpleNamespace) -> None:
+    runs_dir, teach_dir = gen.exp.root / "runs", gen.exp.root / "teachers"
+    before_runs, before_teach = _mtimes(runs_dir), _mtimes(teach_dir)
+    n = len(gen.configs)
+    logs: list[str] = []
+    Sweep(gen.cfg, gen.ws, progress=False, log=logs.append).run()
+    assert any(f"{n} generation runs planned, {n} already complete, 0 to train" in x
+               for x in logs), logs
+    assert _mtimes(runs_dir) == before_runs and _mtimes(teach_dir) == before_teach
+
+    lost = next(r for r, c in gen.configs.items()
+                if c["method"] == "single-hard" and c["subset"] == ["gpt-word"])
+    (runs_dir / lost / "metrics.json").unlink()
+    logs.clear()
+    Sweep(gen.cfg, gen.ws, progress=False, log=logs.append).run()
+    assert any(f"{n - 1} already complete, 1 to train" in x for x in logs), logs
+    after = _mtimes(runs_dir)
+    changed = {k for k in after if after[k] != before_runs.get(k)}
+    assert changed and {k.split("/")[0] for k in changed} == {lost}
+    assert _mtimes(teach_dir) == before_teach
+    redone = store.read_json(runs_dir / lost / "metrics.json")
+    assert redone["slu_f1"] == pytest.approx(gen.metrics[lost]["slu_f1"])  # same seed, same run
+    assert lost in set(store.read_parquet(gen.exp.run_index)["run_id"])
+
+
+# ---------------------------------------------------------------- config (no sweep)
+def test_generation_defaults_replace_the_classification_ones() -> None:
+    c = ExperimentConfig(task="generation")
+    assert c.teachers == ("gpt-char", "gpt-word", "smollm2-4l")
+    assert c.student == "smollm2-135m" and c.data.name == "atis-slots"
+    assert c.methods == ("single-hard", "single-soft", "naive-soft", "joint", "bayes",
+                         "bayes-restricted")
+    kept = ExperimentConfig(task="generation", teachers=("gpt-word",), student="x/y",
+                            data=DataConfig("slots-file", path="s.jsonl", n_weak=7))
+    assert (kept.teachers, kept.student, kept.data.name, kept.data.n_weak) == \
+        (("gpt-word",), "x/y", "slots-file", 7)
+    cls = ExperimentConfig()
+    assert cls.student == "mpnet-base" and cls.data.name == "tweets" and "vote" in cls.methods
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"data": DataConfig("atis-intent")}, "classification"),
+    ({"data": DataConfig("tweets-3class")}, "classification"),
+    ({"teachers": ("gpt-word", "minilm-l6")}, "causal"),
+    ({"student": "minilm-l6"}, "causal"),
+    ({"methods": ("bayes", "vote")}, "unknown generation method"),
+    ({"methods": ()}, "unknown generation method"),
+    ({"gen_options": GenOptions(lam=(1.0, 2.0))}, "lam"),
+    ({"gen_options": GenOptions(lam="uniform")}, "lam"),
+    ({"generation": GenerationConfig(dpo=DPOSettings(after=("vote",)))}, "dpo.after"),
+    ({"generation": GenerationConfig(num_beams=2, n_best=3)}, "n_best"),
+])
+def test_bad_generation_configs_are_user_errors(kwargs: dict, words: str) -> None:
+    with pytest.raises(W2SError, match=words):
+        ExperimentConfig(task="generation", **kwargs).validate()
+
+
+# ---------------------------------------------------------------- run identity
+def test_the_task_field_leaves_classification_run_ids_unchanged() -> None:
+    args = dict(experiment_id="e-1", kind="transfer", method="bayes", subset=("a", "b"),
+                aux=False, seed=0, data_seed=0, train={"student": "s"}, options={"x": 1})
+    cls, gen = RunSpec(**args), RunSpec(**args, task="generation")
+    assert "task" not in cls.to_dict() and gen.to_dict()["task"] == "generation"
+    # the id a classification run had before the task field existed, hashed by hand
+    old = {"experiment_id": "e-1", "kind": "transfer", "method": "bayes", "subset": ["a", "b"],
+           "k": 2, "aux": False, "seed": 0, "data_seed": 0, "train": {"student": "s"},
+           "options": {"x": 1}, "validation_labels": "none"}
+    blob = json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
+    assert cls.run_id == hashlib.sha256(blob).hexdigest()[:12]
+    assert gen.run_id != cls.run_id
+    assert RunSpec.from_dict(gen.stored_config()).run_id == gen.run_id
+    assert gen.index_row()["task"] == "generation" and cls.index_row()["task"] == "classification"
