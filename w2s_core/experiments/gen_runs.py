@@ -241,7 +241,8 @@ class GenerationRuns:
                               dpo.train, kid.seed, progress=self.sw.progress) if P else {}
             preds, met = self.evaluate(lm, kid, ceiling)
             met.update(train_seconds=time.time() - t0, pairs=len(P),
-                       mean_eps=(float(np.mean(E)) if E else None) if eps == "confidence" else float(eps),
+                       mean_eps=(float(np.mean(E)) if E else None)
+                       if eps == "confidence" else float(eps),
                        before_slu_f1=parent_slu, delta_slu_f1=met["slu_f1"] - parent_slu,
                        dpo_final_loss=stats.get("final_loss"))
             self._save(kid, preds, met, {"parent": parent.run_id})
