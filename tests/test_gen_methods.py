@@ -130,3 +130,22 @@ def test_votes_are_weighted_by_lambda_and_lambda_is_normalised() -> None:
     assert pair_eps(s_w, s_l, np.array([0.75, 0.25])) == pytest.approx(1.5 / 4)
     assert pair_eps(s_w, s_l, np.array([0.25, 0.75])) == pytest.approx(2.5 / 4)
     assert pair_eps(s_w, s_l, np.array([3.0, 1.0])) == pytest.approx(1.5 / 4)
+
+
+def test_generation_yaml_keeps_an_explicit_classification_dataset_and_refuses_it(tmp_path) -> None:
+    """An explicit `data: {name: tweets}` is refused, never swapped for the generation default;
+    a generation config that names no data set gets atis-slots and the generation models."""
+    import pytest
+
+    from w2s_core.errors import W2SError
+    from w2s_core.experiments.config import load_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: generation\ndata: {name: tweets}\n")
+    with pytest.raises(W2SError, match="classification data set"):
+        load_config(bad)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("task: generation\nseeds: [0]\n")
+    cfg = load_config(ok)
+    assert (cfg.data.name, cfg.student) == ("atis-slots", "smollm2-135m")
+    assert cfg.teachers == ("gpt-char", "gpt-word", "smollm2-4l")

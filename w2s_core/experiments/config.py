@@ -254,17 +254,37 @@ def load_configs(path: str | Path) -> list[ExperimentConfig]:
     name = Path(path).name
     suite = raw.pop("experiments", None)
     if suite is None:
+        raw = _generation_defaults(raw)
+    if suite is None:
         return [from_dict(ExperimentConfig, raw, name).validate()]
     if not isinstance(suite, list) or not suite or not all(isinstance(x, dict) for x in suite):
         raise W2SError(f"{name}: `experiments` must be a non-empty list of mappings",
                        "write one `- {name: ..., data: {...}}` item per experiment")
-    cfgs = [from_dict(ExperimentConfig, _deep_merge(raw, item), f"{name} experiments[{i}]")
+    cfgs = [from_dict(ExperimentConfig, _generation_defaults(_deep_merge(raw, item)),
+                      f"{name} experiments[{i}]")
             .validate() for i, item in enumerate(suite)]
     ids = [config_hash(c.to_dict()) for c in cfgs]
     if len(set(ids)) != len(ids):
         raise W2SError(f"{name}: two items of `experiments` are identical",
                        "give each item its own name, data or options")
     return cfgs
+
+
+def _generation_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """A generation config gets the generation defaults only for keys it does NOT give, so an
+    explicit classification data set or student is validated (and refused), never replaced."""
+    if raw.get("task") != "generation":
+        return raw
+    out = {"teachers": list(GEN_TEACHERS), "student": "smollm2-135m",
+           "methods": list(GEN_METHOD_NAMES), **raw}
+    out["data"] = {"name": "atis-slots", **(raw.get("data") or {})}
+    from w2s_core.catalog import datasets
+
+    given = {d.name: d.task for d in datasets()}.get(out["data"]["name"])
+    if given == "classification":  # caught here: the dataclass cannot tell given from default
+        raise W2SError(f"'{out['data']['name']}' is a classification data set",
+                       "use atis-slots, slurp or slots-file with task: generation")
+    return out
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
