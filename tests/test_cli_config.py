@@ -9,7 +9,7 @@ import pytest
 
 from w2s_core import cli
 from w2s_core.errors import W2SError
-from w2s_core.experiments.config import ExperimentConfig, demo_config, load_config
+from w2s_core.experiments.config import ExperimentConfig, demo_config, gen_demo_config, load_config
 
 CONFIG = """
 name: t
@@ -121,7 +121,14 @@ def test_every_config_field_is_classified_for_hashing():
     in_experiment_id = set(ExperimentConfig().experiment_key())
     per_run = {"methods", "aux", "seeds", "max_subsets", "subset_seed", "options"}  # in run ids
     never_hashed = {"name", "device", "feature_batch_size"}  # name only labels the folder
-    assert exp_fields == in_experiment_id | per_run | never_hashed
+    # the generation-only fields cannot change a classification result
+    other_task = {"task", "generation", "gen_options"}
+    assert exp_fields == in_experiment_id | per_run | never_hashed | other_task
+    # generation: its own settings block replaces the classification-only ones
+    gen_key = set(gen_demo_config(quick=True).experiment_key())
+    gen_per_run = {"methods", "aux", "seeds", "max_subsets", "subset_seed", "gen_options"}
+    cls_only = {"teacher_mode", "student_mode", "probe", "finetune", "precision", "options"}
+    assert exp_fields == gen_key | gen_per_run | never_hashed | cls_only
     ft_fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
     assert set(NON_RESULT_FIELDS) <= ft_fields
     assert len(ft_fields) == 15, "new FinetuneConfig field: add it to NON_RESULT_FIELDS if it " \
