@@ -276,6 +276,85 @@ def test_joint_floor_is_the_pools_mean_lambda_argmax(gen: SimpleNamespace) -> No
     assert k2 and all(m["floor_joint"] == pytest.approx(want["slu_f1"]) for m in k2)
 
 
+# ---------------------------------------------------------------- stored read-outs
+def _top1(g: SimpleNamespace, teacher: str, ex: str) -> dict:
+    df = g.nbest[teacher]
+    return df[(df["split"] == "test") & (df["example_id"] == ex) & (df["rank"] == 0)].iloc[0]
+
+
+def test_transfer_runs_store_what_they_trained_toward_on_test(gen: SimpleNamespace) -> None:
+    test_ids = _split_ids(gen, "test")
+    tr = [r for r, c in gen.configs.items() if c["kind"] == "transfer"]
+    for rid in tr:
+        cfg = gen.configs[rid]
+        df = store.read_parquet(gen.exp.run_dir(rid) / "targets.parquet")
+        sub, method = list(cfg["subset"]), cfg["method"]
+        labels = ["joint"] if method == "joint" else sub
+        assert list(df["example_id"]) == [e for e in test_ids for _ in labels], rid
+        assert list(df["label"]) == labels * len(test_ids)
+        assert set(df["mode"]) == {"detached"}
+        for r in df.to_dict("records"):
+            n = len(r["token_ids"])
+            assert len(r["q"]) == len(r["tokens"]) == len(r["conf"]) == len(r["topk_probs"]) == n
+            assert np.allclose(np.sum(np.stack(r["topk_probs"]), 1) <= 1 + 1e-5, True)
+            edl = method.startswith("bayes")
+            assert (len(r["evidence"]) == n) == edl and (len(r["vacuity"]) == n) == edl
+            if edl:
+                assert all(0 < v <= 1 for v in r["vacuity"])
+            if method == "joint":
+                assert r["weight"] == 1.0 and np.allclose(r["q"], 1.0)
+                continue
+            top = _top1(gen, r["label"], r["example_id"])
+            assert r["text"] == top["text"]
+            # the teacher's own score of its own top-1, read back from the pool
+            assert r[f"norm__{r['label']}"] == pytest.approx(top["norm"], abs=1e-3)
+            if method == "single-hard":
+                assert np.allclose(r["q"], 1.0)
+                continue
+            for w, lp in enumerate(top["word_logps"]):  # the bridge's product property
+                prod = np.prod([q for q, i in zip(r["q"], r["word_ids"], strict=True) if i == w])
+                assert prod == pytest.approx(np.exp(lp), rel=1e-3)
+        if len(sub) > 1 and method != "joint":  # λ = mean over the subset
+            assert np.allclose(df["weight"], 1 / len(sub))
+    ceiling = next(r for r, c in gen.configs.items() if c["kind"] == "ceiling")
+    assert not (gen.exp.run_dir(ceiling) / "targets.parquet").exists()
+
+
+def test_every_run_stores_token_calibration_on_gold(gen: SimpleNamespace) -> None:
+    for rid in gen.configs:
+        preds = store.read_parquet(gen.exp.run_dir(rid) / "predictions.parquet")
+        assert len(preds) == N_TEST
+        for r in preds.to_dict("records"):
+            n = len(r["tok_pieces"])
+            assert n >= 2 and len(r["tok_conf"]) == len(r["tok_correct"]) == n
+            assert all(0 < c <= 1 for c in r["tok_conf"])
+
+
+def test_dpo_runs_store_their_pairs_with_the_ensembles_scores(gen: SimpleNamespace) -> None:
+    transfer = set(_split_ids(gen, "transfer"))
+    for rid, cfg in gen.configs.items():
+        if cfg["kind"] != "dpo":
+            continue
+        pairs = store.read_parquet(gen.exp.run_dir(rid) / "pairs.parquet")
+        met, eps = gen.metrics[rid], cfg["options"]["dpo"]["eps"]
+        assert len(pairs) == met["pairs"] and set(pairs["example_id"]) <= transfer
+        for r in pairs.to_dict("records"):
+            w = np.asarray(r["weights"])
+            for side in ("chosen", "rejected"):
+                s = np.array([r[f"{side}__{t}"] for t in TEACHERS])
+                assert r[f"score_{side}"] == pytest.approx(float(w @ s), abs=1e-9)
+            assert r["score_chosen"] >= r["score_rejected"] and r["chosen"] != r["rejected"]
+            # each teacher a λ-weighted vote for "rejected is better" (a tie is half a vote)
+            vote = [1.0 if r[f"rejected__{t}"] > r[f"chosen__{t}"] else
+                    0.5 if r[f"rejected__{t}"] == r[f"chosen__{t}"] else 0.0 for t in TEACHERS]
+            n_l = len(TEACHERS) * float(w @ np.array(vote)) / w.sum()
+            assert r["pair_eps"] == pytest.approx((1 + n_l) / (2 + len(TEACHERS)))
+        want = pairs["pair_eps"] if eps == "confidence" else np.full(len(pairs), eps)
+        assert np.allclose(pairs["eps"], want)
+        if eps == "confidence":
+            assert met["mean_eps"] == pytest.approx(float(pairs["pair_eps"].mean()))
+
+
 # ---------------------------------------------------------------- report
 def test_report_shows_slu_f1_by_method_and_the_dpo_section(gen: SimpleNamespace,
                                                            capsys: pytest.CaptureFixture) -> None:

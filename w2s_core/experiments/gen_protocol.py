@@ -134,7 +134,7 @@ def train_teacher(cfg: ExperimentConfig, name: str, sp: GenSplits, device: str,
         train = g.teacher_train
     lm.model.to(device)
     stats = train_lm(lm, gold_examples(sp, "weak"), LossSpec(kind="ce"), train, seed,
-                     progress=progress, log=log)
+                     progress=progress, log=log, device=device)
     return lm, stats
 
 

@@ -23,6 +23,7 @@ from w2s_core.metrics.generation import generation_metrics, per_utterance
 from w2s_core.models.causal import CausalLM, load_causal
 from w2s_core.models.decode import nbest, score
 from w2s_core.training.lm_dpo import train_dpo
+from w2s_core.training.lm_readouts import token_readouts
 from w2s_core.training.lm_train import GenExample, LabelSeq, LossSpec, train_lm
 
 if TYPE_CHECKING:
@@ -32,6 +33,11 @@ FAMILY = {"single-hard": "ce", "single-soft": "soft", "naive-soft": "soft", "joi
           "bayes": "edl", "bayes-restricted": "edl"}
 MIN_K = {"single-hard": (1, 1), "single-soft": (1, 1), "naive-soft": (2, None),
          "joint": (2, None), "bayes": (1, None), "bayes-restricted": (1, None)}
+
+
+# test utterances (split order, a seeded shuffle) whose token read-outs each run stores: the
+# read-outs cost a forward pass per label sequence, and the dashboard shows one at a time
+READOUT_EXAMPLES = 64
 
 
 def applies(method: str, k: int) -> bool:
@@ -104,16 +110,18 @@ class GenerationRuns:
         return [texts[gm.joint_pick(lp, lam[i])] for i, (texts, lp, _) in
                 enumerate(self.t.pooled(split, sub))]
 
-    def examples(self, spec: RunSpec) -> list[GenExample]:
+    def examples(self, spec: RunSpec, split: str = "transfer") -> list[GenExample]:
+        """The run's training examples on ``split`` (test: the same targets, made the same way,
+        for the stored read-outs)."""
         sp, sub = self.sp, spec.subset
-        prompts = sp.prompts("transfer")
+        prompts = sp.prompts(split)
         if spec.kind == "ceiling":
-            return gp.gold_examples(sp, "transfer")
+            return gp.gold_examples(sp, split)
         if spec.method == "joint":
             return [GenExample(p, [LabelSeq(t, None)], [1.0])
-                    for p, t in zip(prompts, self.joint_texts(sub, "transfer"), strict=True)]
-        tops = [self.t.top1(n, "transfer") for n in sub]
-        lam = self.lam(sub, "transfer")
+                    for p, t in zip(prompts, self.joint_texts(sub, split), strict=True)]
+        tops = [self.t.top1(n, split) for n in sub]
+        lam = self.lam(sub, split)
         soft = spec.method != "single-hard"
         return [GenExample(p, [LabelSeq(top[i].text, list(top[i].word_logps) if soft else None)
                                for top in tops], [float(x) for x in lam[i]])
@@ -139,6 +147,9 @@ class GenerationRuns:
         return self._floors[sub]
 
     def evaluate(self, lm: CausalLM, spec: RunSpec, ceiling: float) -> tuple[Any, dict]:
+        """Test SLU-F1 (+ floors and PGR) and per-utterance outputs, with the token calibration
+        read-out (student confidence vs teacher-forced correctness on gold) on the first
+        ``READOUT_EXAMPLES`` test utterances."""
         sp = self.sp
         if self._cap is None:
             self._cap = gp.new_tokens_cap(self.cfg, lm, sp)
@@ -155,7 +166,25 @@ class GenerationRuns:
                 met[f"pgr_{name}_defined"] = bool(pgr_defined(f, ceiling))
         preds = gen_store.student_frame(sp.ids("test"), sp.targets("test"), texts,
                                         per_utterance(self.gold_test, texts))
+        gold = token_readouts(lm, gp.gold_examples(sp, "test")[:READOUT_EXAMPLES], LossSpec(),
+                              **self._readout_args())
+        gen_store.add_calibration(preds, gold)
         return preds, met
+
+    def _readout_args(self) -> dict[str, Any]:
+        st = self.cfg.generation.student_train
+        return {"max_length": st.max_length, "batch_size": st.batch_size}
+
+    def targets(self, lm: CausalLM, spec: RunSpec,
+                fixed_q: list[list[float]] | None = None) -> Any:
+        """What the run trained toward, on the first ``READOUT_EXAMPLES`` test utterances."""
+        exs = self.examples(spec, "test")[:READOUT_EXAMPLES]
+        recs = token_readouts(lm, exs, self.loss(spec), fixed_q=fixed_q,
+                              **self._readout_args())
+        names = ["joint"] if spec.method == "joint" else list(spec.subset)
+        pool = self.t.pooled("test", spec.subset)
+        return gen_store.targets_frame(self.sp.ids("test"), exs, names, recs, spec.subset,
+                                       pool, self.cfg.gen_options.target_mode)
 
     # ------------------------------------------------------------ execution
     def run(self) -> None:
@@ -173,25 +202,34 @@ class GenerationRuns:
             ceiling = self._ceiling(spec.seed)
             t0 = time.time()
             lm = load_causal(self.cfg.student, self.device)
+            fixed = None  # frozen targets: q from the initial student, as in training
+            if spec.kind == "transfer" and self.cfg.gen_options.target_mode == "frozen":
+                fixed = list(self.targets(lm, spec)["q"])
             stats = train_lm(lm, self.examples(spec), self.loss(spec),
                              self.cfg.generation.student_train, spec.seed,
-                             progress=sw.progress, log=sw.log)
+                             progress=sw.progress, log=sw.log, device=self.device)
+            parent_slu = None
             if not sw.exp.run_complete(spec.run_id):
                 preds, met = self.evaluate(lm, spec, ceiling)
                 met.update(train_seconds=time.time() - t0, tokens_per_s=stats.get(
                     "tokens_per_s"), truncated=stats.get("truncated"))
-                self._save(spec, preds, met, {})
+                extra = {} if spec.kind == "ceiling" else {
+                    "targets.parquet": self.targets(lm, spec, fixed)}
+                self._save(spec, preds, met, {}, extra)
+                parent_slu = float(met["slu_f1"])
                 done += 1
                 bar.update(1)
             if todo:
-                done += self._dpo(lm, spec, todo, ceiling)
+                done += self._dpo(lm, spec, todo, ceiling, parent_slu)
                 bar.update(len(todo))
             sw._event("students", done, total, f"{done}/{total} runs")
         bar.close()
 
-    def _save(self, spec: RunSpec, preds: Any, met: dict, extra: dict) -> None:
+    def _save(self, spec: RunSpec, preds: Any, met: dict, extra: dict,
+              files: dict[str, Any] | None = None) -> None:
         if self.sw.main:
-            store.save_run(self.sw.exp, spec.run_id, spec.stored_config(**extra), preds, met)
+            store.save_run(self.sw.exp, spec.run_id, spec.stored_config(**extra), preds, met,
+                           files)
 
     def _ceiling(self, seed: int) -> float:
         spec = RunSpec(self.sw.exp.id, "ceiling", "ceiling", (), False, seed,
@@ -200,52 +238,62 @@ class GenerationRuns:
         return float(store.read_json(path)["slu_f1"]) if path.exists() else float("nan")
 
     # ------------------------------------------------------------ (c)DPO
-    def _dpo(self, lm: CausalLM, parent: RunSpec, kids: list[RunSpec], ceiling: float) -> int:
+    def _dpo(self, lm: CausalLM, parent: RunSpec, kids: list[RunSpec], ceiling: float,
+             parent_slu: float | None) -> int:
         """Pairs from the student's own beams on transfer prompts, ranked by the parent's
-        weak ensemble; one DPO run per ε from the same transfer-trained weights."""
+        weak ensemble under the parent's λ (per prompt for ``dynamic``); one DPO run per ε from
+        the same transfer-trained weights. ``parent_slu``: the parent's SLU-F1 when it was
+        just evaluated (every rank has it; only rank 0 writes it to disk)."""
         dpo, sp, sub = self.cfg.generation.dpo, self.sp, parent.subset
-        prompts = sp.prompts("transfer")
+        prompts, ids = sp.prompts("transfer"), sp.ids("transfer")
+        keep = np.arange(len(prompts))
         if dpo.max_prompts is not None and dpo.max_prompts < len(prompts):
             keep = np.sort(np.random.default_rng(parent.seed).choice(
                 len(prompts), dpo.max_prompts, replace=False))
-            prompts = [prompts[i] for i in keep]
+        prompts, ids = [prompts[i] for i in keep], [ids[i] for i in keep]
+        lams = self.lam(sub, "transfer")[keep]  # (N, K)
         cap = self._cap or gp.new_tokens_cap(self.cfg, lm, sp)
         beams = nbest(lm, prompts, num_beams=dpo.beams, n_best=dpo.beams, max_new_tokens=cap,
                       max_length=gp.decode_length(lm, sp, "transfer", cap))
         texts = [[c.text for c in b] for b in beams]
         per_t = [score(t, prompts, texts, max_length=gp.score_length(t, sp, {"transfer": texts}))
                  for t in (self.t.lm(n) for n in sub)]
-        mode = self.cfg.gen_options.lam
-        lam = np.full(len(sub), 1.0 / len(sub)) if isinstance(mode, str) else \
-            gm.teacher_weights([dict(zip(self.cfg.teachers, mode, strict=True))[n]
-                                for n in sub], np.zeros((1, len(sub))))[0]
-        P, W, L, E = [], [], [], []
+        P, W, L, E, rows = [], [], [], [], []
         for i, p in enumerate(prompts):
             s = np.array([[c.norm for c in per_t[k][i]] for k in range(len(sub))])  # (K, C)
-            pair = gm.dpo_pair(lam @ s) if s.shape[1] >= 2 else None
+            ens = lams[i] @ s
+            pair = gm.dpo_pair(ens) if s.shape[1] >= 2 else None
             if pair is None:
                 continue
             w, l_ = pair
             P.append(p)
             W.append(texts[i][w])
             L.append(texts[i][l_])
-            E.append(gm.pair_eps(s[:, w], s[:, l_], lam))
+            E.append(gm.pair_eps(s[:, w], s[:, l_], lams[i]))
+            rows.append({"example_id": ids[i], "chosen": W[-1], "rejected": L[-1],
+                         "score_chosen": float(ens[w]), "score_rejected": float(ens[l_]),
+                         "teacher_chosen": s[:, w].tolist(),
+                         "teacher_rejected": s[:, l_].tolist(),
+                         "weights": lams[i].tolist(), "pair_eps": E[-1]})
         base = copy.deepcopy(lm.model.state_dict())
-        parent_slu = self._parent_slu(parent)
+        if parent_slu is None:
+            parent_slu = self._parent_slu(parent)
         n = 0
         for kid in kids:
             eps = kid.options["dpo"]["eps"]  # type: ignore[index]
             lm.model.load_state_dict(base)
             t0 = time.time()
             stats = train_dpo(lm, P, W, L, E if eps == "confidence" else float(eps),
-                              dpo.train, kid.seed, progress=self.sw.progress) if P else {}
+                              dpo.train, kid.seed, progress=self.sw.progress,
+                              device=self.device) if P else {}
             preds, met = self.evaluate(lm, kid, ceiling)
             met.update(train_seconds=time.time() - t0, pairs=len(P),
                        mean_eps=(float(np.mean(E)) if E else None)
                        if eps == "confidence" else float(eps),
                        before_slu_f1=parent_slu, delta_slu_f1=met["slu_f1"] - parent_slu,
                        dpo_final_loss=stats.get("final_loss"))
-            self._save(kid, preds, met, {"parent": parent.run_id})
+            pairs = gen_store.pairs_frame(rows, list(sub), eps)
+            self._save(kid, preds, met, {"parent": parent.run_id}, {"pairs.parquet": pairs})
             n += 1
         return n
 

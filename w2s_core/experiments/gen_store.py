@@ -102,3 +102,52 @@ def student_frame(ids: Sequence[str], gold: Sequence[str], texts: Sequence[str],
     utt_slu_f1)."""
     return pd.DataFrame([{"example_id": e, "gold": g, "text": t, **u}
                          for e, g, t, u in zip(ids, gold, texts, per_utt, strict=True)])
+
+
+def add_calibration(preds: pd.DataFrame, gold: Sequence[dict[str, Any]]) -> None:
+    """Token calibration columns on a student's outputs, from ``token_readouts`` on the gold
+    targets of the first len(gold) test utterances (later rows get empty lists):
+    tok_pieces, tok_conf (max token probability), tok_correct (argmax = gold token)."""
+    by_ex = {int(r["example"]): r for r in gold}
+    for col, key in (("tok_pieces", "tokens"), ("tok_conf", "conf"), ("tok_correct", "correct")):
+        preds[col] = [list(by_ex[i][key]) if i in by_ex else [] for i in range(len(preds))]
+
+
+def targets_frame(ids: Sequence[str], examples: Sequence[Any], names: Sequence[str],
+                  recs: Sequence[dict[str, Any]], subset: Sequence[str],
+                  pool: Sequence[tuple[list[str], np.ndarray, np.ndarray]],
+                  mode: str) -> pd.DataFrame:
+    """What a run trained toward on test: one row per (example, label sequence) with its text,
+    λ, target mode, the token read-outs (``training.lm_readouts``) and every subset teacher's
+    score of the label text (logp__<t>, norm__<t>; NaN when no teacher proposed it)."""
+    rows = []
+    for r in recs:
+        e, j = int(r["example"]), int(r["label"])
+        text = examples[e].labels[j].text
+        texts, lp, nm = pool[e]
+        c = texts.index(text) if text in texts else None
+        row = {"example_id": ids[e], "label": names[j], "text": text, "mode": mode,
+               **{k: v for k, v in r.items() if k not in ("example", "label")}}
+        for k, t in enumerate(subset):
+            row[f"logp__{t}"] = float(lp[k, c]) if c is not None else float("nan")
+            row[f"norm__{t}"] = float(nm[k, c]) if c is not None else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pairs_frame(rows: Sequence[dict[str, Any]], teachers: Sequence[str],
+                eps: float | str) -> pd.DataFrame:
+    """A DPO run's preference pairs: (example_id, chosen, rejected, score_chosen/rejected = the
+    λ-weighted ensemble score, chosen__<t>/rejected__<t> per teacher, pair_eps from the
+    ensemble's votes, eps = the ε the loss used)."""
+    out = []
+    for r in rows:
+        row = {k: v for k, v in r.items() if k not in ("teacher_chosen", "teacher_rejected")}
+        for k, t in enumerate(teachers):
+            row[f"chosen__{t}"] = r["teacher_chosen"][k]
+            row[f"rejected__{t}"] = r["teacher_rejected"][k]
+        row["eps"] = float(r["pair_eps"]) if eps == "confidence" else float(eps)
+        out.append(row)
+    cols = ["example_id", "chosen", "rejected", "score_chosen", "score_rejected", "weights",
+            "pair_eps", *[f"{s}__{t}" for t in teachers for s in ("chosen", "rejected")], "eps"]
+    return pd.DataFrame(out, columns=cols)

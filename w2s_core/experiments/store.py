@@ -199,11 +199,15 @@ def probs_of(df: pd.DataFrame, prefix: str = "p") -> np.ndarray:
 
 # ---------------------------------------------------------------- runs
 def save_run(exp: ExperimentDir, run_id: str, config: dict[str, Any], preds: pd.DataFrame,
-             metrics: dict[str, Any]) -> None:
+             metrics: dict[str, Any], extra: dict[str, pd.DataFrame] | None = None) -> None:
+    """``extra``: further parquet files of the run (name → frame), written before metrics.json
+    so a run that has its metrics has all of them."""
     d = exp.run_dir(run_id)
     exp.run_index.unlink(missing_ok=True)  # the index is derived: stale once a run is added
     write_json(d / "config.json", config)
     write_parquet(d / "predictions.parquet", preds)
+    for name, df in (extra or {}).items():
+        write_parquet(d / name, df)
     write_json(d / "metrics.json", nan_to_none(metrics))  # last: marks the run complete
 
 

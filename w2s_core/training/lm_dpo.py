@@ -51,7 +51,7 @@ class DPOConfig:
 
 def train_dpo(lm: CausalLM, prompts: Sequence[str], chosen: Sequence[str],
               rejected: Sequence[str], eps: float | Sequence[float], cfg: DPOConfig, seed: int,
-              *, progress: bool = False) -> dict[str, Any]:
+              *, progress: bool = False, device: str = "auto") -> dict[str, Any]:
     """DPO (ε = 0) or cDPO (ε > 0, a scalar or one ε per pair) on ``lm`` in place.
 
     L = mean over pairs of −(1−ε) log σ(h) − ε log σ(−h), h = β[(π_w − r_w) − (π_l − r_l)].
@@ -88,7 +88,7 @@ def train_dpo(lm: CausalLM, prompts: Sequence[str], chosen: Sequence[str],
                                    e[items].to(pi.device)).mean()
 
     stats = run_loop(lm, cfg, seed, n, batch_loss, before=reference, progress=progress,
-                     desc=f"DPO {lm.name}")
+                     desc=f"DPO {lm.name}", device=device)
     stats["truncated"] = rows.truncated
     stats["margin_start"] = float((ref[:, 0] - ref[:, 1]).mean())
     stats["margin_end"] = _margin(lm, rows, n, cfg, stats["precision"] == "bf16")

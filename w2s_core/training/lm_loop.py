@@ -78,12 +78,13 @@ def _add_lora(model: nn.Module, cfg: Any) -> nn.Module:
 
 def run_loop(lm: CausalLM, cfg: Any, seed: int, n: int, batch_loss: BatchLoss, *,
              before: Callable[[Forward], None] | None = None, progress: bool = False,
-             desc: str = "train") -> dict[str, Any]:
+             desc: str = "train", device: str = "auto") -> dict[str, Any]:
     """Optimise ``batch_loss(forward, items, tau)`` (mean over ``items`` ⊂ range(n)) and put the
     trained (LoRA-merged) model back in ``lm.model``. ``before(forward)`` runs once, no grad, on
     the initial model (frozen targets, DPO reference). ``cfg`` needs LMTrainConfig's fields.
     ``seconds`` times the optimisation loop only; the model ends on the training device, in
-    eval mode."""
+    eval mode. ``device``: auto | cpu | cuda[:i] (under ``accelerate launch`` each process
+    takes its own GPU whatever is named)."""
     from accelerate.utils import set_seed
 
     if cfg.precision not in _PRECISION:
@@ -97,8 +98,9 @@ def run_loop(lm: CausalLM, cfg: Any, seed: int, n: int, batch_loss: BatchLoss, *
     if any(p.dtype != torch.float32 for p in lm.model.parameters()):
         raise W2SError(f"{lm.name} has non-fp32 weights; training keeps fp32 master weights",
                        "load the model with dtype=torch.float32")
-    bf16 = _bf16_on(_PRECISION[cfg.precision], pick_device("auto"))
-    acc = _accelerator(pick_device("auto"), bf16)
+    dev = pick_device(device)
+    bf16 = _bf16_on(_PRECISION[cfg.precision], dev)
+    acc = _accelerator(dev, bf16)
     set_seed(seed)  # LoRA init and dropout
     gen = torch.Generator().manual_seed(seed)  # the shuffling order, independent of the above
     model = lm.model.to(acc.device)

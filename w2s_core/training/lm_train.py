@@ -210,8 +210,8 @@ def sequence_losses(z: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec,
 
 
 def train_lm(lm: CausalLM, examples: Sequence[GenExample], loss: LossSpec, cfg: LMTrainConfig,
-             seed: int, *, progress: bool = False, log: Callable[[str], None] = print
-             ) -> dict[str, Any]:
+             seed: int, *, progress: bool = False, log: Callable[[str], None] = print,
+             device: str = "auto") -> dict[str, Any]:
     """Fine-tune ``lm`` in place on K weighted label sequences per prompt; return run stats
     (steps, seconds, train_tokens incl. prompts, tokens_per_s, first/final_loss, precision, lora,
     truncated {prompt, target} counted per label sequence).
@@ -247,7 +247,7 @@ def train_lm(lm: CausalLM, examples: Sequence[GenExample], loss: LossSpec, cfg: 
 
     stats = run_loop(lm, cfg, seed, len(examples), batch_loss,
                      before=before if frozen is not None else None, progress=progress,
-                     desc=f"train {lm.name} ({loss.kind})")
+                     desc=f"train {lm.name} ({loss.kind})", device=device)
     stats["truncated"] = rows.truncated
     if progress:
         log(f"{lm.name}: {stats['steps']} steps, {stats['tokens_per_s']:.0f} tokens/s, "
