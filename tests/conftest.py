@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa
         reason = rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
         rep.longrepr = f"skipped under CI (CI=true), which counts as a failure: {reason}"
+
+
+@pytest.fixture(scope="session")
+def gen_workspace(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The tiny generation sweep (tests/gen_workspace.py), run once per session and shared by
+    the engine tests (test_gen_sweep.py) and the dashboard tests."""
+    from gen_workspace import build
+
+    return build(tmp_path_factory.mktemp("gen-sweep"))

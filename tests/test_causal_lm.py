@@ -94,7 +94,26 @@ def test_char_tokenizer_one_token_per_character() -> None:
     assert tok("xQz")["input_ids"][1] == tok.unk_token_id  # "Q" never occurs in TEXTS
 
 
-@pytest.mark.parametrize("kind", ["word", "char"])
+def test_bpe_tokenizer_is_byte_level_subwords_with_exact_offsets() -> None:
+    tok = build_tokenizer("bpe", TEXTS)
+    assert len(tok) <= 1000  # BPE_VOCAB: the merges stop when the texts run out of pairs
+    for text in [*TEXTS, TARGET, '{"toloc.city_name": "zürich"}', "unseen ✈ words"]:
+        enc = tok(text, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        assert tok.unk_token_id not in ids  # every byte is in the vocabulary
+        assert tok.decode(ids, skip_special_tokens=True) == text
+        spans = enc["offset_mapping"]
+        assert spans[0][0] == 0 and spans[-1][1] == len(text)
+        if text.isascii():  # one byte per character: the offsets tile the text exactly
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+            assert "".join(text[a:b] for a, b in spans) == text
+    # sub-words: a seen word is one token, an unseen one several (not one char each)
+    assert len(tok(" york", add_special_tokens=False)["input_ids"]) == 1
+    n = len(tok(" denverish", add_special_tokens=False)["input_ids"])
+    assert 1 < n <= len(" denverish")
+
+
+@pytest.mark.parametrize("kind", ["word", "char", "bpe"])
 def test_special_tokens_and_no_automatic_bos(kind: str) -> None:
     tok = build_tokenizer(kind, list(reversed(TEXTS)))
     assert (tok.pad_token, tok.bos_token, tok.eos_token, tok.unk_token) == (
@@ -111,7 +130,7 @@ def test_special_tokens_and_no_automatic_bos(kind: str) -> None:
 
 def test_bad_scratch_arguments_are_one_line_errors() -> None:
     with pytest.raises(W2SError, match="unknown scratch tokenizer kind"):
-        build_tokenizer("bpe", TEXTS)  # type: ignore[arg-type]
+        build_tokenizer("wordpiece", TEXTS)  # type: ignore[arg-type]
     with pytest.raises(W2SError, match="no text"):
         build_tokenizer("char", [])
     with pytest.raises(W2SError, match="divisible"):
@@ -218,7 +237,7 @@ def test_names_that_are_not_causal_lms(tiny_encoder_dir: Path,
         load_causal("minilm-l6")
     with pytest.raises(W2SError, match="tf-idf"):
         load_causal("tfidf-logreg")
-    for name in ("gpt-word", "gpt-char"):
+    for name in ("gpt-word", "gpt-char", "gpt-bpe"):
         with pytest.raises(W2SError, match=f"^{name} is trained from scratch — build it with "
                                            "build_scratch_lm$"):
             load_causal(name)
@@ -238,7 +257,7 @@ def test_unreachable_hub_id_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch)
 # ------------------------------------------------------------------------------ save / reload
 
 
-@pytest.mark.parametrize("kind", ["word", "char"])
+@pytest.mark.parametrize("kind", ["word", "char", "bpe"])
 def test_save_and_reload_gives_identical_logits(kind: str, tmp_path: Path) -> None:
     lm = build_scratch_lm(kind, TEXTS, layers=1, hidden=32, heads=2, seed=1)
     folder = tmp_path / "models" / "teacher"

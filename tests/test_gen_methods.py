@@ -148,4 +148,4 @@ def test_generation_yaml_keeps_an_explicit_classification_dataset_and_refuses_it
     ok.write_text("task: generation\nseeds: [0]\n")
     cfg = load_config(ok)
     assert (cfg.data.name, cfg.student) == ("atis-slots", "smollm2-135m")
-    assert cfg.teachers == ("gpt-char", "gpt-word", "smollm2-4l")
+    assert cfg.teachers == ("gpt-char", "gpt-word", "gpt-bpe")

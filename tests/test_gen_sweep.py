@@ -2,99 +2,60 @@
 the stored N-best lists and candidate pool, (c)DPO bookkeeping, metrics recomputed from the
 stored texts, resume, the report; plus the generation config's defaults and errors.
 
-One module-scoped sweep (word-level 1-layer student, gpt-char and gpt-word teachers trained from
-scratch, 24/12/8 utterances) is shared by every test that reads a workspace; the tests that
-rerun it come last in the file, and only add or rewrite what a resumed sweep would.
+One session-scoped sweep (tests/gen_workspace.py: word-level 1-layer student, gpt-char and
+gpt-word teachers trained from scratch, 24/12/8 utterances) is shared by every test that reads a
+workspace, here and in the dashboard tests; the tests that rerun it come last in the file, and
+only add or rewrite what a resumed sweep would.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from gen_workspace import EPS, MAIN, N_TEST, N_TRANSFER, TEACHERS
 
 from w2s_core.catalog import gen_methods
 from w2s_core.cli import main
-from w2s_core.data.prompts import build_prompt, format_slots
+from w2s_core.data.prompts import format_slots
 from w2s_core.data.registry import load_slot_dataset
 from w2s_core.data.schema import DataConfig
 from w2s_core.errors import W2SError
 from w2s_core.experiments import store
 from w2s_core.experiments.config import ExperimentConfig
-from w2s_core.experiments.gen_config import DPOSettings, GenerationConfig, GenOptions, ScratchConfig
+from w2s_core.experiments.gen_config import DPOSettings, GenerationConfig, GenOptions
 from w2s_core.experiments.runspec import RunSpec
 from w2s_core.experiments.sweep import Sweep
 from w2s_core.metrics.slu import parse_slots, slu_f1
-from w2s_core.training.lm_dpo import DPOConfig
-from w2s_core.training.lm_train import LMTrainConfig
 
-TEACHERS = ("gpt-char", "gpt-word")
-EPS = (0.0, 0.1, "confidence")
-N_WEAK, N_TRANSFER, N_TEST = 24, 12, 8
 K1_METHODS = {"single-hard", "single-soft", "bayes", "bayes-restricted"}
 K2_METHODS = {"naive-soft", "joint", "bayes", "bayes-restricted"}
 RATES = ("slu_f1", "slu_precision", "slu_recall", "span_f1", "json_validity", "empty_rate",
          "unknown_type_rate")
 
 
-def _config(student: Path) -> ExperimentConfig:
-    """Sized to run in well under a minute on 2 CPU cores while the gpt-word teacher and the
-    student still learn to emit valid JSON (so SLU-F1 is not trivially 0 everywhere)."""
-    teach = LMTrainConfig(epochs=25.0, lr=1e-2, batch_size=8, max_length=768)
-    stud = LMTrainConfig(epochs=30.0, lr=1e-2, batch_size=4, max_length=256)
-    gen = GenerationConfig(
-        num_beams=2, n_best=2, teacher_train=teach, student_train=stud,
-        scratch=ScratchConfig(layers=1, hidden=32, heads=2, train=teach),
-        dpo=DPOSettings(after=("bayes",), eps=EPS, beams=4,
-                        train=DPOConfig(epochs=1.0, lr=1e-4, batch_size=4)))
-    # methods left unset: a generation experiment must get every generation method
-    return ExperimentConfig(
-        name="gen-tiny", task="generation",
-        data=DataConfig("atis-slots", n_weak=N_WEAK, n_transfer=N_TRANSFER, n_test=N_TEST),
-        teachers=TEACHERS, student=str(student), seeds=(0,), aux=(False,), generation=gen)
-
-
 @pytest.fixture(scope="module")
-def gen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    """The sweep, run once; one intra-op thread for the whole module (as ``torch_single_thread``
-    does per test): tiny models on a busy machine otherwise spend 10x longer in thread
-    barriers than in the ops themselves."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield _run_sweep(tmp_path_factory)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    from w2s_core.models.causal import save_causal
-    from w2s_core.models.scratch_lm import build_scratch_lm
-
-    root = tmp_path_factory.mktemp("gen-sweep")
-    ds = load_slot_dataset(DataConfig("atis-slots"))
-    corpus = [build_prompt(t) for t in ds.texts[:100]] + [format_slots(p) for p in ds.slots[:100]]
-    save_causal(build_scratch_lm("word", corpus, layers=1, hidden=64, heads=2, seed=0,
-                                 name="student"), root / "student")
-    cfg = _config(root / "student")
-    ws = root / "ws"
-    logs: list[str] = []
-    exp = store.experiment_dir(ws, Sweep(cfg, ws, progress=False, log=logs.append).run())
+def gen(gen_workspace: SimpleNamespace) -> SimpleNamespace:
+    """The session's tiny generation sweep (tests/gen_workspace.py, shared with the dashboard
+    tests), with its stored files read once."""
+    ws, cfg = gen_workspace.ws, gen_workspace.cfg
+    exp = store.experiment_dir(ws, gen_workspace.exp_id)
     runs = store.read_parquet(exp.run_index)
+    # the main sweep's runs (the extra sweeps add frozen/live bayes runs and a second seed)
+    runs = runs[(runs["seed"] == MAIN["seed"]) & (runs["opt_target_mode"].isna() | (
+        runs["opt_target_mode"] == MAIN["target_mode"]))].reset_index(drop=True)
     configs = {r: store.read_json(exp.run_dir(r) / "config.json") for r in runs["run_id"]}
     metrics = {r: store.read_json(exp.run_dir(r) / "metrics.json") for r in runs["run_id"]}
     meta = store.read_json(exp.meta)
     stems = meta["teacher_files"]["0"]
+    ds = load_slot_dataset(DataConfig("atis-slots"))
     return SimpleNamespace(
-        cfg=cfg, ws=ws, exp=exp, logs=logs, runs=runs, configs=configs, metrics=metrics,
-        meta=meta, gold=dict(zip(ds.ids, ds.slots, strict=True)),
+        cfg=cfg, ws=ws, exp=exp, logs=gen_workspace.logs, runs=runs, configs=configs,
+        metrics=metrics, meta=meta, gold=dict(zip(ds.ids, ds.slots, strict=True)),
         examples=store.read_parquet(exp.examples),
         teacher_meta={t: store.read_json(exp.teacher_meta(s)) for t, s in stems.items()},
         nbest={t: store.read_parquet(exp.teacher_preds(s)) for t, s in stems.items()})
@@ -410,7 +371,7 @@ def test_a_rerun_trains_nothing_and_a_lost_run_is_recomputed_alone(gen: SimpleNa
 # ---------------------------------------------------------------- config (no sweep)
 def test_generation_defaults_replace_the_classification_ones() -> None:
     c = ExperimentConfig(task="generation")
-    assert c.teachers == ("gpt-char", "gpt-word", "smollm2-4l")
+    assert c.teachers == ("gpt-char", "gpt-word", "gpt-bpe")
     assert c.student == "smollm2-135m" and c.data.name == "atis-slots"
     assert c.methods == ("single-hard", "single-soft", "naive-soft", "joint", "bayes",
                          "bayes-restricted")
@@ -431,6 +392,8 @@ def test_generation_defaults_replace_the_classification_ones() -> None:
     ({"methods": ()}, "unknown generation method"),
     ({"gen_options": GenOptions(lam=(1.0, 2.0))}, "lam"),
     ({"gen_options": GenOptions(lam="uniform")}, "lam"),
+    ({"gen_options": GenOptions(lam=(1.0, 0.0, 1.0))}, "weight ≤ 0"),
+    ({"data": DataConfig("atis-slotz")}, "unknown dataset 'atis-slotz'"),
     ({"generation": GenerationConfig(dpo=DPOSettings(after=("vote",)))}, "dpo.after"),
     ({"generation": GenerationConfig(num_beams=2, n_best=3)}, "n_best"),
 ])

@@ -73,6 +73,37 @@ def run_predictions(exp_id: str, run_id: str, workspace: PathLike = None) -> pd.
     return store.load_run_predictions(_exp(workspace, exp_id), run_id)
 
 
+def teacher_summaries(exp_id: str, workspace: PathLike = None,
+                      data_seed: int | None = None) -> dict[str, dict[str, Any]]:
+    """Teacher name → its ``teachers/<stem>.json`` (generation: SLU-F1, span F1, JSON validity
+    per split, training stats) for one data replicate (default: the first)."""
+    exp = _exp(workspace, exp_id)
+    files = store.teacher_files(store.read_json(exp.meta), data_seed)
+    return {t: store.read_json(exp.teacher_meta(s)) for t, s in files.items()
+            if exp.teacher_meta(s).exists()}
+
+
+def candidate_pool(exp_id: str, workspace: PathLike = None,
+                   data_seed: int | None = None) -> pd.DataFrame:
+    """Generation: every teacher's score of every pooled N-best candidate of one data replicate
+    (default: the first); empty when not computed yet (docs/STORAGE.md, "Generation")."""
+    exp = _exp(workspace, exp_id)
+    meta = store.read_json(exp.meta)
+    seeds = sorted((meta.get("teacher_files") or {"0": {}}), key=int)
+    seed = data_seed if data_seed is not None else int(seeds[0])
+    found = sorted((exp.root / "teachers").glob(f"pool-{seed}-*.parquet"),
+                   key=lambda p: p.stat().st_mtime)
+    return store.read_parquet(found[-1]) if found else pd.DataFrame()
+
+
+def run_file(exp_id: str, run_id: str, name: str, workspace: PathLike = None
+             ) -> pd.DataFrame | None:
+    """One of a run's further parquet files (generation: ``targets.parquet`` of transfer runs,
+    ``pairs.parquet`` of DPO runs), or None when the run has none."""
+    path = _exp(workspace, exp_id).run_dir(run_id) / name
+    return store.read_parquet(path) if path.exists() else None
+
+
 def examples(exp_id: str, workspace: PathLike = None, data_seed: int | None = None,
              columns: list[str] | None = None) -> pd.DataFrame:
     """The examples (``data_seed, example_id, split, gold, text``), of every data replicate or

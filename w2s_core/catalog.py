@@ -131,6 +131,10 @@ _MODELS = (
               licence="trained here", package="tokenizers",
               description="a 2-layer Llama trained from scratch on the weak split with a "
               "character-level tokenizer; weak generation teacher"),
+    ModelInfo(name="gpt-bpe", kind="scratch", base="bpe", params_m=None,
+              licence="trained here", package="tokenizers",
+              description="a 2-layer Llama trained from scratch on the weak split with a "
+              "byte-level BPE tokenizer (1000 tokens) learnt there; weak generation teacher"),
     ModelInfo(name="tfidf-logreg", kind="tfidf", base="tfidf", params_m=None,
               licence="BSD-3-Clause (scikit-learn)", package="scikit-learn",
               description="TF-IDF 1–2-grams + logistic regression; a fast, non-neural weak "

@@ -29,10 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tweets sentiment; teachers tfidf-logreg, minilm-l3, minilm-l6, "
                        "mpnet-2l, mpnet-4l; student mpnet-base; all subsets, all methods ± aux.")
     d.add_argument("--quick", action="store_true", help="small slice: 1k/1k/1k examples, 2 seeds "
-                   "(generation: 128/96/64 utterances, one subset per K, one seed)")
+                   "(generation: 128/64/48 utterances, one subset per K, one seed)")
     d.add_argument("--task", choices=["classification", "generation"], default="classification",
                    help="generation: ATIS slot filling with causal-LM teachers (gpt-char, "
-                   "gpt-word, smollm2-4l) and the SmolLM2-135M student")
+                   "gpt-word, gpt-bpe) and the SmolLM2-135M student")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_ws(d)
     s = sub.add_parser("sweep", help="run an experiment from a YAML/TOML config",

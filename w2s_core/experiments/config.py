@@ -79,6 +79,15 @@ class ExperimentConfig:
         if dup:
             raise W2SError(f"teacher named twice: {', '.join(dup)}",
                            "list each teacher once (use a truncated variant for a second copy)")
+        from w2s_core.catalog import datasets
+
+        task_of = {d.name: d.task for d in datasets()}
+        if task_of.get(self.data.name, "classification") != "classification":
+            raise W2SError(f"'{self.data.name}' is a {task_of[self.data.name]} data set",
+                           "set task: generation, or pick a classification data set")
+        if self.data.name not in task_of:  # caught here, not after the teachers trained
+            known = [n for n, t in task_of.items() if t == "classification"]
+            raise W2SError(f"unknown dataset {self.data.name!r}", f"use one of {', '.join(known)}")
         given = self.given_teachers()
         if given and self.data.name != "file":
             raise W2SError(f"data.weak_labels needs the 'file' dataset, not '{self.data.name}'",
@@ -106,8 +115,11 @@ class ExperimentConfig:
         if not isinstance(w, str) and len(w) != len(self.teachers):
             raise W2SError(f"{len(w)} teacher weights given for {len(self.teachers)} teachers",
                            "give one weight per teacher, in the order of `teachers`")
-        if not isinstance(w, str) and any(x < 0 for x in w):
-            raise W2SError(f"negative teacher weight in {list(w)}", "weights must be ≥ 0")
+        if not isinstance(w, str) and any(not x > 0 for x in w):
+            # a zero weight leaves that teacher's one-teacher subsets with no label at all
+            raise W2SError(f"teacher weights {list(w)} include one ≤ 0",
+                           "give every teacher a weight > 0 (drop a teacher from teachers to "
+                           "leave it out)")
         if isinstance(w, str) and w not in ("uniform", "ds"):
             raise W2SError(f"unknown teacher weighting '{w}'", "use uniform, ds or a list")
         if self.options.evidence not in ("exp", "softplus", "relu"):
@@ -124,7 +136,11 @@ class ExperimentConfig:
         if dup:
             raise W2SError(f"teacher named twice: {', '.join(dup)}", "list each teacher once")
         task_of = {d.name: d.task for d in datasets()}
-        if task_of.get(self.data.name, "generation") != "generation":
+        if self.data.name not in task_of:
+            gen = [n for n, t in task_of.items() if t == "generation"]
+            raise W2SError(f"unknown dataset {self.data.name!r}",
+                           f"use one of {', '.join(gen)} with task: generation")
+        if task_of[self.data.name] != "generation":
             raise W2SError(f"'{self.data.name}' is a classification data set",
                            "use atis-slots, slurp or slots-file with task: generation")
         if self.data.weak_labels:
@@ -326,9 +342,9 @@ def demo_config(quick: bool = False, task: str = "classification") -> Experiment
 
 
 def gen_demo_config(quick: bool = False) -> ExperimentConfig:
-    """ATIS slot filling; teachers gpt-char, gpt-word (trained from scratch) and smollm2-4l.
-    quick: 128/96/64 utterances, 3 beams, one teacher subset per K (every method runs), one
-    seed, no aux, DPO on 32 prompts — sized for a 2-core CPU."""
+    """ATIS slot filling; teachers gpt-char, gpt-word and gpt-bpe (trained from scratch, three
+    tokenizers); student SmolLM2-135M. quick: 128/64/48 utterances, 3 beams, one teacher subset
+    per K (every method runs), one seed, no aux, DPO on 32 prompts — sized for a 2-core CPU."""
     if not quick:
         return ExperimentConfig(name="gen-demo", task="generation",
                                 data=DataConfig("atis-slots", n_weak=500, n_transfer=500,
@@ -342,6 +358,6 @@ def gen_demo_config(quick: bool = False) -> ExperimentConfig:
         student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4),
         dpo=dataclasses.replace(g.dpo, max_prompts=32, beams=4))
     return ExperimentConfig(name="gen-demo-quick", task="generation",
-                            data=DataConfig("atis-slots", n_weak=128, n_transfer=96,
-                                            n_test=64),
+                            data=DataConfig("atis-slots", n_weak=128, n_transfer=64,
+                                            n_test=48),
                             seeds=(0,), aux=(False,), max_subsets=1, generation=gen)

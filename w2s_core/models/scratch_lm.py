@@ -22,7 +22,7 @@ import torch
 from w2s_core.errors import W2SError
 from w2s_core.models.causal import CausalLM
 
-ScratchKind = Literal["word", "char"]
+ScratchKind = Literal["word", "char", "bpe"]
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0..3 in this order
@@ -32,6 +32,7 @@ SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0..3 in this order
 GPT2_PIECES = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # One piece per character; "[\s\S]" rather than "." because "." does not match a newline.
 CHARS = r"[\s\S]"
+BPE_VOCAB = 1000  # byte-level BPE: 256 bytes + 4 specials + ~740 merges learnt from the texts
 
 
 def build_tokenizer(kind: ScratchKind, texts: Sequence[str], max_length: int = 1024) -> Any:
@@ -42,12 +43,16 @@ def build_tokenizer(kind: ScratchKind, texts: Sequence[str], max_length: int = 1
     then the pieces sorted, so the ids do not depend on the order of ``texts``. A piece outside
     the vocabulary becomes ``<unk>``; decoding shows it as the string "<unk>" (and drops it under
     ``skip_special_tokens=True``, as every HF tokenizer does with its unk token).
+    bpe: byte-level BPE (``BPE_VOCAB`` tokens, same specials) learnt on ``texts`` — sub-words,
+    unlike both and unlike the student's, and no unknown piece (every byte is in).
     """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    if kind not in ("word", "char"):
-        raise W2SError(f"unknown scratch tokenizer kind {kind!r}", "use 'word' or 'char'")
+    if kind not in ("word", "char", "bpe"):
+        raise W2SError(f"unknown scratch tokenizer kind {kind!r}", "use 'word', 'char' or 'bpe'")
+    if kind == "bpe":
+        return _byte_bpe(texts, max_length)
     pre = pre_tokenizers.Split(Regex(GPT2_PIECES if kind == "word" else CHARS),
                                behavior="isolated")
     pieces = {piece for text in texts for piece, _ in pre.pre_tokenize_str(text)}
@@ -60,6 +65,26 @@ def build_tokenizer(kind: ScratchKind, texts: Sequence[str], max_length: int = 1
     backend.pre_tokenizer = pre
     backend.decoder = decoders.Fuse()  # concatenate the pieces: no spaces between tokens
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        clean_up_tokenization_spaces=False, model_max_length=max_length,
+    )
+
+
+def _byte_bpe(texts: Sequence[str], max_length: int) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if not any(texts):
+        raise W2SError("no text to build a bpe vocabulary from",
+                       "pass the weak split's prompts and targets as texts")
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    # sorted: the merges (hence the ids) must not depend on the order of the texts
+    backend.train_from_iterator(sorted(texts), trainers.BpeTrainer(
+        vocab_size=BPE_VOCAB, special_tokens=list(SPECIALS), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
         clean_up_tokenization_spaces=False, model_max_length=max_length,
