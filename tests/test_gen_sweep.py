@@ -84,9 +84,12 @@ def test_every_method_runs_on_the_subsets_it_applies_to(gen: SimpleNamespace) ->
     dpo = runs[runs["kind"] == "dpo"]
     assert set(dpo["method"]) == {"bayes"} and set(dpo["subset"]) == {"+".join(TEACHERS)}
     assert sorted(dpo["opt_dpo_eps"]) == sorted(str(e) for e in EPS)
-    # one folder per run, and each stored config re-derives its own folder's run id
-    assert sorted(p.name for p in (gen.exp.root / "runs").iterdir()) == sorted(runs["run_id"])
-    for rid, cfg in gen.configs.items():
+    # one folder per run (the extra sweeps' too), and each stored config re-derives its own
+    # folder's run id
+    every = store.read_parquet(gen.exp.run_index)
+    assert sorted(p.name for p in (gen.exp.root / "runs").iterdir()) == sorted(every["run_id"])
+    for rid in every["run_id"]:
+        cfg = store.read_json(gen.exp.run_dir(rid) / "config.json")
         assert RunSpec.from_dict(cfg).run_id == rid and cfg["task"] == "generation"
 
 
@@ -330,10 +333,22 @@ def test_report_shows_slu_f1_by_method_and_the_dpo_section(gen: SimpleNamespace,
         assert f"ε={e}" in out
     assert main(["report", "--workspace", str(gen.ws), "--format", "json"]) == 0
     rep = json.loads(capsys.readouterr().out)[0]
-    assert rep["task"] == "generation" and len(rep["dpo"]) == len(EPS)
-    before = gen.metrics[next(c["parent"] for c in gen.configs.values() if c["kind"] == "dpo")]
+    every = store.read_parquet(gen.exp.run_index)  # both seeds, every setting
+    # one DPO row per (setting, ε): the three bridge modes' settings each ran DPO after bayes
+    assert rep["task"] == "generation" and len(rep["dpo"]) == 3 * len(EPS)
+    ceiling = float(every.loc[every["kind"] == "ceiling", "slu_f1"].mean())
+    for t in rep["teachers"]:  # the gap check, against the stored teacher metrics
+        assert t["below_ceiling"] == (gen.teacher_meta[t["teacher"]]["slu_f1_test"] < ceiling)
+    below = all(t["below_ceiling"] for t in rep["teachers"])
+    assert ("every teacher is below the ceiling" in out) == below
+    dpo = every[every["kind"] == "dpo"]
     for d in rep["dpo"]:
-        assert d["before"] == pytest.approx(before["slu_f1"])
+        mine = dpo[(dpo["setting"] == d["setting"]) & (dpo["opt_dpo_eps"] == d["eps"])]
+        parents = [store.read_json(gen.exp.run_dir(r) / "config.json")["parent"]
+                   for r in mine["run_id"]]
+        before = np.mean([store.read_json(gen.exp.run_dir(p) / "metrics.json")["slu_f1"]
+                          for p in parents])
+        assert d["n"] == len(mine) and d["before"] == pytest.approx(before)
         assert d["mean"] == pytest.approx(d["after"] - d["before"])
 
 

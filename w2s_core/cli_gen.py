@@ -34,6 +34,12 @@ def gen_table(r: dict[str, Any]) -> str:
                      f"{_fmt(t['span_f1_test'])} / {_fmt(t['json_validity_test'], 2)}")
     for c in r.get("ceiling") or []:
         lines.append(f"strong ceiling (SLU-F1): {_fmt(c['mean'])} {_ci(c)} ({c['n']} runs)")
+    gap = [t for t in r["teachers"] if t.get("below_ceiling") is not None]
+    if gap:
+        over = [t["teacher"] for t in gap if not t["below_ceiling"]]
+        lines.append("every teacher is below the ceiling (PGR has a gap)" if not over else
+                     f"warning: {', '.join(over)} at or above the ceiling: PGR of subsets with "
+                     "them is undefined or meaningless")
     score = {(x["setting"], x["method"], x["aux"], x["k"]): x for x in r.get("score") or []}
     settings = r.get("settings") or {}
     for setting, info in settings.items():

@@ -99,6 +99,11 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     out["settings"] = {s: {"label": labels.get(s, s), "options": known.get(s, {}).get(
         "options"), "runs": int((tr["setting"] == s).sum())} for s in sorted(present)}
     ceil = tables.ceiling_table(runs)
+    if not ceil.empty:  # PGR needs a gap: each teacher must sit below the strong ceiling
+        top = float(pd.to_numeric(ceil["mean"], errors="coerce").min())
+        for t in out["teachers"]:
+            f = t.get("slu_f1_test")
+            t["below_ceiling"] = None if f is None or top != top else bool(f < top)
     rec = tables.recovery_table(runs, "pgr", floor)
     score = tables.recovery_table(runs, "slu_f1", floor)
     comps = [tables.compare(runs, a, b, m, floor) for a, b in COMPARISONS
