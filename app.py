@@ -18,9 +18,9 @@ import streamlit as st
 from app_pages import _ui as ui
 from w2s_core.viz.colors import method_label
 from w2s_core.viz.runs import (
-    FLOORS,
     aux_options,
     data_seed_options,
+    floors_for,
     k_options,
     method_options,
     seed_options,
@@ -131,7 +131,8 @@ def sidebar() -> ui.Ctx:
     c.all_runs, run_warnings = ui.load_runs(str(ws), c.exp_id, c.stamp)
     c.runs = c.all_runs
     c.warnings += run_warnings
-    sb.caption(f"{len(c.class_names)} classes · teachers: {', '.join(c.teacher_names)} · "
+    what = "slot types" if c.is_generation else "classes"
+    sb.caption(f"{len(c.class_names)} {what} · teachers: {', '.join(c.teacher_names)} · "
                f"student: {c.meta.get('config', {}).get('student', '?')}")
     identity(c)
     sel = c.sel
@@ -153,8 +154,11 @@ def sidebar() -> ui.Ctx:
                            kind="radio", fmt=AUX_LABELS.get, default="off", horizontal=True)
     sel["seed"] = ui.select("seed", "Seeds", ["all", *seed_options(c.runs)], where=sb,
                             fmt=lambda s: "all seeds" if s == "all" else f"seed {s}")
-    sel["floor"] = ui.select("floor", "PGR floor", list(FLOORS), where=sb, kind="radio",
-                             horizontal=True, help="mean / best of the K teachers, or their vote")
+    sel["floor"] = ui.select("floor", "PGR floor", list(floors_for(c.meta)), where=sb,
+                             kind="radio", horizontal=True, help=(
+                                 "mean / best of the K teachers' SLU-F1, or the SLU-F1 of their "
+                                 "joint-decoded outputs" if c.is_generation else
+                                 "mean / best of the K teachers, or their vote"))
     return c
 
 
@@ -187,6 +191,8 @@ page = st.navigation({
                 url_path="calibration"),
         st.Page("app_pages/compare.py", title="Compare runs", icon=":material/compare_arrows:",
                 url_path="compare"),
+        st.Page("app_pages/generation.py", title="Generation", icon=":material/subject:",
+                url_path="generation"),
     ],
     "Present": [st.Page("app_pages/talk.py", title="Talk mode", icon=":material/co_present:",
                         url_path="talk")],

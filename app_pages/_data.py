@@ -1,4 +1,6 @@
-"""Page-side data wiring: which teachers and which student runs the current selection means."""
+"""Page-side data wiring: which teachers and which student runs the current selection means;
+for generation experiments also the teachers' summaries and top-1 outputs, the gold targets,
+the students' outputs and a run's further files (targets.parquet)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _ui as ui
+from w2s_core import api
+from w2s_core.experiments import store
 from w2s_core.experiments.store import probs_of
+from w2s_core.metrics.slu import Pairs
+from w2s_core.viz import gen_teachers as gt
 from w2s_core.viz.runs import (
     method_options,
     pick_run,
@@ -91,3 +97,87 @@ def run_caption(c: ui.Ctx, labels: dict[str, str]) -> None:
     extra += f", data seed {c.data_seed}" if c.several_replicates else ""
     st.caption(f"Students: {', '.join(m for m in labels if m != 'ceiling')} — subset "
                f"{subset_label(s.get('subset', ''))}, seed {seed}, {aux}{extra}.")
+
+
+# ---------------------------------------------------------------- generation experiments
+@st.cache_data(show_spinner=False, max_entries=8)
+def _summaries(ws: str, exp_id: str, stamp: tuple, data_seed: int | None
+               ) -> dict[str, dict[str, object]]:
+    return api.teacher_summaries(exp_id, ws, data_seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _gold(ws: str, exp_id: str, stamp: tuple, data_seed: int | None) -> dict[str, str]:
+    ex = api.examples(exp_id, ws, data_seed, columns=["example_id", "split", "gold"])
+    ex = ex[ex["split"] == "test"]
+    return dict(zip(ex["example_id"].astype(str), ex["gold"].astype(str), strict=True))
+
+
+@st.cache_data(show_spinner="Reading the teachers' outputs…", max_entries=8)
+def _top1(ws: str, exp_id: str, stamp: tuple, data_seed: int | None
+          ) -> tuple[dict[str, dict[str, Pairs]], dict[str, dict[str, str]]]:
+    nbest = ui.load_teachers(ws, exp_id, stamp, data_seed)
+    return ({t: gt.top1_slots(df) for t, df in nbest.items()},
+            {t: gt.top1_texts(df) for t, df in nbest.items()})
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _agreement(ws: str, exp_id: str, stamp: tuple, data_seed: int | None
+               ) -> dict[str, pd.DataFrame]:
+    top1, _ = _top1(ws, exp_id, stamp, data_seed)
+    gold = gt.gold_slots(_gold(ws, exp_id, stamp, data_seed))
+    return gt.agreement_matrices(top1, list(gold), gold)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _run_file(ws: str, exp_id: str, run_id: str, name: str, mtime: int) -> pd.DataFrame | None:
+    return api.run_file(exp_id, run_id, name, ws)
+
+
+def teacher_summaries(c: ui.Ctx) -> dict[str, dict[str, object]]:
+    """Teacher → its teachers/<stem>.json (SLU-F1, JSON validity, span F1 per split)."""
+    assert c.exp_id is not None
+    return _summaries(str(c.ws), c.exp_id, c.stamp, c.data_seed)
+
+
+def gold_texts(c: ui.Ctx) -> dict[str, str]:
+    """Test example id → its gold JSON target, in the test split's order."""
+    assert c.exp_id is not None
+    return _gold(str(c.ws), c.exp_id, c.stamp, c.data_seed)
+
+
+def top1(c: ui.Ctx) -> tuple[dict[str, dict[str, Pairs]], dict[str, dict[str, str]]]:
+    """Per teacher: test example id → pairs parsed from its rank-0 output, and → that text."""
+    assert c.exp_id is not None
+    return _top1(str(c.ws), c.exp_id, c.stamp, c.data_seed)
+
+
+def slot_agreement(c: ui.Ctx) -> dict[str, pd.DataFrame]:
+    """K × K set agreement and slot κ of all teachers on test (``gen_teachers``)."""
+    assert c.exp_id is not None
+    return _agreement(str(c.ws), c.exp_id, c.stamp, c.data_seed)
+
+
+def run_file(c: ui.Ctx, run_id: str, name: str) -> pd.DataFrame | None:
+    """A run's further parquet file (``targets.parquet``, ``pairs.parquet``) or None; an
+    unreadable one costs one warning."""
+    assert c.exp_id is not None
+    path = store.experiment_dir(c.ws, c.exp_id).run_dir(run_id) / name
+    try:
+        return _run_file(str(c.ws), c.exp_id, run_id, name, ui._mtime(path))
+    except Exception as e:  # noqa: BLE001 - one bad run must not take the page down
+        c.warn_once(f"{run_id}/{name}", f"Run {run_id}: {name} unreadable ({e})")
+        return None
+
+
+def student_outputs(c: ui.Ctx, methods: list[str] | None = None
+                    ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """method → its chosen run's predictions.parquet (generation: text, tok_conf, …), and
+    method → run label. Methods without a readable run are left out."""
+    frames, labels = {}, {}
+    for m in methods or method_options(c.runs):
+        row = chosen_run(c, m)
+        df = c.preds(str(row["run_id"])) if row is not None else None
+        if df is not None:
+            frames[m], labels[m] = df, label_of(c, row)
+    return frames, labels

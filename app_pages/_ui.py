@@ -17,7 +17,7 @@ import streamlit as st
 from app_pages._charts import DOWNLOAD, chart, md_escape, table  # noqa: F401 - pages import _ui
 from w2s_core import api
 from w2s_core.experiments import store
-from w2s_core.viz.runs import representative_data_seed
+from w2s_core.viz.runs import is_generation, representative_data_seed, score_of
 
 log = logging.getLogger("w2s.dashboard")
 SEL = "sel_"  # plain session keys: unlike widget keys they survive a page switch (trap 1)
@@ -123,6 +123,16 @@ class Ctx:
     @property
     def teacher_names(self) -> list[str]:
         return list(self.meta.get("config", {}).get("teachers", []))
+
+    @property
+    def is_generation(self) -> bool:
+        """A generation (slot-filling) experiment: pages show SLU-F1, N-best outputs, tokens."""
+        return is_generation(self.meta)
+
+    @property
+    def score(self) -> str:
+        """The run index column of the task's main test score (accuracy | slu_f1)."""
+        return score_of(self.meta)
 
     @property
     def has_runs(self) -> bool:
@@ -249,7 +259,10 @@ def select_many(name: str, label: str, options: Sequence[Any], default: list[Any
     cur = st.session_state.get(SEL + name)
     if isinstance(cur, str):
         cur = cur.split(",") if cur else []
-    cur = [o for o in (cur if cur is not None else default) if o in options]
+    kept = [o for o in (cur if cur is not None else default) if o in options]
+    if cur and not kept:  # naming none of these options: another experiment's, stale
+        kept = [o for o in default if o in options]
+    cur = kept
     wkey = "w_" + name
     if wkey not in st.session_state or any(o not in options for o in st.session_state[wkey]):
         st.session_state[wkey] = cur

@@ -1,4 +1,5 @@
-"""Calibration: reliability diagrams and ECE / MCE / Brier for teachers, their vote, students."""
+"""Calibration: reliability diagrams and ECE / MCE / Brier for teachers, their vote, students;
+for generation experiments token-level reliability of the students and the ceiling."""
 
 from __future__ import annotations
 
@@ -10,16 +11,56 @@ from app_pages import _ui as ui
 from w2s_core.experiments.store import probs_of
 from w2s_core.viz import calibration as cv
 from w2s_core.viz import teachers as tv
-from w2s_core.viz.runs import ceiling_for
+from w2s_core.viz.runs import ceiling_for, method_options
 
 SOFT_VOTE = "subset's soft vote"
 OWN = "its own weak labels (w_*)"
 OLD = "subset's soft vote (run predates w_*)"
 
 
+def generation(c: ui.Ctx) -> None:
+    """Token reliability: the student's confidence in each gold token (teacher forcing) against
+    whether its argmax was that token, per method's chosen run and the ceiling."""
+    found, labels = data.student_outputs(c)
+    ceil = ceiling_for(c.runs, c.sel.get("seed", "all"), c.sel.get("data_seed", "all"))
+    df = c.preds(str(ceil["run_id"])) if ceil is not None else None
+    if df is not None:
+        found["ceiling"], labels["ceiling"] = df, data.label_of(c, ceil)
+    sources = {m: cv.flat_tokens(df) for m, df in found.items()}
+    sources = {m: v for m, v in sources.items() if len(v[0])}
+    if not sources:
+        st.info("These runs store no token calibration (tok_conf / tok_correct): rerun the "
+                "sweep to add it.")
+        return
+    wanted = [c.sel.get("method"), "ceiling"]
+    default = [n for n in dict.fromkeys(wanted) if n in sources] or list(sources)[:1]
+    left, right = st.columns([3, 1])
+    with left:
+        order = [m for m in [*method_options(c.runs), "ceiling"] if m in sources]
+        shown = ui.select_many("tok_sources", "Runs", order, default)
+    with right:
+        n_bins = ui.select("bins", "Bins", [5, 8, 10, 12, 15, 20], default=10)
+    chosen = {n: sources[n] for n in shown}
+    rel = cv.token_reliability_frame(chosen, n_bins)
+    ui.chart(cv.token_reliability_figure(rel), rel, "token-reliability")
+    data.run_caption(c, labels)
+    st.subheader("Token calibration (test split)")
+    tab = cv.token_calibration_table(sources, n_bins)
+    ui.table(tab, "token-calibration", column_config={
+        col: st.column_config.NumberColumn(format="%.3f")
+        for col in ("token_accuracy", "mean_confidence", "ece")})
+    st.caption(f"Each gold target token of the first test utterances (those with token "
+               f"calibration stored), teacher-forced: confidence = the student's max token "
+               f"probability, correct = its argmax is the gold token. ECE over {n_bins} "
+               "equal-width bins: Σ_b |b|/T · |accuracy(b) − confidence(b)|.")
+
+
 def body(c: ui.Ctx) -> None:
     st.title("Calibration")
     if not ui.need_runs(c):
+        return
+    if c.is_generation:
+        generation(c)
         return
     teachers = c.teachers()
     sub = [t for t in str(c.sel.get("subset", "")).split("+") if t in teachers]

@@ -27,7 +27,7 @@ def body(c: ui.Ctx) -> None:
     runs = c.all_runs.set_index("run_id", drop=False)
     labels = identity_labels(c.all_runs, c.setting_names)
     default = []
-    for m in (c.sel.get("method"), "naive", "single"):
+    for m in (c.sel.get("method"), "naive", "naive-soft", "single", "single-hard"):
         row = data.chosen_run(c, m) if m else None
         if row is not None and row["run_id"] not in default:
             default.append(row["run_id"])

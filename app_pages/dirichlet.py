@@ -1,4 +1,5 @@
-"""Dirichlet posteriors: what the Bayesian (EDL) student believes about each example."""
+"""Dirichlet posteriors: what the Bayesian (EDL) student believes about each example; for
+generation experiments a summary of the token Dirichlet's evidence and vacuity."""
 
 from __future__ import annotations
 
@@ -32,9 +33,41 @@ def _metric(col: st.delta_generator.DeltaGenerator, label: str, value: object) -
     col.metric(label, f"{value:.3f}" if ok else "—")
 
 
+def generation(c: ui.Ctx) -> None:
+    """No class Dirichlet: the token Dirichlet's read-outs of each bayes method's chosen run."""
+    st.info("A generation student has no class Dirichlet: the Bayesian methods put a Dirichlet "
+            "on each target token. Token by token read-outs, utterance by utterance, are on the "
+            "Generation page; below, their summary over the stored targets (test).",
+            icon=":material/subject:")
+    st.page_link("app_pages/generation.py", label="Open the Generation page",
+                 icon=":material/subject:")
+    targets, labels = {}, {}
+    for m in method_options(c.runs):
+        row = data.chosen_run(c, m) if m.startswith("bayes") else None
+        df = data.run_file(c, str(row["run_id"]), "targets.parquet") if row is not None \
+            else None
+        if df is not None:
+            targets[m], labels[m] = df, data.label_of(c, row)
+    summary = pv.token_evidence_summary(targets)
+    if summary.empty:
+        st.info("No bayes run in view stores token Dirichlet read-outs (targets.parquet).")
+        return
+    ui.chart(pv.token_vacuity_figure(summary), summary, "token-vacuity")
+    data.run_caption(c, labels)
+    ui.table(summary, "token-evidence", column_config={
+        col: st.column_config.NumberColumn(format="%.4g") for col in pv.TOKEN_SUMMARY[4:]})
+    st.caption("Per bayes method's run and target label (the teacher whose top-1 is the "
+               "target, “joint”, or all pooled): mean evidence Σ(α − 1) and vacuity C / S of "
+               "the token Dirichlet over the target tokens, and vacuity on the tokens the "
+               "student predicts right / wrong.")
+
+
 def body(c: ui.Ctx) -> None:
     st.title("Dirichlet posteriors")
     if not ui.need_runs(c):
+        return
+    if c.is_generation:
+        generation(c)
         return
     method, row = _edl_run(c)
     if row is None:

@@ -1,5 +1,6 @@
-"""Recovery: PGR and accuracy vs ensemble size K per method, with intervals over independent
-units (data replicates, else teacher subsets, else seeds), one option setting at a time."""
+"""Recovery: PGR and the test score (accuracy, or SLU-F1 for generation) vs ensemble size K per
+method, with intervals over independent units (data replicates, else teacher subsets, else
+seeds), one option setting at a time."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from w2s_core.viz.runs import filter_view, subset_label, subset_runs, view_runs
 
 RUN_COLUMNS = ["method", "aux", "seed", "accuracy", "pgr_mean", "pgr_best", "pgr_vote",
                "floor_mean", "floor_best", "floor_vote", "ceiling", "ece", "brier", "run_id"]
+GEN_RUN_COLUMNS = ["method", "aux", "seed", "slu_f1", "json_validity", "span_f1", "pgr_mean",
+                   "pgr_best", "pgr_joint", "floor_mean", "floor_best", "floor_joint", "ceiling",
+                   "run_id"]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -28,11 +32,13 @@ def body(c: ui.Ctx) -> None:
     if not ui.need_runs(c):
         return
     s = c.sel
-    metric = ui.select("metric", "Show", ["pgr", "accuracy"], kind="radio", horizontal=True,
-                       fmt={"pgr": "PGR", "accuracy": "accuracy"}.get)
+    metric = ui.select("metric", "Show", ["pgr", c.score], kind="radio", horizontal=True,
+                       fmt=recovery.METRIC_NAMES.get)
     table = _table(str(c.ws), c.exp_id, c.stamp, s["setting"], s["data_seed"], s["aux"],
                    s["seed"], metric, s["floor"])
-    ceiling = recovery.ceiling_level(c.runs, s["seed"], c.train_setting)
+    if c.is_generation:  # its score column is SLU-F1 (`score`); accuracy is empty
+        table = table.drop(columns="accuracy")
+    ceiling = recovery.ceiling_level(c.runs, s["seed"], c.train_setting, c.score)
     fig = recovery.recovery_figure(table, metric=metric, floor=s["floor"], k_selected=s["k"],
                                    method_selected=s["method"], ceiling=ceiling)
     ui.chart(fig, table, f"recovery-{metric}-{s['floor']}")
@@ -57,7 +63,8 @@ def body(c: ui.Ctx) -> None:
                                 for c_ in ("mean", "std", "lo", "hi", "floor")})
     st.subheader(f"Runs of one subset: {subset_label(s['subset'])}")
     runs = subset_runs(c.runs, s["subset"], s["aux"], s["seed"], s["setting"], s["data_seed"])
-    wanted = RUN_COLUMNS[:3] + ["data_seed"] * c.several_replicates + RUN_COLUMNS[3:]
+    columns = GEN_RUN_COLUMNS if c.is_generation else RUN_COLUMNS
+    wanted = columns[:3] + ["data_seed"] * c.several_replicates + columns[3:]
     cols = [col for col in wanted if col in runs.columns]
     ui.table(runs[cols], f"runs-{s['subset']}",
              column_config={col: st.column_config.NumberColumn(format="%.3f")

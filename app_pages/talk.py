@@ -1,9 +1,11 @@
-"""Talk mode: one idea per screen in large type, every number and chart live from the data."""
+"""Talk mode: one idea per screen in large type, every number and chart live from the data —
+on either task (generation screens read SLU-F1, slot agreement and token read-outs)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from html import escape
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -14,6 +16,7 @@ from app_pages import _ui as ui
 from w2s_core.experiments import store
 from w2s_core.metrics.intervals import interval_note
 from w2s_core.viz import calibration as cv
+from w2s_core.viz import gen_teachers as gt
 from w2s_core.viz import posteriors as pv
 from w2s_core.viz import recovery
 from w2s_core.viz import teachers as tv
@@ -31,22 +34,98 @@ def _say(title: str, line: str) -> None:
     st.html(f'<div class="talk-title">{title}</div><div class="talk-line">{line}</div>')
 
 
+def _setting_screen(c: ui.Ctx, task_line: str, scores: Any, ceil: float | None,
+                    unit: str) -> None:
+    """The first slide: what the teachers and the student are, and the gap between them.
+    scores: the teachers' test scores (the best, the mean)."""
+    cfg = c.meta.get("config", {})
+    data_name = escape(store.dataset_label(cfg.get("data") or {}))  # a user file: its name
+    _say("The setting", f"{len(scores)} weak teachers {task_line.format(data=data_name)}; a "
+         f"strong student (<b>{escape(str(cfg.get('student')))}</b>) learns only from them.")
+    cols = st.columns(3)
+    cols[0].metric(f"best teacher{unit}", f"{scores.max():.1%}" if len(scores) else "—")
+    cols[1].metric(f"mean teacher{unit}", f"{scores.mean():.1%}" if len(scores) else "—")
+    cols[2].metric(f"strong ceiling{unit}", f"{ceil:.1%}" if ceil is not None else "—")
+
+
+def _gen_setting(c: ui.Ctx) -> None:
+    scores = gt.teacher_scores(data.teacher_summaries(c))
+    test = scores[scores["split"] == "test"]
+    ceil = recovery.ceiling_level(c.runs, train_setting=c.train_setting, score="slu_f1")
+    _setting_screen(c, "fill the slots of <b>{data}</b> as JSON", test["slu_f1"], ceil,
+                    " SLU-F1")
+    ui.chart(bigger(gt.teacher_scores_figure(scores)), scores, "talk-setting")
+
+
+def _gen_disagree(c: ui.Ctx) -> None:
+    sub = data.subset_teachers(c)
+    top1, _ = data.top1(c)
+    ids = list(data.gold_texts(c))
+    share = gt.split_share(top1, [t for t in sub if t in top1], ids)
+    title = "The teachers disagree" if share > 0 else "The teachers agree"
+    _say(title, f"On <b>{share:.0%}</b> of test utterances the {len(sub)} teachers' top-1 "
+         "outputs do not hold the same slots.")
+    mat = data.slot_agreement(c)["kappa"]
+    ui.chart(bigger(gt.agreement_figure(mat, "kappa")), mat.reset_index(names="teacher"),
+             "talk-disagree")
+
+
+def _gen_dirichlet(c: ui.Ctx) -> None:
+    targets = {}
+    for m in ("bayes", "bayes-restricted"):
+        row = data.chosen_run(c, m)
+        df = data.run_file(c, str(row["run_id"]), "targets.parquet") if row is not None \
+            else None
+        if df is not None:
+            targets[m] = df
+    summary = pv.token_evidence_summary(targets)
+    pooled = summary[summary["label"] == "all"] if len(summary) else summary
+    if pooled.empty:
+        _say("What a Dirichlet says", "No Bayesian run in view for this subset.")
+        return
+    r = pooled.iloc[0]
+    if np.isfinite(r["vacuity_wrong"]) and np.isfinite(r["vacuity_correct"]):
+        said = (f"mean token vacuity <b>{r['vacuity_wrong']:.3f}</b> on tokens it gets wrong "
+                f"vs <b>{r['vacuity_correct']:.3f}</b> on those it gets right")
+    else:
+        said = f"mean token vacuity <b>{r['mean_vacuity']:.3f}</b>"
+    _say("What a Dirichlet says", f"The Bayesian student ({escape(str(r['method']))}) puts a "
+         f"Dirichlet on every token: {said}.")
+    ui.chart(bigger(pv.token_vacuity_figure(summary)), summary, "talk-dirichlet")
+
+
+def _gen_calibration(c: ui.Ctx) -> None:
+    found, _ = data.student_outputs(c, ["naive-soft", "single-hard", "bayes"])
+    sources = {m: cv.flat_tokens(df) for m, df in found.items()}
+    sources = {m: v for m, v in sources.items() if len(v[0])}
+    if not sources:
+        _say("Calibration", "No token calibration stored for the runs in view.")
+        return
+    tab = cv.token_calibration_table(sources, 10)
+    parts = [f"{escape(str(r.source))}: token ECE <b>{r.ece:.3f}</b>" for r in tab.itertuples()]
+    if len(tab) > 1 and tab["ece"].notna().any():  # one run per method: a ranking, not a test
+        lowest = tab.loc[tab["ece"].idxmin(), "source"]
+        parts.append(f"lowest on these runs: <b>{escape(str(lowest))}</b>")
+    _say("Is the Bayesian student better calibrated?", " · ".join(parts))
+    rel = cv.token_reliability_frame(sources, 10)
+    ui.chart(bigger(cv.token_reliability_figure(rel)), rel, "talk-calibration")
+
+
 def setting(c: ui.Ctx) -> None:
+    if c.is_generation:
+        _gen_setting(c)
+        return
     acc = tv.teacher_accuracy(c.teachers())
     test = acc[acc["split"] == "test"]
-    cfg = c.meta.get("config", {})
     ceil = recovery.ceiling_level(c.runs, train_setting=c.train_setting)
-    data_name = escape(store.dataset_label(cfg.get("data") or {}))  # a user file: its name
-    _say("The setting", f"{len(test)} weak teachers label <b>{data_name}</b>; a strong student "
-         f"(<b>{escape(str(cfg.get('student')))}</b>) learns only from their labels.")
-    cols = st.columns(3)
-    cols[0].metric("best teacher", f"{test['accuracy'].max():.1%}" if len(test) else "—")
-    cols[1].metric("mean teacher", f"{test['accuracy'].mean():.1%}" if len(test) else "—")
-    cols[2].metric("strong ceiling", f"{ceil:.1%}" if ceil is not None else "—")
+    _setting_screen(c, "label <b>{data}</b>", test["accuracy"], ceil, "")
     ui.chart(bigger(tv.teacher_accuracy_figure(acc)), acc, "talk-setting")
 
 
 def disagree(c: ui.Ctx) -> None:
+    if c.is_generation:
+        _gen_disagree(c)
+        return
     sub = data.subset_teachers(c)
     ids, _, probs = tv.teacher_stack(c.teachers(), "test", sub)
     votes = tv.vote_table(ids, probs)
@@ -58,6 +137,9 @@ def disagree(c: ui.Ctx) -> None:
 
 
 def dirichlet(c: ui.Ctx) -> None:
+    if c.is_generation:
+        _gen_dirichlet(c)
+        return
     row = data.chosen_run(c, "bayes")
     row = row if row is not None else data.chosen_run(c, "bayes-softy")
     edl = c.preds(str(row["run_id"])) if row is not None else None
@@ -92,6 +174,9 @@ def recovery_vs_k(c: ui.Ctx) -> None:
 
 
 def calibration(c: ui.Ctx) -> None:
+    if c.is_generation:
+        _gen_calibration(c)
+        return
     ids, gold, _ = tv.teacher_stack(c.teachers(), "test", data.subset_teachers(c))
     students, _ = data.student_preds(c, ids, ["naive", "single", "bayes"])
     if not students:

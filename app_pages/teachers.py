@@ -1,4 +1,5 @@
-"""Teachers: accuracy, agreement / Cohen's κ, vote entropy, where they split, Dawid–Skene."""
+"""Teachers: accuracy, agreement / Cohen's κ, vote entropy, where they split, Dawid–Skene; for
+generation experiments SLU-F1 and JSON validity, slot-level agreement and where they split."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import streamlit as st
 
 from app_pages import _data as data
 from app_pages import _ui as ui
+from w2s_core.viz import gen_teachers as gt
 from w2s_core.viz import teachers as tv
 
 
@@ -23,18 +25,56 @@ def _dawid_skene(ws: str, exp_id: str, stamp: tuple, names: tuple[str, ...],
     return tv.ds_frame(list(names), true, est)
 
 
+def generation(c: ui.Ctx) -> None:
+    """SLU-F1 and JSON validity per teacher, slot-level agreement, where the subset splits."""
+    subset = data.subset_teachers(c)
+    scores = gt.teacher_scores(data.teacher_summaries(c))
+    ui.chart(gt.teacher_scores_figure(scores, subset), scores, "teacher-slu-f1")
+    top1, top1_text = data.top1(c)
+    if not top1:
+        st.info("This experiment has no stored teacher outputs yet.")
+        return
+    gold_text = data.gold_texts(c)
+    mats = data.slot_agreement(c)
+    for col, kind in zip(st.columns(2), ("agreement", "kappa"), strict=True):
+        with col:
+            mat = mats[kind]
+            ui.chart(gt.agreement_figure(mat, kind), mat.reset_index(names="teacher"),
+                     f"teacher-slot-{kind}")
+    st.caption("Both on the test split, from each teacher's top-1 output. Set agreement: share "
+               "of utterances whose (type, value) sets are equal. Slot κ: Cohen's κ over "
+               "(utterance, slot type) items — every type found on test in gold or in either "
+               "teacher's outputs — each teacher labelling an item with its value(s) for the "
+               "type or “none”; κ = (p_o − p_e) / (1 − p_e), p_e = Σ p_A(label) p_B(label).")
+
+    st.subheader("Where the teachers split")
+    outputs, labels = data.student_outputs(c)
+    students = {m: dict(zip(df["example_id"].astype(str), df["text"].astype(str),
+                            strict=True)) for m, df in outputs.items() if "text" in df}
+    ids = list(gold_text)
+    split = gt.split_utterances(ids, subset, top1_text, top1, c.texts(), gold_text, students)
+    st.caption(f"{len(split)} of {len(ids)} test utterances on which the top-1 slot sets of "
+               f"{', '.join(subset)} differ. Teacher columns: each teacher's top-1 output; → "
+               "columns: each student's output.")
+    data.run_caption(c, labels)
+    ui.table(split, "split-utterances", height=320)
+
+
 def body(c: ui.Ctx) -> None:
     st.title("Teachers")
     if not ui.need_runs(c):
-        return
-    teachers = c.teachers()
-    if not teachers:
-        st.info("This experiment has no stored teacher predictions yet.")
         return
     if c.several_replicates:  # each replicate retrained its teachers on its own splits
         which = "chosen" if c.sel.get("data_seed", "all") != "all" else "first"
         st.caption(f"Teachers of data seed {c.data_seed} (the {which} replicate) and its "
                    "examples; pick another replicate in the sidebar.")
+    if c.is_generation:
+        generation(c)
+        return
+    teachers = c.teachers()
+    if not teachers:
+        st.info("This experiment has no stored teacher predictions yet.")
+        return
     subset = data.subset_teachers(c)
     acc = tv.teacher_accuracy(teachers)
     ui.chart(tv.teacher_accuracy_figure(acc, subset), acc, "teacher-accuracy")

@@ -373,3 +373,113 @@ def test_setting_options_break_ties_in_the_order_settings_were_run() -> None:
                          "method": "naive", "aux": False, "k": 2, "subset": "x+y"})
     assert R.setting_options(runs) == ["a", "b", "c"]  # equal counts: by hash
     assert R.setting_options(runs, ["c", "b", "a"]) == ["b", "a", "c"]  # most-run, then order
+
+
+# ---------------------------------------------------------------- generation experiments
+def test_token_reliability_and_ece_by_hand() -> None:
+    """2 bins (0, .5], (.5, 1]: bin 0 = {.05, .15, .5} (0.5 falls in the first), 0 right,
+    mean conf .7/3; bin 1 = {.85, .95, .9}, 2 of 3 right, mean conf .9.
+    ECE = 3/6 · |0 − .7/3| + 3/6 · |2/3 − .9| = (.7/3 + .7/3) / 2 = .7/3."""
+    conf = np.array([0.05, 0.15, 0.5, 0.85, 0.95, 0.9])
+    hit = np.array([False, False, False, True, False, True])
+    t = cv.token_reliability(conf, hit, 2)
+    assert t["count"].tolist() == [3, 3]
+    assert np.allclose(t["confidence"], [0.7 / 3, 0.9]) and np.allclose(t["accuracy"], [0, 2 / 3])
+    assert cv.token_ece(conf, hit, 2) == pytest.approx(0.7 / 3)
+    assert np.isnan(cv.token_ece(np.zeros(0), np.zeros(0, bool)))
+
+
+def test_token_reliability_matches_sklearn_calibration_curve() -> None:
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(3)
+    conf = rng.random(500)
+    hit = rng.random(500) < conf
+    t = cv.token_reliability(conf, hit, 10)
+    true, pred = calibration_curve(hit, conf, n_bins=10, strategy="uniform")
+    assert np.allclose(t["accuracy"], true) and np.allclose(t["confidence"], pred)
+
+
+def test_flat_tokens_skips_utterances_without_token_calibration() -> None:
+    preds = pd.DataFrame({"tok_conf": [[0.9, 0.2], [0.6], []],
+                          "tok_correct": [[True, False], [True], []]})
+    conf, hit = cv.flat_tokens(preds)
+    assert conf.tolist() == [0.9, 0.2, 0.6] and hit.tolist() == [True, False, True]
+    tab = cv.token_calibration_table({"bayes": (conf, hit)}, 10).set_index("source")
+    assert tab.loc["bayes", "tokens"] == 3
+    assert tab.loc["bayes", "token_accuracy"] == pytest.approx(2 / 3)
+    assert cv.flat_tokens(pd.DataFrame({"x": [1]}))[0].size == 0  # a classification run
+    frame = cv.token_reliability_frame({"bayes": (conf, hit), "none": (np.zeros(0),
+                                                                      np.zeros(0, bool))})
+    assert set(frame["source"]) == {"bayes"}
+    assert cv.token_reliability_figure(frame).data  # draws
+
+
+def test_token_evidence_summary_by_hand() -> None:
+    targets = pd.DataFrame({
+        "label": ["a", "b"], "evidence": [[10.0, 30.0], [20.0]],
+        "vacuity": [[0.1, 0.3], [0.2]], "correct": [[True, False], [False]]})
+    s = pv.token_evidence_summary({"bayes": targets, "naive-soft": targets.assign(
+        evidence=[[], []], vacuity=[[], []])}).set_index(["method", "label"])
+    assert list(s.index) == [("bayes", "a"), ("bayes", "b"), ("bayes", "all")]  # no read-outs
+    assert s.loc[("bayes", "all"), "tokens"] == 3
+    assert s.loc[("bayes", "all"), "mean_evidence"] == pytest.approx(20.0)
+    assert s.loc[("bayes", "all"), "vacuity_correct"] == pytest.approx(0.1)
+    assert s.loc[("bayes", "all"), "vacuity_wrong"] == pytest.approx(0.25)
+    assert s.loc[("bayes", "b"), "token_accuracy"] == 0.0
+    assert np.isnan(s.loc[("bayes", "b"), "vacuity_correct"])
+    assert len(pv.token_vacuity_figure(s.reset_index()).data) == 2
+
+
+def test_generation_methods_have_fixed_distinct_colours_and_order() -> None:
+    gen = ["bayes-restricted", "joint", "single-soft", "naive-soft", "bayes", "single-hard"]
+    assert colors.order_methods(gen) == colors.GEN_METHOD_ORDER
+    assert len({colors.method_color(m) for m in gen}) == len(gen)
+    assert all(colors.method_color(m) == colors.METHOD_COLORS[m] for m in gen)  # no hashing
+    assert colors.method_label("bayes-restricted") != "bayes-restricted"
+    # classification keeps its own order
+    assert colors.order_methods(["bayes", "naive", "single"]) == ["single", "naive", "bayes"]
+    teachers = ["gpt-char", "gpt-word", "smollm2-4l"]
+    assert len({colors.teacher_color(t) for t in teachers}) == 3
+    assert not {colors.teacher_color(t) for t in teachers} & set(colors.METHOD_COLORS.values())
+
+
+def test_task_aware_floors_scores_and_ceiling() -> None:
+    assert R.floors_for({"task": "generation"}) == ("mean", "best", "joint")
+    assert R.floors_for({}) == ("mean", "best", "vote")
+    assert R.score_of({"task": "generation"}) == "slu_f1" and R.score_of({}) == "accuracy"
+    runs = pd.DataFrame({"kind": ["ceiling", "ceiling", "transfer"], "seed": [0, 1, 0],
+                         "slu_f1": [0.4, 0.6, 0.1]})
+    assert recovery.ceiling_level(runs, score="slu_f1") == pytest.approx(0.5)
+    assert recovery.ceiling_level(runs) is None  # no accuracy column
+    table = tables.recovery_table(pd.DataFrame({
+        "kind": "transfer", "method": "bayes", "k": [1, 2], "subset": ["a", "a+b"],
+        "seed": 0, "aux": False, "setting": "s", "data_seed": 0, "slu_f1": [0.2, 0.3],
+        "pgr_joint": [0.1, 0.2], "floor_joint": [0.1, 0.1]}), "slu_f1", "joint")
+    fig = recovery.recovery_figure(table, metric="slu_f1", floor="joint", ceiling=0.5)
+    assert fig.layout.title.text == "SLU-F1 vs ensemble size K"
+    assert fig.layout.yaxis.title.text == "test SLU-F1"
+
+
+def test_dpo_runs_are_labelled_after_their_parent_setting() -> None:
+    base = {"method": "bayes", "k": 2, "subset": "a+b", "seed": 0, "aux": False,
+            "data_seed": 0, "train_setting": "t", "opt_dpo_eps": None}
+    runs = pd.DataFrame([
+        {**base, "run_id": "d", "kind": "transfer", "setting": "s1", "opt_target_mode": "detached"},
+        {**base, "run_id": "f", "kind": "transfer", "setting": "s2", "opt_target_mode": "frozen"},
+        {**base, "run_id": "p", "kind": "dpo", "setting": "s3", "opt_target_mode": "frozen",
+         "opt_dpo_eps": "0.1"}])
+    labels = R.identity_labels(runs, {"s1": "target_mode=detached", "s2": "target_mode=frozen"})
+    assert labels["p"] == "bayes → DPO ε=0.1 · K=2 · seed 0 · a + b · target_mode=frozen"
+    assert labels["f"] == "bayes · K=2 · seed 0 · a + b · target_mode=frozen"
+    assert len(set(labels.values())) == 3
+
+
+def test_compare_leads_with_the_generation_headline() -> None:
+    rows = pd.DataFrame({"run_id": ["r1", "r2"], "method": ["bayes", "joint"],
+                         "train_seconds": [3.0, 4.0], "slu_f1": [0.3, 0.4],
+                         "json_validity": [1.0, 0.9]})
+    side = cmp.metrics_side_by_side(rows, ["a", "b"])
+    assert side["metric"].tolist()[:2] == ["slu_f1", "json_validity"]
+    fig = cmp.compare_figure(side, ["bayes", "joint"])
+    assert list(fig.data[0].x) == ["slu_f1", "json_validity"]

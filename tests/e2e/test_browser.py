@@ -189,3 +189,79 @@ def test_setting_and_replicate_survive_page_switches(page: Page, identity_app_ur
                          ("Data replicate", "data seed 1")):
         # still chosen after two page switches (the combobox holds it as its input's value)
         expect(sidebar.get_by_role("combobox", name=label)).to_have_value(value)
+
+
+# ---------------------------------------------------------------- generation (issue 8)
+# the z of every heatmap, as plotly decoded it (``data`` keeps the base64 typed array)
+HEATMAP_Z = ("() => [...document.querySelectorAll('.js-plotly-plot')]"
+             ".flatMap(g => g._fullData || []).filter(t => t.type === 'heatmap')"
+             ".map(t => Array.from(t.z, r => Array.from(r)))")
+
+
+@pytest.fixture(scope="module")
+def gen_app_url(gen_workspace, request: pytest.FixtureRequest, tmp_path_factory):
+    """The app on the tiny generation workspace, served by this folder's conftest ``serve``
+    (looked up by path: tests/ has a conftest of the same module name)."""
+    here = str(Path(__file__).with_name("conftest.py"))
+    conftest = next(p for p in request.config.pluginmanager.get_plugins()
+                    if getattr(p, "__file__", None) == here)
+    with conftest.serve(gen_workspace.ws, tmp_path_factory.mktemp("streamlit-gen")
+                        / "server.log") as url:
+        yield url
+
+
+def _heatmap_close(page: Page, want: list[list[float]], timeout_s: float = 30.0) -> bool:
+    """Poll the page's soft-label heatmap until its rows start with ``want`` (a rerun lands
+    asynchronously)."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        z = page.evaluate(HEATMAP_Z)
+        if len(z) == 1 and len(z[0]) == len(want) and all(
+                row[:len(q)] == pytest.approx(q, rel=1e-6) for row, q in zip(z[0], want,
+                                                                             strict=True)):
+            return True
+        page.wait_for_timeout(200)
+    return False
+
+
+def test_generation_page_utterance_and_bridge_mode(page: Page, gen_app_url: str,
+                                                   gen_workspace, tmp_path: Path) -> None:
+    """Issue 8: open the Generation page, pick an utterance, switch the bridge target mode:
+    the soft-label strip shows the other run's stored q."""
+    import pandas as pd
+
+    page.goto(f"{gen_app_url}/generation")
+    page.wait_for_selector(CHART, timeout=60_000)
+    _no_errors(page)
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_role("heading", name="1 · What each teacher believed")).to_be_visible()
+    expect(main.locator("span[title^='log p = ']").first).to_be_attached()  # word hovers
+    # pick the second utterance of the ranked list
+    main.get_by_test_id("stSelectbox").filter(has_text="Utterance").click()
+    option = page.get_by_role("option").nth(1)
+    example = option.inner_text().rsplit(" — ", 1)[1].strip()
+    option.click()
+    expect(page).to_have_url(re.compile(rf"[?&]example={re.escape(example)}(&|$)"))
+
+    (root,) = (gen_workspace.ws / "experiments").iterdir()
+    index = pd.read_parquet(root / "runs.parquet")
+
+    def stored_q(mode: str) -> tuple[str, list[list[float]]]:
+        rid = index.query("kind == 'transfer' and method == 'bayes' and k == 2 and seed == 0 "
+                          f"and opt_target_mode == '{mode}'")["run_id"].item()
+        t = pd.read_parquet(root / "runs" / rid / "targets.parquet")
+        return rid, [list(q) for q in t.loc[t["example_id"] == example, "q"]]
+
+    _, detached = stored_q("detached")
+    assert _heatmap_close(page, detached)  # the chosen utterance's targets are drawn
+    rid, frozen = stored_q("frozen")
+    main.get_by_test_id("stRadio").filter(has_text="Bridge target mode").get_by_text(
+        "frozen", exact=True).click()
+    expect(main.get_by_text(rid, exact=False).first).to_be_visible(timeout=30_000)
+    assert _heatmap_close(page, frozen)  # redrawn with the frozen run's stored q
+    assert frozen != detached
+    _no_errors(page)
+    _shot(page, tmp_path / "generation.png")
+    assert (tmp_path / "generation.png").stat().st_size > 10_000

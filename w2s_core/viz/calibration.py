@@ -4,6 +4,11 @@ Top-label reliability (confidence = max p) with uniform and equal-mass bins, a c
 histogram, and a metrics table against gold and against the weak labels (for a student the labels
 it was trained toward, for the teachers the subset's soft vote), the latter showing whether a
 student merely imitates its supervision.
+
+Generation runs are calibrated per token instead: a run's predictions.parquet holds, for the
+first 64 test utterances, the student's confidence in each gold target token under teacher
+forcing (``tok_conf``, its max token probability) and whether its argmax was that token
+(``tok_correct``); the token reliability diagram and token ECE below read those.
 """
 
 from __future__ import annotations
@@ -124,3 +129,104 @@ def calibration_table(sources: Mapping[str, np.ndarray], kinds: Mapping[str, str
             row.update(weak_agreement=np.nan, ece_vs_weak=np.nan, brier_vs_weak=np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- generation: token calibration
+TOKEN_COLUMNS = ["source", "bin", "lo", "hi", "confidence", "accuracy", "count"]
+
+
+def flat_tokens(preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Every scored token of a generation run's predictions: conf (T,) float and correct (T,)
+    bool, concatenated over the utterances that carry them (later rows hold [])."""
+    if preds.empty or "tok_conf" not in preds.columns:
+        return np.zeros(0), np.zeros(0, bool)
+    conf = [np.asarray(c, float) for c in preds["tok_conf"] if c is not None and len(c)]
+    hit = [np.asarray(h, bool) for h in preds["tok_correct"] if h is not None and len(h)]
+    if not conf:
+        return np.zeros(0), np.zeros(0, bool)
+    return np.concatenate(conf), np.concatenate(hit)
+
+
+def token_reliability(conf: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """Equal-width reliability bins of token confidence: per non-empty bin b of [0, 1] (bins
+    (lo, hi], the first also holding 0, as sklearn's ``calibration_curve`` bins), its mean
+    confidence, accuracy = mean 1[argmax = gold token], and count |b|."""
+    c = np.asarray(conf, float)  # (T,)
+    h = np.asarray(correct, bool)  # (T,)
+    if c.shape != h.shape:
+        raise ValueError(f"conf {c.shape} and correct {h.shape} differ")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ids = np.searchsorted(edges[1:-1], c)  # (T,) bin of each token
+    count = np.bincount(ids, minlength=n_bins)
+    s_conf = np.bincount(ids, weights=c, minlength=n_bins)
+    s_hit = np.bincount(ids, weights=h.astype(float), minlength=n_bins)
+    keep = count > 0
+    return pd.DataFrame({"bin": np.arange(n_bins)[keep], "lo": edges[:-1][keep],
+                         "hi": edges[1:][keep], "confidence": s_conf[keep] / count[keep],
+                         "accuracy": s_hit[keep] / count[keep], "count": count[keep]})
+
+
+def token_ece(conf: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    """ECE = Σ_b (|b| / T) · |accuracy(b) − confidence(b)| over the equal-width bins of
+    ``token_reliability``; NaN for no tokens."""
+    t = token_reliability(conf, correct, n_bins)
+    n = t["count"].sum()
+    return float((t["count"] / n * (t["accuracy"] - t["confidence"]).abs()).sum()) if n \
+        else float("nan")
+
+
+def token_reliability_frame(sources: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                            n_bins: int = 10) -> pd.DataFrame:
+    """Long table (``TOKEN_COLUMNS``): ``token_reliability`` per source."""
+    parts = [token_reliability(c, h, n_bins).assign(source=name)
+             for name, (c, h) in sources.items() if len(c)]
+    return pd.concat(parts, ignore_index=True)[TOKEN_COLUMNS] if parts else \
+        pd.DataFrame(columns=TOKEN_COLUMNS)
+
+
+def token_calibration_table(sources: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                            n_bins: int = 10) -> pd.DataFrame:
+    """Per source: tokens, token accuracy, mean confidence, token ECE."""
+    rows = [{"source": name, "tokens": len(c),
+             "token_accuracy": float(np.mean(h)) if len(h) else np.nan,
+             "mean_confidence": float(np.mean(c)) if len(c) else np.nan,
+             "ece": token_ece(c, h, n_bins)} for name, (c, h) in sources.items()]
+    return pd.DataFrame(rows, columns=["source", "tokens", "token_accuracy", "mean_confidence",
+                                       "ece"])
+
+
+def token_reliability_figure(frame: pd.DataFrame) -> go.Figure:
+    """Token reliability (top) over the tokens per bin (bottom), one colour per source."""
+    if frame.empty:
+        return empty_figure("No token calibration stored for these runs")
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.7, 0.3], vertical_spacing=0.1,
+                        shared_xaxes=True)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
+                             line={"color": REFERENCE_COLOR, "dash": "dot", "width": 1},
+                             hoverinfo="skip"), row=1, col=1)
+    for name, g in frame.groupby("source", sort=False):
+        color = source_color(str(name))
+        fig.add_trace(go.Scatter(
+            x=g["confidence"], y=g["accuracy"], mode="lines+markers", name=str(name),
+            legendgroup=str(name), line={"color": color, "width": 2},
+            marker={"size": np.clip(np.sqrt(g["count"].to_numpy(float)), 4, 16)},
+            customdata=g["count"],
+            hovertemplate=(f"{name}<br>confidence %{{x:.3f}}<br>accuracy %{{y:.3f}}"
+                           "<br>tokens %{customdata}<extra></extra>")), row=1, col=1)
+        # step outlines over every bin (empty ones too), as the classification histogram
+        n_bins = int(round(1.0 / float((g["hi"] - g["lo"]).iloc[0])))
+        counts = np.zeros(n_bins)
+        counts[g["bin"].to_numpy(int)] = g["count"].to_numpy(float)
+        fig.add_trace(go.Scatter(
+            x=np.linspace(0.0, 1.0, n_bins + 1), y=np.append(counts, counts[-1]), mode="lines",
+            line_shape="hv", name=str(name), legendgroup=str(name), showlegend=False,
+            line={"color": color, "width": 2},
+            hovertemplate=f"{name}: %{{y}} tokens from confidence %{{x:.2f}}<extra></extra>"),
+            row=2, col=1)
+    fig.update_xaxes(range=[-0.02, 1.02])
+    fig.update_xaxes(title_text="token confidence (max probability, teacher-forced on gold)",
+                     row=2, col=1)
+    fig.update_yaxes(range=[-0.03, 1.03], title_text="token accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="tokens", row=2, col=1)
+    return finish(fig, "Token reliability (test, first utterances with token calibration)",
+                  height=620, legend="right")

@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 
 METHOD_ORDER = ["single", "naive", "joint", "vote", "dawid-skene", "bayes", "bayes-softy"]
+# generation (slot filling) methods, in the generation sweep's order; "joint" and "bayes" are
+# shared names and keep their place above
+GEN_METHOD_ORDER = ["single-hard", "single-soft", "naive-soft", "joint", "bayes",
+                    "bayes-restricted"]
 
 METHOD_COLORS: dict[str, str] = {
     "single": "#8c8c8c",
@@ -21,6 +25,12 @@ METHOD_COLORS: dict[str, str] = {
     "bayes-softy": "#e377c2",
     "ceiling": "#2ca02c",
     "weak vote": "#bcbd22",  # the teachers' soft vote as a label source, not the "vote" student
+    # generation: the analogue of a classification method keeps its hue (naive → naive-soft,
+    # bayes-softy → bayes-restricted); the two single-teacher baselines are told apart
+    "single-hard": "#8c8c8c",
+    "single-soft": "#8c564b",
+    "naive-soft": "#1f77b4",
+    "bayes-restricted": "#e377c2",
 }
 
 METHOD_LABELS: dict[str, str] = {
@@ -32,6 +42,10 @@ METHOD_LABELS: dict[str, str] = {
     "bayes": "Bayesian (EDL)",
     "bayes-softy": "Bayesian (EDL, soft y)",
     "ceiling": "strong ceiling",
+    "single-hard": "single weak, hard top-1",
+    "single-soft": "single weak, soft (word bridge)",
+    "naive-soft": "naive multi-weak, soft",
+    "bayes-restricted": "Bayesian (EDL, restricted support)",
 }
 
 TEACHER_COLORS: dict[str, str] = {
@@ -40,6 +54,11 @@ TEACHER_COLORS: dict[str, str] = {
     "minilm-l6": "#e6ab02",
     "mpnet-2l": "#7570b3",
     "mpnet-4l": "#a6761d",
+    # generation teachers
+    "gpt-char": "#b8860b",
+    "gpt-word": "#2a9d8f",
+    "gpt-bpe": "#d1495b",
+    "smollm2-4l": "#6a4c93",
 }
 # For teachers the project does not know by name: picked by a hash of the name, so a teacher
 # keeps its colour across pages, sessions and experiments.
@@ -76,9 +95,14 @@ def method_label(method: str) -> str:
 
 
 def order_methods(methods: list[str]) -> list[str]:
-    """Known methods in the canonical order, then any others alphabetically."""
-    known = [m for m in METHOD_ORDER if m in methods]
-    return known + sorted(m for m in set(methods) if m not in METHOD_ORDER)
+    """Known methods in the canonical order, then any others alphabetically. The order is the
+    generation sweep's when a generation-only method is among them (a generation experiment),
+    else classification's."""
+    gen = set(methods) & (set(GEN_METHOD_ORDER) - set(METHOD_ORDER))
+    first, second = (GEN_METHOD_ORDER, METHOD_ORDER) if gen else (METHOD_ORDER, GEN_METHOD_ORDER)
+    order = first + [m for m in second if m not in first]
+    known = [m for m in order if m in methods]
+    return known + sorted(m for m in set(methods) if m not in order)
 
 
 def rgba(hex_color: str, alpha: float) -> str:

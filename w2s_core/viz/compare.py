@@ -13,7 +13,9 @@ from w2s_core.experiments.runspec import ID_COLUMNS, OPTION_COLUMNS
 from w2s_core.viz.colors import method_color
 from w2s_core.viz.common import empty_figure, finish
 
-HEADLINE = ["accuracy", "pgr_mean", "pgr_best", "pgr_vote", "ece", "brier", "auroc",
+# the headline metrics of both tasks (a run has only its own task's: the others are absent)
+HEADLINE = ["accuracy", "slu_f1", "pgr_mean", "pgr_best", "pgr_vote", "pgr_joint",
+            "json_validity", "span_f1", "delta_slu_f1", "ece", "brier", "auroc",
             "weak_agreement"]
 # identity, not metrics: a data seed or kl_scale is numeric but belongs in the config diff
 ID_FIELDS = {*ID_COLUMNS, *(f"opt_{o}" for o in OPTION_COLUMNS), "label"}

@@ -2,6 +2,10 @@
 
 A run's predictions carry α in ``alpha_0..alpha_{C-1}`` (STORAGE.md). Read-outs follow
 METHOD.md §2: S = Σα, vacuity u = C / S, expected probability α / S.
+
+Generation runs have no class Dirichlet; their bayes runs store a token Dirichlet's read-outs
+per target token in targets.parquet (``evidence`` = Σ(α − 1), ``vacuity`` = C / S, ``correct``
+= the student's argmax is the target token), summarised per method here.
 """
 
 from __future__ import annotations
@@ -150,3 +154,62 @@ def confidence_figure(frame: pd.DataFrame) -> go.Figure:
             hovertemplate="%{text}<br>naive %{x:.3f}<br>EDL %{y:.3f}<extra></extra>"))
     return finish(fig, "EDL confidence vs naive softmax confidence", height=420,
                   x="naive student: max softmax", y="Bayesian student: max α / S")
+
+
+# ---------------------------------------------------------------- generation: token Dirichlet
+TOKEN_SUMMARY = ["method", "label", "targets", "tokens", "mean_evidence", "mean_vacuity",
+                 "vacuity_correct", "vacuity_wrong", "token_accuracy"]
+
+
+def _flat(col: pd.Series) -> np.ndarray:
+    parts = [np.asarray(v, float) for v in col if v is not None and len(v)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _token_row(method: str, label: str, df: pd.DataFrame) -> dict[str, object] | None:
+    ok = df[df["evidence"].map(lambda v: v is not None and len(v) > 0)]
+    if ok.empty:
+        return None
+    ev, vac = _flat(ok["evidence"]), _flat(ok["vacuity"])  # (T,), (T,)
+    hit = _flat(ok["correct"]).astype(bool) if "correct" in ok.columns else np.zeros(0, bool)
+    hit = hit if hit.shape == vac.shape else np.zeros(0, bool)
+    nan = float("nan")
+    return {"method": method, "label": label, "targets": len(ok), "tokens": len(vac),
+            "mean_evidence": float(ev.mean()), "mean_vacuity": float(vac.mean()),
+            "vacuity_correct": float(vac[hit].mean()) if hit.any() else nan,
+            "vacuity_wrong": float(vac[~hit].mean()) if hit.size and (~hit).any() else nan,
+            "token_accuracy": float(hit.mean()) if hit.size else nan}
+
+
+def token_evidence_summary(targets: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per method (its run's targets.parquet) and target label (a teacher, "joint", or "all"
+    pooled): targets and tokens with Dirichlet read-outs, mean evidence Σ(α − 1), mean vacuity
+    C / S, mean vacuity on tokens the student gets right / wrong, and its token accuracy.
+    Runs without read-outs (non-bayes methods store []) give no rows."""
+    rows = []
+    for method, df in targets.items():
+        if df is None or df.empty or "evidence" not in df.columns:
+            continue
+        labels = sorted(df["label"].astype(str).unique()) if "label" in df.columns else []
+        if len(labels) > 1:  # one row per target label, then all pooled
+            rows += [_token_row(method, lab, df[df["label"].astype(str) == lab])
+                     for lab in labels]
+        rows.append(_token_row(method, "all", df))
+    return pd.DataFrame([r for r in rows if r is not None], columns=TOKEN_SUMMARY)
+
+
+def token_vacuity_figure(summary: pd.DataFrame) -> go.Figure:
+    """Mean token vacuity per method on the tokens the student gets right vs wrong (all
+    targets pooled)."""
+    pooled = summary[summary["label"] == "all"] if len(summary) else summary
+    if pooled.empty:
+        return empty_figure("No token Dirichlet read-outs stored")
+    fig = go.Figure()
+    for outcome in ("correct", "wrong"):
+        fig.add_trace(go.Bar(
+            x=pooled["method"], y=pooled[f"vacuity_{outcome}"], name=f"tokens {outcome}",
+            marker={"color": OUTCOME_COLORS[outcome]},
+            hovertemplate=f"%{{x}}: mean vacuity %{{y:.4f}} on {outcome} tokens<extra></extra>"))
+    fig.update_layout(barmode="group")
+    return finish(fig, "Token Dirichlet: mean vacuity C / S on right vs wrong target tokens",
+                  height=380, y="mean vacuity")

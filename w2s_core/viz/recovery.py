@@ -1,4 +1,5 @@
-"""Recovery vs ensemble size: PGR or accuracy against K per method, mean with an interval.
+"""Recovery vs ensemble size: PGR or the test score (accuracy; SLU-F1 for generation) against K
+per method, mean with an interval.
 
 Each point aggregates every transfer run with that (setting, method, ± aux, K) in view: all
 teacher subsets of size K, all seeds and data replicates (or one seed). The table is the one
@@ -18,7 +19,9 @@ from w2s_core.viz.colors import REFERENCE_COLOR, method_color, order_methods, rg
 from w2s_core.viz.common import empty_figure, finish
 from w2s_core.viz.runs import ceiling_runs
 
-__all__ = ["ceiling_level", "recovery_figure", "recovery_table", "sorted_table", "value_column"]
+METRIC_NAMES = {"pgr": "PGR", "accuracy": "accuracy", "slu_f1": "SLU-F1"}
+__all__ = ["METRIC_NAMES", "ceiling_level", "recovery_figure", "recovery_table", "sorted_table",
+           "value_column"]
 
 
 def sorted_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -30,14 +33,15 @@ def sorted_table(table: pd.DataFrame) -> pd.DataFrame:
         ["_o", "aux", "k"]).drop(columns="_o").reset_index(drop=True)
 
 def ceiling_level(runs: pd.DataFrame, seed: object = "all",
-                  train_setting: str | None = None) -> float | None:
-    """Mean strong-ceiling accuracy over the seeds (and data replicates) in view."""
+                  train_setting: str | None = None, score: str = "accuracy") -> float | None:
+    """Mean strong-ceiling ``score`` (accuracy, or SLU-F1 for generation) over the seeds (and
+    data replicates) in view."""
     df = ceiling_runs(runs)
     if seed != "all" and not df.empty:
         df = df[df["seed"] == seed]
     if train_setting is not None and "train_setting" in df.columns:
         df = df[df["train_setting"] == train_setting]
-    acc = pd.to_numeric(df.get("accuracy", pd.Series(dtype=float)), errors="coerce").dropna()
+    acc = pd.to_numeric(df.get(score, pd.Series(dtype=float)), errors="coerce").dropna()
     return float(acc.mean()) if len(acc) else None
 
 
@@ -87,7 +91,8 @@ def recovery_figure(table: pd.DataFrame, *, metric: str = "pgr", floor: str = "m
             hovertemplate=(f"<b>{name}</b><br>K=%{{x}}<br>mean %{{y:.3f}}"
                            "<br>%{customdata[0]}<br>n=%{customdata[1]}, undefined="
                            "%{customdata[2]}<br>%{customdata[3]}<extra></extra>")))
-    ylab = f"PGR (floor: {floor})" if metric == "pgr" else "test accuracy"
+    name = METRIC_NAMES.get(metric, metric)
+    ylab = f"PGR (floor: {floor})" if metric == "pgr" else f"test {name}"
     if metric == "pgr":
         fig.add_hline(y=0, line={"color": REFERENCE_COLOR, "dash": "dash", "width": 1},
                       annotation_text=f"weak floor ({floor})", annotation_position="bottom left")
@@ -122,5 +127,5 @@ def recovery_figure(table: pd.DataFrame, *, metric: str = "pgr", floor: str = "m
                     "color": [method_color(m) for m in sel["method"]]},
             hoverinfo="skip", showlegend=False))
     fig.update_xaxes(dtick=1)
-    return finish(fig, f"{'PGR' if metric == 'pgr' else 'Accuracy'} vs ensemble size K",
+    return finish(fig, f"{name[0].upper()}{name[1:]} vs ensemble size K",
                   height=height, x="ensemble size K (teachers)", y=ylab)

@@ -16,7 +16,22 @@ from w2s_core.experiments.tables import transfer as transfer_runs
 from w2s_core.viz.colors import order_methods
 
 AUX_CHOICES = ("off", "on", "both")
-FLOORS = ("mean", "best", "vote")
+FLOORS = ("mean", "best", "vote")  # classification's PGR floors
+GEN_FLOORS = ("mean", "best", "joint")  # generation: the teachers' joint-decoded outputs
+
+
+def is_generation(meta: dict[str, Any]) -> bool:
+    """An experiment.json (``api.experiment``) of a generation experiment."""
+    return meta.get("task") == "generation"
+
+
+def floors_for(meta: dict[str, Any]) -> tuple[str, ...]:
+    return GEN_FLOORS if is_generation(meta) else FLOORS
+
+
+def score_of(meta: dict[str, Any]) -> str:
+    """The run index column of the task's main test score."""
+    return "slu_f1" if is_generation(meta) else "accuracy"
 
 
 def _col(runs: pd.DataFrame, name: str) -> pd.Series:
@@ -205,6 +220,10 @@ def run_label(row: pd.Series | dict[str, Any], setting_name: str | None = None,
     """Short human label of a run: "bayes +aux · K=3 · seed 0 · a + b + c", followed by the
     option setting's label and the data seed when the experiment has several of either."""
     method = row.get("method") or row.get("kind") or "?"
+    if row.get("kind") == "dpo":  # preference-tuned after a transfer run of this method
+        eps = row.get("opt_dpo_eps")
+        method = f"{method} → DPO" + (f" ε={eps}" if eps is not None and not pd.isna(eps)
+                                      else "")
     aux = " +aux" if bool(row.get("aux") or False) else ""
     seed = row.get("seed")
     seed_s = f" · seed {int(seed)}" if seed is not None and not pd.isna(seed) else ""
@@ -216,6 +235,20 @@ def run_label(row: pd.Series | dict[str, Any], setting_name: str | None = None,
         return f"ceiling{seed_s}{tail}"
     subset = subset_label(row.get("subset") or "")
     return f"{method}{aux} · K={int(row.get('k') or 0)}{seed_s} · {subset}{tail}"
+
+
+def _dpo_parents(runs: pd.DataFrame, transfer: pd.DataFrame) -> dict[str, str]:
+    """DPO run id → the option setting of the transfer runs it started from: the one whose
+    options (every ``opt_*`` but ε) and training setting are the DPO run's."""
+    cols = [c for c in runs.columns if c.startswith("opt_") and c != "opt_dpo_eps"]
+    cols += ["train_setting"] if "train_setting" in runs.columns else []
+
+    def key(r: pd.Series) -> str:
+        return repr([None if pd.isna(r[c]) else r[c] for c in cols])
+
+    by_key = {key(r): str(r["setting"]) for _, r in transfer.iterrows()}
+    dpo = runs[_col(runs, "kind") == "dpo"]
+    return {str(r["run_id"]): by_key.get(key(r), "") for _, r in dpo.iterrows()}
 
 
 def identity_labels(runs: pd.DataFrame, names: dict[str, str]) -> dict[str, str]:
@@ -235,10 +268,13 @@ def identity_labels(runs: pd.DataFrame, names: dict[str, str]) -> dict[str, str]
         for ts, g in tr.groupby("train_setting"):
             by_train[str(ts)] = " | ".join(names.get(s, str(s)) for s in sorted(g["setting"]
                                                                                .unique()))
+    parents = _dpo_parents(runs, tr) if several else {}
     out = {}
     for _, r in runs.iterrows():
         if r.get("kind") == "ceiling":
             name = by_train.get(str(r.get("train_setting")))
+        elif r.get("kind") == "dpo":  # a DPO setting is its parent's plus ε: name the parent's
+            name = names.get(parents.get(str(r["run_id"]), ""))
         else:
             name = names.get(str(r.get("setting"))) if several else None
         out[str(r["run_id"])] = run_label(r, name, replicates)
