@@ -1,13 +1,17 @@
-"""Dashboard speed under Streamlit's AppTest: each page cold (empty cache) and warm, and the time
-from changing the ensemble size K to the redrawn recovery figure.
+"""Dashboard speed under Streamlit's AppTest: each page cold (empty cache) and warm, the time
+from changing the ensemble size K to the redrawn recovery figure, and on a generation workspace
+the time from picking another utterance to the redrawn Generation page.
 
-Targets (issue 3): ≤ 1.5 s per page warm, ≤ 300 ms for a K change. AppTest runs the same
-script a browser session runs, in-process, so its timings are the server-side render time
-(the browser adds its own drawing on top, about 0.2 s for a plotly chart).
+Targets (issues 3, 8): ≤ 1.5 s per page warm, ≤ 300 ms for a K change or an utterance switch.
+AppTest runs the same script a browser session runs, in-process, so its timings are the
+server-side render time (the browser adds its own drawing on top, about 0.2 s for a plotly
+chart).
 
     python benchmarks/bench_dashboard.py                       # builds `w2s demo --quick` first
     python benchmarks/bench_dashboard.py --workspace w2s_workspace
     python benchmarks/bench_dashboard.py --synthetic           # no engine needed
+    python benchmarks/bench_dashboard.py --generation          # the tiny generation sweep
+    python benchmarks/bench_dashboard.py --generation --workspace W   # e.g. the generation demo
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(ROOT / "app.py")
-PAGES = ["recovery", "teachers", "dirichlet", "calibration", "compare", "talk", "lab"]
+PAGES = ["recovery", "teachers", "dirichlet", "calibration", "compare", "talk", "lab",
+         "generation"]
 WARM_TARGET, K_TARGET = 1.5, 0.3
 
 
@@ -46,7 +51,29 @@ def _check(at: AppTest, where: str) -> AppTest:
     return at
 
 
-def bench(ws: Path, repeats: int) -> None:
+def _median_ms(xs: list[float]) -> str:
+    return f"median {statistics.median(xs) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms"
+
+
+def bench_utterances(repeats: int) -> float:
+    """Generation page: pick each of the first utterances in turn (first visit, then again)."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page("app_pages/generation.py")
+    _check(at.run(), "generation")
+    options = list(at.selectbox(key="w_example").options)[:8]
+    first, again = [], []
+    for rnd in range(max(2, repeats // 2)):
+        for label in options[1:] + options[:1]:
+            box = at.selectbox(key="w_example").select(label)
+            (first if rnd == 0 else again).append(_timed(box.run))
+            _check(at, f"utterance {label[:30]}")
+    print(f"\nutterance switch → redrawn Generation page ({len(options)} utterances):")
+    print(f"  first visit:       {_median_ms(first)}")
+    print(f"  seen before:       {_median_ms(again)}")
+    return statistics.median(first + again)
+
+
+def bench(ws: Path, repeats: int, generation: bool = False) -> None:
     os.environ["W2S_WORKSPACE"] = str(ws)
     AppTest.from_file(APP, default_timeout=120).run()  # imports, so "cold" means cache only
     print(f"workspace: {ws}\n")
@@ -63,6 +90,11 @@ def bench(ws: Path, repeats: int) -> None:
         flag = "" if warm <= WARM_TARGET else "  ← over target"
         print(f"{page:<13}{cold:>9.3f}{warm:>9.3f}{flag}")
 
+    if generation:
+        u_med = bench_utterances(repeats)
+        print(f"\nworst warm page {worst:.3f} s (target ≤ {WARM_TARGET}); utterance switch "
+              f"median {u_med * 1000:.0f} ms (target ≤ {K_TARGET * 1000:.0f})")
+        return
     at = _check(AppTest.from_file(APP, default_timeout=120).run(), "recovery")
     ks = [int(k) for k in at.sidebar.select_slider(key="w_k").options]
     first, again = [], []
@@ -87,11 +119,23 @@ def main() -> None:
     ap.add_argument("--workspace", help="an existing workspace (default: build the quick demo)")
     ap.add_argument("--synthetic", action="store_true",
                     help="use the synthetic test workspace instead of `w2s demo --quick`")
+    ap.add_argument("--generation", action="store_true",
+                    help="a generation workspace (default: build the tests' tiny generation "
+                    "sweep): time the utterance switch instead of the K change")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # no "bare mode" chatter
     if args.workspace:
-        bench(Path(args.workspace).resolve(), args.repeats)
+        bench(Path(args.workspace).resolve(), args.repeats, args.generation)
+        return
+    if args.generation:
+        from gen_workspace import build
+
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            ws = build(Path(tmp)).ws
+            print(f"built the tiny generation workspace in {time.perf_counter() - t:.0f} s")
+            bench(ws, args.repeats, generation=True)
         return
     from workspace_factory import demo_workspace
 

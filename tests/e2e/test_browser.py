@@ -14,7 +14,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning
 
 PAGES = [("Teachers", "teachers"), ("Dirichlet posteriors", "dirichlet"),
          ("Calibration", "calibration"), ("Compare runs", "compare"),
-         ("Talk mode", "talk"), ("Lab", "lab"), ("Recovery", "recovery")]
+         ("Talk mode", "talk"), ("Lab", "lab"), ("Generation", "generation"),
+         ("Recovery", "recovery")]
 CHART = "div.stPlotlyChart .js-plotly-plot .main-svg"
 
 # names of the traces of every plotly chart on the page (plotly keeps them on the div)
@@ -72,14 +73,14 @@ def test_pages_k_slider_persistence_and_download(page: Page, app_url: str,
         nav.get_by_role("link", name=title).click()
         expect(page).to_have_url(re.compile(rf"/{slug}(\?|$)") if slug != "recovery"
                                  else re.compile(r"127\.0\.0\.1:\d+/?(\?|$)"))
-        if slug not in ("lab", "talk"):
+        if slug not in ("lab", "talk", "generation"):  # generation: a note on this workspace
             page.wait_for_selector(CHART, timeout=60_000)
         page.wait_for_load_state("networkidle")
         _no_errors(page)
         _shot(page, tmp_path / f"{slug}.png")
         # the sidebar keeps the chosen K on every page (plain session keys, not widget state)
         expect(page.get_by_test_id("stSliderThumbValue").first).to_have_text(str(k0 - 1))
-    # back on Recovery after six page switches: still the K chosen above
+    # back on Recovery after the page switches: still the K chosen above
     page.wait_for_selector(CHART, timeout=30_000)
     assert _selected_k(page) == k0 - 1
     assert all((tmp_path / f"{slug}.png").stat().st_size > 10_000 for _, slug in PAGES)
