@@ -10,7 +10,7 @@ import pandas as pd
 
 from w2s_core.errors import W2SError
 from w2s_core.experiments import provenance, store, tables
-from w2s_core.experiments.runspec import PAIR_KEYS, setting_labels
+from w2s_core.experiments.runspec import PAIR_KEYS
 from w2s_core.metrics.intervals import interval_note, paired_summary, summarize_runs
 
 # (a, b) method pairs compared on matched runs (the paper's generation claims)
@@ -93,11 +93,7 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     if runs.empty:
         return out
     tr = tables.transfer(runs)
-    present = set(tr["setting"]) if not tr.empty else set()
-    known = meta.get("settings") or {}
-    labels = setting_labels({s: known.get(s, {}) for s in present})
-    out["settings"] = {s: {"label": labels.get(s, s), "options": known.get(s, {}).get(
-        "options"), "runs": int((tr["setting"] == s).sum())} for s in sorted(present)}
+    out["settings"] = tables.settings_summary(tr, meta.get("settings") or {})
     ceil = tables.ceiling_table(runs)
     if not ceil.empty:  # PGR needs a gap: each teacher must sit below the strong ceiling
         top = float(pd.to_numeric(ceil["mean"], errors="coerce").min())

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from w2s_core.experiments import provenance, store, tables
-from w2s_core.experiments.runspec import setting_labels
 from w2s_core.metrics.agreement import teacher_set_summary
 from w2s_core.metrics.intervals import interval_note
 
@@ -87,12 +86,7 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     if runs.empty:
         return out
     tr = tables.transfer(runs)
-    present = set(tr["setting"]) if not tr.empty else set()
-    known = meta.get("settings") or {}
-    labels = setting_labels({s: known.get(s, {}) for s in present})
-    out["settings"] = {s: {"label": labels.get(s, s), "options": (meta.get("settings") or {})
-                           .get(s, {}).get("options"), "runs": int((tr["setting"] == s).sum())}
-                       for s in sorted(present)}
+    out["settings"] = tables.settings_summary(tr, meta.get("settings") or {})
     ceil = tables.ceiling_table(runs)
     out["ceiling"] = _records(ceil)
     rec = tables.recovery_table(runs, "pgr", floor)

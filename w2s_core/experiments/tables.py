@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from w2s_core.errors import W2SError
-from w2s_core.experiments.runspec import GROUP_KEYS, PAIR_KEYS
+from w2s_core.experiments.runspec import GROUP_KEYS, PAIR_KEYS, setting_labels
 from w2s_core.metrics.intervals import paired_summary, summarize_runs
 
 FLOORS = ("mean", "best", "vote", "joint")  # vote: classification; joint: generation
@@ -106,3 +106,12 @@ def ceiling_table(runs: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
     key = "train_setting" if "train_setting" in c.columns else "setting"
     return summarize_runs(c.assign(_v=pd.to_numeric(c[score_column(c)], errors="coerce")),
                           [key], "_v", n_boot=n_boot)
+
+
+def settings_summary(tr: pd.DataFrame, known: dict) -> dict[str, dict]:
+    """Per option setting of the transfer runs ``tr``: its label (what differs), its options
+    (from experiment.json's ``settings``, ``known``) and its run count — both tasks' reports."""
+    present = set(tr["setting"]) if not tr.empty else set()
+    labels = setting_labels({s: known.get(s, {}) for s in present})
+    return {s: {"label": labels.get(s, s), "options": known.get(s, {}).get("options"),
+                "runs": int((tr["setting"] == s).sum())} for s in sorted(present)}
