@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages._charts import DOWNLOAD, chart, md_escape, table  # noqa: F401 - pages import _ui
+from app_pages._charts import DOWNLOAD, chart, md_escape, small_table, table  # noqa: F401 - pages import _ui
 from w2s_core import api
 from w2s_core.experiments import store
 from w2s_core.viz.runs import is_generation, representative_data_seed, score_of

@@ -50,6 +50,14 @@ def _dpo(ws: str, exp_id: str, stamp: tuple, run_id: str, _runs: pd.DataFrame
     return dpo, gd.dpo_summary(dpo)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _dpo_figure(ws: str, exp_id: str, stamp: tuple, run_id: str, method: str, title: str,
+                _summary: pd.DataFrame) -> go.Figure:
+    """Built once per run and store state (plotly's validation costs ~0.1 s a build, on every
+    rerun of the page otherwise). A shared object, never changed after building."""
+    return gd.dpo_figure(_summary, method, title)
+
+
 # Per-utterance lookups go through indexes (example id → its rows) held as shared objects
 # (cache_resource: no copy per read, never changed after building), so an utterance switch
 # costs a few small frames, not a copy of every teacher's N-best and the run's files.
@@ -159,7 +167,7 @@ def teachers_section(row: pd.Series, example: str, names: list[str], u: dict[str
         st.info("No candidate pool stored for this utterance.")
         return
     st.code(joint.loc[joint["joint"], "text"].iloc[0], language="json", wrap_lines=True)
-    ui.table(joint, f"joint-candidates-{example}", height=min(300, 40 + 35 * len(joint)))
+    ui.small_table(joint, f"joint-candidates-{example}", "joint-candidates")
 
 
 def targets_section(c: ui.Ctx, row: pd.Series, example: str, u: dict[str, Any]) -> None:
@@ -176,7 +184,7 @@ def targets_section(c: ui.Ctx, row: pd.Series, example: str, u: dict[str, Any]) 
                "the student's own, coloured by q, the bridged probability of the label token "
                "(its product over a word's tokens is the teacher's word probability; 1 for "
                "hard labels). Hover a token for the top of the full target distribution.")
-    ui.table(u["scores"], f"target-scores-{example}")
+    ui.small_table(u["scores"], f"target-scores-{example}", "target-scores")
     _html("<br>".join(
         f"<b>{html.escape(gt.label_name(str(lab), float(g['weight'].iloc[0])))}</b> · mode "
         f"{g['mode'].iloc[0]}<br>{gt.token_spans(g)}" for lab, g in tok.groupby("label",
@@ -186,9 +194,9 @@ def targets_section(c: ui.Ctx, row: pd.Series, example: str, u: dict[str, Any]) 
     rid = str(row["run_id"])
     heat, ev = _figures(str(c.ws), c.exp_id, rid, _mtimes(c, rid), example, title, tok,
                         str(row["method"]).startswith("bayes"))
-    ui.chart(heat, tok, f"soft-labels-{example}")
+    ui.chart(heat, tok, f"soft-labels-{example}", "soft-labels")
     if ev is not None:
-        ui.chart(ev, tok, f"dirichlet-tokens-{example}")
+        ui.chart(ev, tok, f"dirichlet-tokens-{example}", "dirichlet-tokens")
 
 
 def student_section(example: str, gold: str, u: dict[str, Any]) -> None:
@@ -212,7 +220,8 @@ def student_section(example: str, gold: str, u: dict[str, Any]) -> None:
     with right:
         st.markdown("**Gold**")
         st.code(gold, language="json", wrap_lines=True)
-    ui.table(gv.slot_comparison(gold, p["text"]), f"student-vs-gold-{example}")
+    ui.small_table(gv.slot_comparison(gold, p["text"]), f"student-vs-gold-{example}",
+                   "student-vs-gold")
 
 
 def dpo_section(c: ui.Ctx, row: pd.Series) -> None:
@@ -222,9 +231,9 @@ def dpo_section(c: ui.Ctx, row: pd.Series) -> None:
         st.caption(f"No DPO runs continue {row['method']} runs of this selection (the "
                    "experiment's `generation.dpo.after` names the methods DPO follows).")
         return
-    ui.chart(gd.dpo_figure(summary, str(row["method"]),
-                           f"SLU-F1 before → after DPO — {row['method']}, {row['subset']}"),
-             summary, "dpo-before-after")
+    title = f"SLU-F1 before → after DPO — {row['method']}, {row['subset']}"
+    ui.chart(_dpo_figure(str(c.ws), c.exp_id, c.stamp, str(row["run_id"]), str(row["method"]),
+                         title, summary), summary, "dpo-before-after")
     ui.table(summary, "dpo-summary")
     st.caption("Δ = after − before of each DPO run against its own parent run, averaged over "
                "seeds; the interval resamples seeds (a t-interval over seed means: seeds re-draw "

@@ -9,6 +9,12 @@ their ratio are printed (target ≥ 3×), plus how often both return the same ca
 
     python benchmarks/bench_decode.py                          # tiny random scratch Llama (CPU)
     python benchmarks/bench_decode.py --model smollm2-135m --n 64 --device auto
+
+``--greedy`` times a student's test decoding instead: ``greedy.greedy`` (rows leave the batch at
+EOS) against batched ``generate(do_sample=False)`` on the same batches (finished rows keep
+computing until the batch's longest stops) and against the per-utterance loop, and checks all
+three give the same texts. Use a fine-tuned model folder (``--model DIR``): an untuned model
+rarely stops, and then every decoder runs to the token cap.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from w2s_core.data.prompts import build_prompt, format_slots  # noqa: E402
 from w2s_core.device import pick_device  # noqa: E402
-from w2s_core.models.decode import nbest  # noqa: E402
+from w2s_core.models.decode import _pad, nbest  # noqa: E402
+from w2s_core.models.greedy import greedy  # noqa: E402
 
 CITIES = ["boston", "new york", "denver", "san francisco", "atlanta", "dallas", "miami"]
 DAYS = ["tomorrow", "monday", "next friday", "this weekend", "tonight"]
@@ -41,6 +48,14 @@ def utterances(n: int) -> list[str]:
         out.append(t.format(a=CITIES[i % len(CITIES)], b=CITIES[(3 * i + 1) % len(CITIES)],
                             d=DAYS[i % len(DAYS)]))
     return out
+
+
+def atis(n: int) -> list[str]:
+    """The last ``n`` utterances of the packaged ATIS slot-filling set."""
+    from w2s_core.data.registry import load_slot_dataset
+    from w2s_core.data.schema import DataConfig
+
+    return list(load_slot_dataset(DataConfig("atis-slots")).texts[-n:])
 
 
 def load(name: str, device: torch.device, sentences: list[str]) -> Any:
@@ -76,6 +91,41 @@ def baseline(lm: Any, prompts: list[str], beams: int, new: int) -> list[list[str
     return out
 
 
+def batched_greedy(lm: Any, prompts: list[str], new: int, batch: int) -> list[str]:
+    """HF ``generate`` greedy over left-padded batches of ``batch`` prompts, texts cut at EOS."""
+    tok, model, out = lm.tokenizer, lm.model, []
+    eos = tok.eos_token_id
+    with torch.no_grad():
+        for b in range(0, len(prompts), batch):
+            rows = [tok(p)["input_ids"] for p in prompts[b: b + batch]]
+            ids, mask = _pad(rows, tok.pad_token_id, left=True)
+            seqs = model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
+                                  do_sample=False, num_beams=1, max_new_tokens=new,
+                                  eos_token_id=eos, pad_token_id=tok.pad_token_id)
+            for s in seqs[:, ids.shape[1]:].tolist():
+                s = s[: s.index(eos)] if eos in s else s
+                out.append(tok.decode(s, skip_special_tokens=True))
+    return out
+
+
+def bench_greedy(lm: Any, prompts: list[str], new: int, batch: int) -> None:
+    n = len(prompts)
+    greedy(lm, prompts[:2], max_new_tokens=new, batch_size=batch, max_length=1024)  # warm-up
+    stats: dict[str, int] = {}
+    mine, t_mine = timed(lambda: greedy(lm, prompts, max_new_tokens=new, batch_size=batch,
+                                        max_length=1024, stats=stats))
+    hf, t_hf = timed(lambda: batched_greedy(lm, prompts, new, batch))
+    one, t_one = timed(lambda: [t[0] for t in baseline(lm, prompts, 1, new)])
+    print(f"per-utterance generate : {n / t_one:8.2f} utt/s ({t_one:.2f} s)")
+    print(f"batched generate       : {n / t_hf:8.2f} utt/s ({t_hf:.2f} s)")
+    print(f"greedy (rows drop out) : {n / t_mine:8.2f} utt/s ({t_mine:.2f} s)")
+    print(f"speed-up               : {t_hf / t_mine:8.2f}x vs batched generate, "
+          f"{t_one / t_mine:.2f}x vs per-utterance")
+    print(f"same texts             : {sum(a == b for a, b in zip(mine, hf, strict=True))}/{n} "
+          f"(batched), {sum(a == b for a, b in zip(mine, one, strict=True))}/{n} "
+          f"(per-utterance); {stats.get('unfinished', 0)} hit the cap")
+
+
 def timed(fn: Any) -> tuple[Any, float]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -96,11 +146,15 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--bf16", action="store_true", help="nbest under bf16 autocast")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--greedy", action="store_true",
+                    help="time greedy test decoding (rows drop out at EOS) instead of N-best")
+    ap.add_argument("--atis", action="store_true",
+                    help="ATIS test utterances (the generation demo's) instead of synthetic ones")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    sentences = utterances(args.n)
+    sentences = atis(args.n) if args.atis else utterances(args.n)
     lm = load(args.model, device, sentences)
     lm.model.to(device).eval()
     prompts = [build_prompt(s) for s in sentences]
@@ -108,6 +162,9 @@ def main() -> None:
     print(f"model {args.model} ({n_params / 1e6:.1f}M params) on {device}, {args.n} utterances, "
           f"{args.beams} beams, {args.max_new_tokens} new tokens, batch {args.batch_size}")
 
+    if args.greedy:
+        bench_greedy(lm, prompts, args.max_new_tokens, args.batch_size)
+        return
     # warm-up (allocator, kernels) on two prompts each
     nbest(lm, prompts[:2], num_beams=args.beams, n_best=args.beams,
           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, bf16=args.bf16)

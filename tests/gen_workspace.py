@@ -3,9 +3,10 @@ scratch models, small enough for CI.
 
 A word-level 1-layer student and the gpt-char / gpt-word teachers trained from scratch on
 24/12/8 ATIS utterances, every generation method, DPO with ε ∈ {0, 0.1, confidence} after
-bayes; then the same experiment grows by bayes runs in the frozen and live bridge modes and
-by a second seed of bayes (+ DPO). Also a script: ``python tests/gen_workspace.py OUT``
-writes one to OUT (dashboard development, benchmarks/bench_dashboard.py).
+bayes; then the same experiment grows by bayes runs in the frozen and live bridge modes, by
+a second seed of bayes (+ DPO) and by joint decoding scored per character. Also a script:
+``python tests/gen_workspace.py OUT`` writes one to OUT (dashboard development,
+benchmarks/bench_dashboard.py).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ EXTRA_SWEEPS = (
     {"methods": ("bayes",), "gen_options": GenOptions(target_mode="frozen")},
     {"methods": ("bayes",), "gen_options": GenOptions(target_mode="live")},
     {"methods": ("bayes",), "seeds": (1,)},
+    {"methods": ("joint",), "gen_options": GenOptions(joint_score="per_char")},
 )
-MAIN = {"target_mode": "detached", "seed": 0}  # the main sweep's runs: what counts refer to
+# the main sweep's runs: what counts refer to
+MAIN = {"target_mode": "detached", "joint_score": "sum", "seed": 0}
 
 
 def _config(student: Path) -> ExperimentConfig:

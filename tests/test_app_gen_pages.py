@@ -40,9 +40,10 @@ def _index(ws: Path, exp_id: str) -> pd.DataFrame:
 
 
 def _detached(idx: pd.DataFrame) -> pd.DataFrame:
-    """The main setting's transfer runs (bridge target detached, no aux)."""
+    """The main setting's transfer runs (bridge target detached, joint scored by the sum, no
+    aux)."""
     return idx[(idx["kind"] == "transfer") & (idx["opt_target_mode"] == "detached")
-               & ~idx["aux"].astype(bool)]
+               & (idx["opt_joint_score"] == "sum") & ~idx["aux"].astype(bool)]
 
 
 def _teacher_files(ws: Path, exp_id: str) -> dict[str, Path]:
@@ -120,9 +121,11 @@ def test_the_sidebar_speaks_generation(gen: Any, monkeypatch) -> None:
     box = at.sidebar.selectbox(key="w_method")
     assert [o.split(" — ")[0] for o in box.options] == GEN_METHODS
     assert box.value == "bayes"
-    # the bridge target modes are option settings of their own, labelled by what differs
+    # the bridge target modes and the joint score are option settings of their own, labelled
+    # by what differs
     assert sorted(at.sidebar.selectbox(key="w_setting").options) == [
-        f"target_mode={m}" for m in ("detached", "frozen", "live")]
+        "joint_score=per_char · target_mode=detached",
+        *(f"joint_score=sum · target_mode={m}" for m in ("detached", "frozen", "live"))]
     assert at.session_state["sel_setting"] == _detached(_index(gen.ws, gen.exp_id))[
         "setting"].iloc[0]  # the most-run setting first
 

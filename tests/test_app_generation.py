@@ -61,13 +61,14 @@ def chart(at: AppTest, prefix: str) -> dict[str, Any]:
 
 
 def heatmap_q(at: AppTest) -> np.ndarray:
-    spec = chart(at, "soft-labels-")
+    spec = chart(at, "soft-labels")
     z = spec["data"][0]["z"]
     return arr(z) if isinstance(z, dict) else np.array(z, dtype=float)
 
 
 def table(at: AppTest, *cols: str) -> pd.DataFrame:
-    return next(d.value for d in at.dataframe if set(cols) <= set(d.value.columns))
+    """The first interactive or static table holding these columns."""
+    return next(d.value for d in [*at.dataframe, *at.table] if set(cols) <= set(d.value.columns))
 
 
 # ---------------------------------------------------------------- the workspace, read directly
@@ -158,7 +159,7 @@ def test_page_ranks_utterances_and_shows_what_is_stored(gen_workspace: Any, disk
     met = disk.file(run_id, "metrics.json")
     assert at.metric[1].value == f"{met['slu_f1']:.3f}"
     # a Bayesian run: its token Dirichlet read-outs are drawn
-    ev = chart(at, "dirichlet-tokens-")
+    ev = chart(at, "dirichlet-tokens")
     t = disk.file(run_id, "targets.parquet").query(f"example_id == '{example}'")
     first = next(d for d in ev["data"] if d["name"] == t["label"].iloc[0])
     np.testing.assert_allclose(arr(first["y"]), t["evidence"].iloc[0], rtol=1e-6)
@@ -217,7 +218,8 @@ def test_search_and_utterance_switch(gen_workspace: Any, disk: Disk, monkeypatch
     at.selectbox(key="w_example").set_value(other).run()
     ok(at)
     assert at.session_state["sel_example"] == other
-    assert next(n.key for n in at.get("plotly_chart")).endswith(other)
+    # one chart slot for every utterance (updated in place in a browser); its data is other's:
+    assert next(n.key for n in at.get("plotly_chart")) == "chart_soft-labels"
     rid = disk.run(**chosen(at), opt_target_mode="detached")
     t = disk.file(rid, "targets.parquet").query(f"example_id == '{other}'")
     np.testing.assert_allclose(heatmap_q(at)[0][:len(t["q"].iloc[0])], t["q"].iloc[0],

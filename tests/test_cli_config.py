@@ -122,14 +122,16 @@ def test_every_config_field_is_classified_for_hashing():
 
     exp_fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
     in_experiment_id = set(ExperimentConfig().experiment_key())
-    per_run = {"methods", "aux", "seeds", "max_subsets", "subset_seed", "options"}  # in run ids
+    per_run = {"methods", "aux", "seeds", "max_subsets", "sizes", "subset_seed",
+               "options"}  # which runs exist, and their ids
     never_hashed = {"name", "device", "feature_batch_size"}  # name only labels the folder
     # the generation-only fields cannot change a classification result
     other_task = {"task", "generation", "gen_options"}
     assert exp_fields == in_experiment_id | per_run | never_hashed | other_task
     # generation: its own settings block replaces the classification-only ones
     gen_key = set(gen_demo_config(quick=True).experiment_key())
-    gen_per_run = {"methods", "aux", "seeds", "max_subsets", "subset_seed", "gen_options"}
+    gen_per_run = {"methods", "aux", "seeds", "max_subsets", "sizes", "subset_seed",
+                   "gen_options"}
     cls_only = {"teacher_mode", "student_mode", "probe", "finetune", "precision", "options"}
     assert exp_fields == gen_key | gen_per_run | never_hashed | cls_only
     ft_fields = {f.name for f in dataclasses.fields(FinetuneConfig)}

@@ -18,6 +18,7 @@ from w2s_core.data.prompts import build_prompt, format_slots
 from w2s_core.models import decode
 from w2s_core.models.causal import CausalLM
 from w2s_core.models.decode import Candidate, nbest, score, word_logps
+from w2s_core.models.greedy import greedy
 
 SENTENCES = ["fly to boston tomorrow", "wake me up at seven am", "play some jazz",
              "what is the weather in new york city this weekend"]
@@ -272,3 +273,22 @@ def test_scratch_lm_tokenizers(kind: str) -> None:
         assert c.token_logps + [c.eos_logp] == pytest.approx(ref, abs=1e-5)
         assert sum(c.word_logps) == pytest.approx(sum(c.token_logps), abs=1e-5)
         assert len(c.word_logps) == len(c.text.split())
+
+
+def test_shrinking_greedy_equals_per_prompt_generate(lm: CausalLM) -> None:
+    """``greedy`` drops rows at EOS; its texts must equal an unpadded per-prompt ``generate``.
+    EOS is re-pointed at a token greedy emits early for the first prompt, so rows stop at
+    different steps and the batch (and its KV cache) really shrinks."""
+    import copy
+
+    first = lm.model.generate(torch.tensor([lm.tokenizer(PROMPTS[0])["input_ids"]]),
+                              do_sample=False, max_new_tokens=3, pad_token_id=0,
+                              eos_token_id=None)[0, -1].item()
+    tok = copy.deepcopy(lm.tokenizer)
+    tok.eos_token = tok.convert_ids_to_tokens(first)
+    lm2 = CausalLM(name=lm.name, model=lm.model, tokenizer=tok)
+    stats: dict[str, int] = {}
+    got = greedy(lm2, PROMPTS, max_new_tokens=12, batch_size=len(PROMPTS), stats=stats)
+    assert got == [_generate_one(lm2, p, 1, 12)[0] for p in PROMPTS]
+    assert 0 < stats["unfinished"] < len(PROMPTS)  # some rows stopped early, some ran out
+    assert greedy(lm2, PROMPTS, max_new_tokens=12, batch_size=2) == got  # batch invariant

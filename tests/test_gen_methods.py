@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from w2s_core.errors import W2SError
-from w2s_core.methods.gen_methods import dpo_pair, joint_pick, pair_eps, pool, teacher_weights
+from w2s_core.methods.gen_methods import (
+    dpo_pair,
+    joint_matrix,
+    joint_pick,
+    pair_eps,
+    pool,
+    teacher_weights,
+)
 
 
 # ---------------------------------------------------------------- teacher_weights
@@ -70,6 +77,25 @@ def test_joint_pick_takes_the_first_candidate_on_a_tie() -> None:
     scores = np.array([[-1.0, -3.0, -2.0],
                        [-3.0, -1.0, -2.0]])
     assert joint_pick(scores, np.array([0.5, 0.5])) == 0  # all three total -2.0
+
+
+def test_joint_scores_sum_per_char_and_per_token_by_hand() -> None:
+    # 2 teachers × 3 candidates: "" (EOS only), "{}" and a longer answer
+    texts = ["", "{}", '{"a": "b"}']  # 0, 2 and 10 characters
+    logp = np.array([[-1.0, -2.0, -5.0],
+                     [-3.0, -2.5, -4.0]])
+    norm = np.array([[-1.0, -0.7, -0.4],  # each teacher's own logp / (tokens + 1)
+                     [-3.0, -0.9, -0.3]])
+    lam = np.array([0.5, 0.5])
+    np.testing.assert_array_equal(joint_matrix("sum", logp, norm, texts), logp)
+    assert joint_pick(joint_matrix("sum", logp, norm, texts), lam) == 1  # -2.0, -2.25, -4.5
+    per_char = joint_matrix("per_char", logp, norm, texts)
+    np.testing.assert_allclose(per_char, [[-1.0, -2 / 3, -5 / 11], [-3.0, -2.5 / 3, -4 / 11]])
+    assert joint_pick(per_char, lam) == 2  # -2.0, -0.75, -0.409
+    np.testing.assert_array_equal(joint_matrix("per_token", logp, norm, texts), norm)
+    assert joint_pick(joint_matrix("per_token", logp, norm, texts), lam) == 2  # -2, -.8, -.35
+    with pytest.raises(W2SError, match="joint score"):
+        joint_matrix("mean", logp, norm, texts)
 
 
 def test_joint_pick_rejects_bad_shapes() -> None:

@@ -46,8 +46,10 @@ def gen(gen_workspace: SimpleNamespace) -> SimpleNamespace:
     exp = store.experiment_dir(ws, gen_workspace.exp_id)
     runs = store.read_parquet(exp.run_index)
     # the main sweep's runs (the extra sweeps add frozen/live bayes runs and a second seed)
-    runs = runs[(runs["seed"] == MAIN["seed"]) & (runs["opt_target_mode"].isna() | (
-        runs["opt_target_mode"] == MAIN["target_mode"]))].reset_index(drop=True)
+    main = runs["seed"] == MAIN["seed"]
+    for opt in ("target_mode", "joint_score"):  # ceilings have no options (NaN)
+        main &= runs[f"opt_{opt}"].isna() | (runs[f"opt_{opt}"] == MAIN[opt])
+    runs = runs[main].reset_index(drop=True)
     configs = {r: store.read_json(exp.run_dir(r) / "config.json") for r in runs["run_id"]}
     metrics = {r: store.read_json(exp.run_dir(r) / "metrics.json") for r in runs["run_id"]}
     meta = store.read_json(exp.meta)
@@ -240,6 +242,32 @@ def test_joint_floor_is_the_pools_mean_lambda_argmax(gen: SimpleNamespace) -> No
     assert k2 and all(m["floor_joint"] == pytest.approx(want["slu_f1"]) for m in k2)
 
 
+def test_joint_scored_per_character_picks_the_pools_length_normalised_argmax(
+        gen: SimpleNamespace) -> None:
+    """The per_char option, recomputed from the stored pool: Σ_k λ_k logp_k(c) / (|c| + 1)."""
+    runs = store.read_parquet(gen.exp.run_index)
+    per_char = runs[runs["opt_joint_score"] == "per_char"]
+    assert list(per_char["method"]) == ["joint"]
+    rid = per_char["run_id"].iloc[0]
+    pool = store.read_parquet(next((gen.exp.root / "teachers").glob("pool-*.parquet")))
+    test_ids = _split_ids(gen, "test")
+    picks = []
+    for e in test_ids:
+        g = pool[(pool["split"] == "test") & (pool["example_id"] == e)].sort_values("cand")
+        total = sum(0.5 * g[f"logp__{t}"].to_numpy() for t in TEACHERS)
+        total = total / np.array([len(t) + 1 for t in g["text"]])
+        picks.append(g["text"].iloc[int(np.argmax(total))])
+    met = store.read_json(gen.exp.run_dir(rid) / "metrics.json")
+    want = slu_f1([gen.gold[e] for e in test_ids], [parse_slots(x)[0] for x in picks])
+    assert met["floor_joint"] == pytest.approx(want["slu_f1"])
+    # and the student trained toward those picks (the stored targets on test)
+    tgt = store.read_parquet(gen.exp.run_dir(rid) / "targets.parquet")
+    assert list(tgt["text"]) == picks
+    # the option changes the targets: the summed score picks other candidates on this pool
+    summed = next(r for r, c in gen.configs.items() if c["method"] == "joint")
+    assert picks != list(store.read_parquet(gen.exp.run_dir(summed) / "targets.parquet")["text"])
+
+
 # ---------------------------------------------------------------- stored read-outs
 def _top1(g: SimpleNamespace, teacher: str, ex: str) -> dict:
     df = g.nbest[teacher]
@@ -324,7 +352,7 @@ def test_report_shows_slu_f1_by_method_and_the_dpo_section(gen: SimpleNamespace,
                                                            capsys: pytest.CaptureFixture) -> None:
     assert main(["report", "--workspace", str(gen.ws)]) == 0
     out = capsys.readouterr().out
-    assert "SLU-F1 and PGR" in out and "weak floors (test): SLU-F1" in out
+    assert "SLU-F1, exact span F1 and PGR" in out and "weak floors (test): SLU-F1" in out
     rows = [ln.split() for ln in out.splitlines() if ln.startswith("  ")]
     shown = {(r[0], r[2]) for r in rows if len(r) > 2 and r[1] == "no"}
     assert shown == {(m, "1") for m in K1_METHODS} | {(m, "2") for m in K2_METHODS}
@@ -336,6 +364,12 @@ def test_report_shows_slu_f1_by_method_and_the_dpo_section(gen: SimpleNamespace,
     every = store.read_parquet(gen.exp.run_index)  # both seeds, every setting
     # one DPO row per (setting, ε): the three bridge modes' settings each ran DPO after bayes
     assert rep["task"] == "generation" and len(rep["dpo"]) == 3 * len(EPS)
+    tr = every[every["kind"] == "transfer"]
+    assert rep["span"] and len(rep["span"]) == len(rep["score"])
+    for x in rep["span"]:  # exact span F1 beside SLU-F1, from the run index
+        g = tr[(tr["setting"] == x["setting"]) & (tr["method"] == x["method"])
+               & (tr["aux"] == x["aux"]) & (tr["k"] == x["k"])]
+        assert x["span_f1"] == pytest.approx(g["span_f1"].mean())
     ceiling = float(every.loc[every["kind"] == "ceiling", "slu_f1"].mean())
     for t in rep["teachers"]:  # the gap check, against the stored teacher metrics
         assert t["below_ceiling"] == (gen.teacher_meta[t["teacher"]]["slu_f1_test"] < ceiling)
@@ -384,6 +418,23 @@ def test_a_rerun_trains_nothing_and_a_lost_run_is_recomputed_alone(gen: SimpleNa
 
 
 # ---------------------------------------------------------------- config (no sweep)
+def test_the_quick_demo_plans_every_method_at_k1_and_k3(tmp_path: Path) -> None:
+    """The quick demo's promise (every method at least once, DPO with each ε), from its plan."""
+    from w2s_core.experiments.config import GEN_METHOD_NAMES, gen_demo_config
+    from w2s_core.experiments.gen_runs import GenerationRuns
+
+    cfg = gen_demo_config(quick=True)
+    sw = Sweep(cfg, tmp_path, progress=False, log=lambda _m: None)
+    plan = GenerationRuns(sw, SimpleNamespace(data_seed=0, pairs=lambda _s: []), None,
+                          "cpu").plan()  # type: ignore[arg-type]
+    transfer = [(p.method, len(p.subset)) for p, _ in plan if p.kind == "transfer"]
+    assert {m for m, _ in transfer} == set(GEN_METHOD_NAMES)
+    assert {k for _, k in transfer} == {1, 3} and len(transfer) == len(set(transfer)) == 8
+    kids = [k for p, ks in plan for k in ks]
+    assert all(p.method == "bayes" and len(p.subset) == 3 for p, ks in plan if ks)
+    assert sorted(str(k.options["dpo"]["eps"]) for k in kids) == ["0.0", "0.1", "confidence"]
+
+
 def test_generation_defaults_replace_the_classification_ones() -> None:
     c = ExperimentConfig(task="generation")
     assert c.teachers == ("gpt-char", "gpt-word", "gpt-bpe")

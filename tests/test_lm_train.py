@@ -362,3 +362,29 @@ def test_cdpo_eps_per_pair_matches_scalar_and_half_holds_the_margin(bases):
     # cDPO's optimum is σ(h) = 1 − ε: at ε = ½ the start (h = 0) is already optimal
     assert abs(half["margin_end"] - half["margin_start"]) < 0.1 * (
         dpo["margin_end"] - dpo["margin_start"])
+
+
+@pytest.mark.parametrize("kind", ["ce", "soft", "edl"])
+def test_length_chunked_rows_give_the_unchunked_loss_and_update(bases, kind: str, monkeypatch):
+    """A batch's rows go through the model in length-sorted chunks of ROW_CHUNK (less padding);
+    the loss and the trained weights must equal one forward over the whole padded batch."""
+    from w2s_core.training import lm_train
+
+    assert lm_train.length_chunks([5, 2, 9, 2, 7], 2) == [[1, 3], [0, 4], [2]]
+    soft = kind != "ce"
+    ex = [GenExample(PROMPTS[i], [LabelSeq(TARGETS[i], word_logps(TARGETS[i], i) if soft
+                                           else None),
+                                  LabelSeq(OTHERS[i], word_logps(OTHERS[i], 9 + i) if soft
+                                           else None)], [0.4, 0.6]) for i in range(4)]
+    cfg = LMTrainConfig(epochs=2, lr=1e-2, batch_size=4, warmup=0.0)
+    out = {}
+    for chunk in (lm_train.ROW_CHUNK, 1000):  # 8 rows per batch: 2 chunks, then one
+        monkeypatch.setattr(lm_train, "ROW_CHUNK", chunk)
+        lm = fresh(bases, "bpe")
+        stats = train_lm(lm, ex, LossSpec(kind=kind), cfg, 0)
+        out[chunk] = (stats["first_loss"], stats["final_loss"],
+                      torch.cat([p.detach().flatten() for p in lm.model.parameters()]))
+    (a1, a2, wa), (b1, b2, wb) = out.values()
+    assert a1 == pytest.approx(b1, rel=1e-5) and a2 == pytest.approx(b2, rel=1e-5)
+    # float summation order differs; a different gradient would move weights by ~lr = 1e-2
+    assert torch.allclose(wa, wb, atol=1e-4)

@@ -59,6 +59,24 @@ def test_subset_enumeration_and_sampling():
     assert s == subsets(t, 12, 0)  # seeded
 
 
+def test_subset_sizes_keep_only_those_k_from_the_same_draw():
+    t = ("a", "b", "c", "d", "e")
+    assert subsets(t, None, 0, (1, 5)) == [("a",), ("b",), ("c",), ("d",), ("e",), t]
+    # the sample for a K does not depend on which other K are kept
+    s = subsets(t, 12, 0)
+    assert subsets(t, 12, 0, (2, 4)) == [x for x in s if len(x) in (2, 4)]
+
+
+@pytest.mark.parametrize("task", ["classification", "generation"])
+@pytest.mark.parametrize("sizes", [(0,), (1, 9), (2, 2), ()])
+def test_bad_subset_sizes_are_refused_at_validation(task, sizes):
+    from w2s_core.errors import W2SError
+    from w2s_core.experiments.config import ExperimentConfig
+
+    with pytest.raises(W2SError, match="sizes"):
+        ExperimentConfig(task=task, sizes=sizes).validate()
+
+
 def test_sweep_writes_the_documented_store(cfg, tmp_path):
     exp_id = api.run_experiment(cfg, tmp_path, progress=False)
     exp = store.experiment_dir(tmp_path, exp_id)

@@ -41,19 +41,23 @@ def gen_table(r: dict[str, Any]) -> str:
                      f"warning: {', '.join(over)} at or above the ceiling: PGR of subsets with "
                      "them is undefined or meaningless")
     score = {(x["setting"], x["method"], x["aux"], x["k"]): x for x in r.get("score") or []}
+    span = {(x["setting"], x["method"], x["aux"], x["k"]): x["span_f1"]
+            for x in r.get("span") or []}
     settings = r.get("settings") or {}
     for setting, info in settings.items():
         if len(settings) > 1:
             lines += ["", f"option setting {setting}: {info['label']}"]
-        lines += ["", f"SLU-F1 and PGR (floor = {r['floor']} of the subset's teachers) by method "
-                  "and K: mean [95% interval]",
+        lines += ["", f"SLU-F1, exact span F1 and PGR (floor = {r['floor']} of the subset's "
+                  "teachers) by method and K: mean [95% interval]",
                   f"  {'method':17} {'aux':4} {'K':>2}  {'SLU-F1':>6} {'interval':16}  "
-                  f"{'PGR':>6} {'interval':16}  n"]
+                  f"{'span':>5}  {'PGR':>6} {'interval':16}  n"]
         for row in [x for x in r["recovery"] if x["setting"] == setting]:
-            s = score.get((setting, row["method"], row["aux"], row["k"]), {})
+            key = (setting, row["method"], row["aux"], row["k"])
+            s = score.get(key, {})
             und = f", {row['n_undefined']} PGR undef." if row["n_undefined"] else ""
             lines.append(f"  {row['method']:17} {'yes' if row['aux'] else 'no':4} "
                          f"{row['k']:>2}  {_fmt(s.get('mean')):>6} {_ci(s):16}  "
+                         f"{_fmt(span.get(key)):>5}  "
                          f"{_fmt(row['mean']):>6} {_ci(row):16}  {row['n']} runs, "
                          f"{_units(row['n_units'], row['unit'])}{und}")
         comps = [c for c in r.get("comparisons") or [] if c["setting"] == setting]

@@ -44,6 +44,7 @@ class ExperimentConfig:
     aux: tuple[bool, ...] = (False, True)
     seeds: tuple[int, ...] = (0, 1, 2)
     max_subsets: int | None = None  # sample this many teacher subsets (seeded) when K is large
+    sizes: tuple[int, ...] | None = None  # subset sizes K to run (None = 1..len(teachers))
     subset_seed: int = 0
     options: MethodOptions = field(default_factory=MethodOptions)
     device: str = "auto"
@@ -106,6 +107,7 @@ class ExperimentConfig:
             raise W2SError("no methods given", f"pick from {', '.join(METHODS.names())}")
         if not self.seeds:
             raise W2SError("no seeds given", "give at least one seed, e.g. seeds: [0]")
+        self._validate_sizes()
         for mode in (self.teacher_mode, self.student_mode):
             if mode not in ("probe", "full", "lora"):
                 raise W2SError(f"unknown training mode '{mode}'", "use probe, full or lora")
@@ -126,6 +128,15 @@ class ExperimentConfig:
             raise W2SError(f"unknown evidence function '{self.options.evidence}'",
                            "use exp, softplus or relu")
         return self
+
+    def _validate_sizes(self) -> None:
+        if self.sizes is None:
+            return
+        n = len(self.teachers)
+        bad = [k for k in self.sizes if not 1 <= k <= n]
+        if bad or not self.sizes or len(set(self.sizes)) != len(self.sizes):
+            raise W2SError(f"sizes {list(self.sizes)} must be distinct teacher counts in 1..{n}",
+                           f"e.g. sizes: [1, {n}], or leave it unset for every K")
 
     def _validate_generation(self) -> ExperimentConfig:
         from w2s_core.catalog import datasets
@@ -161,6 +172,7 @@ class ExperimentConfig:
                            f"pick from {', '.join(GEN_METHOD_NAMES)}")
         if not self.seeds:
             raise W2SError("no seeds given", "give at least one seed, e.g. seeds: [0]")
+        self._validate_sizes()
         seeds = self.data.replicate_seeds()
         if len(set(seeds)) != len(seeds):
             raise W2SError(f"data.seeds repeats a seed: {list(seeds)}", "list each seed once")
@@ -344,7 +356,8 @@ def demo_config(quick: bool = False, task: str = "classification") -> Experiment
 def gen_demo_config(quick: bool = False) -> ExperimentConfig:
     """ATIS slot filling; teachers gpt-char, gpt-word and gpt-bpe (trained from scratch, three
     tokenizers); student SmolLM2-135M. quick: 128/64/48 utterances, 3 beams, one teacher subset
-    per K (every method runs), one seed, no aux, DPO on 32 prompts — sized for a 2-core CPU."""
+    at K = 1 and at K = 3 (every method runs once or twice), one seed, no aux, DPO on 32
+    prompts for one epoch — sized for a 2-core CPU."""
     if not quick:
         return ExperimentConfig(name="gen-demo", task="generation",
                                 data=DataConfig("atis-slots", n_weak=500, n_transfer=500,
@@ -356,8 +369,10 @@ def gen_demo_config(quick: bool = False) -> ExperimentConfig:
         g, num_beams=3, n_best=3, scratch=scratch,
         teacher_train=dataclasses.replace(g.teacher_train, epochs=2.0),
         student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4),
-        dpo=dataclasses.replace(g.dpo, max_prompts=32, beams=4))
+        dpo=dataclasses.replace(g.dpo, max_prompts=32, beams=4, train=dataclasses.replace(
+            g.dpo.train, epochs=1.0)))
     return ExperimentConfig(name="gen-demo-quick", task="generation",
                             data=DataConfig("atis-slots", n_weak=128, n_transfer=64,
                                             n_test=48),
-                            seeds=(0,), aux=(False,), max_subsets=1, generation=gen)
+                            seeds=(0,), aux=(False,), max_subsets=1, sizes=(1, 3),
+                            generation=gen)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from w2s_core.errors import W2SError
+from w2s_core.methods.gen_methods import JOINT_SCORES
 from w2s_core.training.lm_dpo import DPOConfig
 from w2s_core.training.lm_train import LMTrainConfig
 
@@ -89,6 +90,8 @@ class GenOptions:
     lam: teacher weights λ_k — "mean" (1/K), "dynamic" (per utterance, softmax over teachers
     of their mean word log-prob), or one number per teacher (fixed). target_mode/split/
     temperature: the word bridge (METHOD.md §3). support: the restricted Dirichlet's top-k.
+    joint_score: how joint decoding scores a pooled candidate (``gen_methods.joint_matrix``):
+    sum (the paper's summed log-likelihood), per_char or per_token (length-normalised).
     """
 
     lam: str | tuple[float, ...] = "mean"
@@ -96,6 +99,7 @@ class GenOptions:
     split: Literal["softmax", "equal"] = "softmax"
     temperature: float = 1.0
     support: int = 16
+    joint_score: str = "sum"
     evidence: str = "exp"
     kl_scale: float = 1e-4
     aux_max: float = 0.3
@@ -123,5 +127,8 @@ class GenOptions:
             raise W2SError(f"temperature must be > 0, got {self.temperature}", "use 1.0 or 0.3")
         if self.support < 1:
             raise W2SError(f"support must be ≥ 1, got {self.support}", "use e.g. 16")
+        if self.joint_score not in JOINT_SCORES:
+            raise W2SError(f"unknown joint_score {self.joint_score!r}",
+                           "use sum (the paper), per_char or per_token")
         if self.evidence not in ("exp", "softplus", "relu"):
             raise W2SError(f"unknown evidence {self.evidence!r}", "use exp, softplus or relu")

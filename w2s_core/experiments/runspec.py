@@ -26,7 +26,8 @@ ID_COLUMNS = ("run_id", "task", "kind", "method", "k", "subset", "aux", "seed", 
 # Settings that vary inside one experiment (the rest is fixed by the experiment id); their
 # values are flattened into ``opt_<name>`` columns so tables can say which option set a row is.
 OPTION_COLUMNS = ("evidence", "kl_scale", "aux_max", "aux_warmup", "aux_schedule", "weights",
-                  "lam", "target_mode", "split", "temperature", "support", "dpo_eps")
+                  "lam", "target_mode", "split", "temperature", "support", "joint_score",
+                  "dpo_eps")
 # options whose values mix numbers and words (ε = 0.1 or "confidence"): stored as text so one
 # parquet column holds them
 MIXED_OPTIONS = ("dpo_eps",)

@@ -37,8 +37,11 @@ CHUNK = 256  # students per batch: bounds the work lost to Ctrl-C and keeps prog
 Entry = tuple[RunSpec, dict[str, Any], Callable[[], StudentJob] | None]
 
 
-def subsets(teachers: tuple[str, ...], max_subsets: int | None, seed: int) -> list[tuple[str, ...]]:
-    """All non-empty subsets in config order, by size; a stratified seeded sample if capped."""
+def subsets(teachers: tuple[str, ...], max_subsets: int | None, seed: int,
+            sizes: tuple[int, ...] | None = None) -> list[tuple[str, ...]]:
+    """All non-empty subsets in config order, by size; a stratified seeded sample if capped.
+    ``sizes`` keeps only subsets of those sizes K; the sample drawn for a K does not depend on
+    ``sizes`` (the same seeded draw, then filtered), so adding a K later adds runs only."""
     out: list[tuple[str, ...]] = []
     total = 2 ** len(teachers) - 1
     rng = np.random.default_rng(seed)
@@ -48,7 +51,8 @@ def subsets(teachers: tuple[str, ...], max_subsets: int | None, seed: int) -> li
             take = max(1, math.ceil(max_subsets * len(combos) / total))
             keep = sorted(rng.choice(len(combos), size=min(take, len(combos)), replace=False))
             combos = [combos[i] for i in keep]
-        out += combos
+        if sizes is None or k in sizes:
+            out += combos
     return out
 
 
@@ -249,7 +253,7 @@ class Sweep:
                            train)
             plan.append(self._entry(spec, {}, lambda s=seed: StudentJob(
                 "ce", gold_t, np.ones(1), 0.0, s)))
-        for sub in subsets(cfg.teachers, cfg.max_subsets, cfg.subset_seed):
+        for sub in subsets(cfg.teachers, cfg.max_subsets, cfg.subset_seed, cfg.sizes):
             p = np.stack([teach[t]["transfer"] for t in sub])  # (K, N, C)
             lam = self._weights(sub, p)
             for m in cfg.methods:

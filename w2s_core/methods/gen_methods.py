@@ -53,6 +53,31 @@ def joint_pick(scores: np.ndarray, lam: np.ndarray) -> int:
     return int(np.argmax(total))
 
 
+JOINT_SCORES = ("sum", "per_char", "per_token")
+
+
+def joint_matrix(mode: str, logp: np.ndarray, norm: np.ndarray,
+                 texts: Sequence[str]) -> np.ndarray:
+    """The (K, C) teacher scores joint decoding ranks pooled candidates by.
+
+    sum: s_k(c) = log P_k(c | x), EOS included (METHOD.md §3; favours short candidates, down
+    to "" whose whole score is one EOS log-prob). per_char: s_k(c) / (|c| + 1), |c| in
+    characters (+1 for EOS) — a length normalisation that is the same for every teacher
+    whatever its tokenizer, so the λ-weighted sum still compares like with like. per_token:
+    each teacher's own s_k(c) / (its token count + 1), the teachers' beam-search key; a
+    character-level teacher's per-token scores live on a different scale than a subword one's.
+    logp, norm: (K, C); texts: C candidate strings → (K, C).
+    """
+    if mode == "sum":
+        return np.asarray(logp, dtype=np.float64)
+    if mode == "per_char":
+        chars = np.array([len(t) + 1 for t in texts], dtype=np.float64)  # (C,)
+        return np.asarray(logp, dtype=np.float64) / chars
+    if mode == "per_token":
+        return np.asarray(norm, dtype=np.float64)
+    raise W2SError(f"unknown joint score {mode!r}", "use sum, per_char or per_token")
+
+
 def pool(nbests: Sequence[Sequence[str]]) -> list[str]:
     """Pooled, deduplicated candidates of several teachers (first appearance kept)."""
     return list(dict.fromkeys(t for nb in nbests for t in nb))

@@ -234,6 +234,17 @@ def score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]], 
     return out
 
 
+def _room(max_length: int, max_new_tokens: int) -> int:
+    """Prompt tokens left for generation: prompt + output + EOS must fit ``max_length``."""
+    if max_new_tokens < 1:
+        raise W2SError(f"max_new_tokens={max_new_tokens} must be ≥ 1", "use e.g. 64")
+    room = max_length - max_new_tokens - 1
+    if room < 16:
+        raise W2SError(f"max_length {max_length} leaves {room} prompt tokens after "
+                       f"{max_new_tokens} new tokens", "raise max_length or lower max_new_tokens")
+    return room
+
+
 def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: int = 5,
           max_new_tokens: int = 64, batch_size: int = 16, max_length: int = 256,
           bf16: bool = False, progress: bool = False,
@@ -254,10 +265,7 @@ def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: i
                        f"{max_new_tokens} must all be ≥ 1", "use e.g. num_beams=5, n_best=5")
     tok, model = lm.tokenizer, lm.model
     ensure_pad(tok)
-    room = max_length - max_new_tokens - 1
-    if room < 16:
-        raise W2SError(f"max_length {max_length} leaves {room} prompt tokens after "
-                       f"{max_new_tokens} new tokens", "raise max_length or lower max_new_tokens")
+    room = _room(max_length, max_new_tokens)
     enc = encode(tok, prompts, None, room)
     _count(stats, "truncated_prompts", enc.truncated["prompt"])
     eos, pad = tok.eos_token_id, tok.pad_token_id
