@@ -88,7 +88,8 @@ def test_joint_scores_sum_per_char_and_per_token_by_hand() -> None:
                      [-3.0, -0.9, -0.3]])
     lam = np.array([0.5, 0.5])
     np.testing.assert_array_equal(joint_matrix("sum", logp, norm, texts), logp)
-    assert joint_pick(joint_matrix("sum", logp, norm, texts), lam) == 1  # -2.0, -2.25, -4.5
+    # the summed score picks the empty answer: -2.0, -2.25, -4.5
+    assert joint_pick(joint_matrix("sum", logp, norm, texts), lam) == 0
     per_char = joint_matrix("per_char", logp, norm, texts)
     np.testing.assert_allclose(per_char, [[-1.0, -2 / 3, -5 / 11], [-3.0, -2.5 / 3, -4 / 11]])
     assert joint_pick(per_char, lam) == 2  # -2.0, -0.75, -0.409
