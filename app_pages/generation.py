@@ -101,7 +101,8 @@ def _utterance(c: ui.Ctx, row: pd.Series, names: list[str], example: str) -> dic
     pool = pool_idx.get(example)
     out: dict[str, Any] = {
         "nbest": nb, "lam": lam, "tokens": None, "scores": None, "pred": None,
-        "joint": gv.joint_candidates(pool, example, lam) if pool is not None
+        "joint": gv.joint_candidates(pool, example, lam, mode=_joint_mode(row))
+        if pool is not None
         else pd.DataFrame()}
     run = _run_index(str(c.ws), c.exp_id, str(row["run_id"]), _mtimes(c, str(row["run_id"])))
     if run["targets"] is not None:  # beyond the stored utterances: an empty token frame
@@ -127,6 +128,17 @@ def _figures(ws: str, exp_id: str, run_id: str, mtimes: tuple[int, ...], example
     heat = gt.q_heatmap(_tokens, title)
     ev = gt.evidence_figure(_tokens, "Token Dirichlet along the target") if bayes else None
     return heat, ev
+
+
+# what the joint score of a run's `joint_score` option is, in words
+JOINT_KEY = {"sum": "Σ λ·log p", "per_char": "Σ λ·log p / (characters + 1)",
+             "per_token": "Σ λ·log p / (the teacher's tokens + 1)"}
+
+
+def _joint_mode(row: pd.Series) -> str:
+    """The run's joint score (runs written before the option existed summed log-probs)."""
+    mode = row.get("opt_joint_score")
+    return str(mode) if isinstance(mode, str) and mode in JOINT_KEY else "sum"
 
 
 def _row(c: ui.Ctx, run_id: str) -> pd.Series:
@@ -162,7 +174,8 @@ def teachers_section(row: pd.Series, example: str, names: list[str], u: dict[str
             + gv.word_spans(r.text, r.word_logps) for r in rows.itertuples()))
     joint = u["joint"]
     st.markdown("**Jointly decoded target** — the pooled candidate with the highest "
-                "Σ λ·log p: " + ", ".join(f"λ[{n}] = {w:.2f}" for n, w in u["lam"].items()))
+                f"{JOINT_KEY[_joint_mode(row)]}: "
+                + ", ".join(f"λ[{n}] = {w:.2f}" for n, w in u["lam"].items()))
     if joint.empty:
         st.info("No candidate pool stored for this utterance.")
         return

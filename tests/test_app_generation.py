@@ -303,3 +303,21 @@ def test_a_classification_experiment_gets_a_pointer(tmp_path: Path, monkeypatch)
     at = open_page(tmp_path, monkeypatch)
     assert any("generation" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+
+
+def test_the_joint_table_ranks_by_the_runs_joint_score(gen_workspace: Any, disk: Disk,
+                                                       monkeypatch) -> None:
+    """A joint run scored per character marks the candidate its student trained toward (its
+    stored target), and says how it scored it."""
+    row = disk.index[disk.index["opt_joint_score"] == "per_char"].iloc[0]
+    at = open_page(gen_workspace.ws, monkeypatch, setting=str(row["setting"]), k="2",
+                   method="joint")
+    ok(at)
+    assert at.session_state["sel_setting"] == row["setting"]
+    example = at.session_state["sel_example"]
+    want = disk.file(str(row["run_id"]), "targets.parquet").query(
+        f"example_id == '{example}'")["text"].item()
+    joint = table(at, "text", "sources", "score", "joint")
+    assert joint.loc[joint["joint"], "text"].tolist() == [want]
+    assert joint["score"].is_monotonic_decreasing  # ranked by Σ λ·logp / (characters + 1)
+    assert any("/ (characters + 1)" in m.value for m in at.markdown)

@@ -136,6 +136,13 @@ def test_joint_candidates_pick_the_lambda_weighted_argmax_of_the_subset_pool() -
     j = gv.joint_candidates(pool(), "e1", {"a": 0.9, "b": 0.1})  # −1.9 vs −3.9
     assert j.loc[j["joint"], "text"].tolist() == ["one"]
     assert gv.joint_candidates(pool(), "e1", {"zz": 1.0}).empty  # a teacher the pool lacks
+    # per_char: each summed score ÷ (characters + 1) = ÷ 4 for "one" and "two"
+    j = gv.joint_candidates(pool(), "e1", {"a": 0.5, "b": 0.5}, mode="per_char")
+    np.testing.assert_allclose(j["score"], [-3.5 / 4, -5.5 / 4])
+    # per_token: each teacher's own norm, λ-weighted
+    j = gv.joint_candidates(pool(), "e1", {"a": 0.9, "b": 0.1}, mode="per_token")
+    np.testing.assert_allclose(j["score"], [0.9 * -0.5 + 0.1 * -5.0, 0.9 * -2.0 + 0.1 * -1.5])
+    assert j.loc[j["joint"], "text"].tolist() == ["one"]
 
 
 # ---------------------------------------------------------------- the student vs gold

@@ -13,7 +13,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from w2s_core.methods.gen_methods import teacher_weights
+from w2s_core.methods.gen_methods import joint_matrix, teacher_weights
 from w2s_core.metrics.slu import normalise, parse_slots
 from w2s_core.viz.colors import OUTCOME_COLORS
 from w2s_core.viz.gen_teachers import slot_set as pair_set
@@ -203,10 +203,11 @@ def ensemble_weights(mode: str | Sequence[float], top1: pd.DataFrame,
 
 
 def joint_candidates(pool: pd.DataFrame, example_id: str, lam: Mapping[str, float],
-                     split: str = "test") -> pd.DataFrame:
+                     split: str = "test", mode: str = "sum") -> pd.DataFrame:
     """The pooled candidates of λ's teachers for one utterance with each teacher's score and
-    the ensemble's Σ_k λ_k logp_k, best first; ``joint`` marks the jointly decoded target
-    (the argmax, the first on ties — what the joint method trains toward)."""
+    the ensemble's Σ_k λ_k s_k, best first; ``joint`` marks the jointly decoded target (the
+    argmax, the first on ties — what the joint method trains toward). ``mode``: the run's
+    ``joint_score`` (s_k = logp_k for "sum"; see ``gen_methods.joint_matrix``)."""
     names = list(lam)
     cols = ["text", "sources", "score", *(f"logp__{n}" for n in names),
             *(f"norm__{n}" for n in names), "joint"]
@@ -217,7 +218,10 @@ def joint_candidates(pool: pd.DataFrame, example_id: str, lam: Mapping[str, floa
     if "cand" in rows.columns:
         rows = rows.sort_values("cand")
     w = np.array([lam[n] for n in names])
-    score = rows[[f"logp__{n}" for n in names]].to_numpy(float) @ w  # (C,)
+    s_k = joint_matrix(mode, rows[[f"logp__{n}" for n in names]].to_numpy(float).T,
+                       rows[[f"norm__{n}" for n in names]].to_numpy(float).T,
+                       rows["text"].astype(str).tolist())  # (K, C)
+    score = w @ s_k  # (C,)
     out = rows.assign(score=score, sources=[", ".join(s) for s in rows["sources"]],
                       joint=False).reset_index(drop=True)
     if len(out):
