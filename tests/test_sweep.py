@@ -3,6 +3,7 @@ interruption, determinism, cached-teacher re-use, corrupt files, and the report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -247,3 +248,14 @@ def test_changed_data_under_the_same_path_is_refused(cfg, small_csv, tmp_path):
     shutil.copytree(exp.root, tmp_path / "experiments" / moved.experiment_id())
     with pytest.raises(W2SError, match="data of experiment .* changed.*new `name`"):
         api.run_experiment(moved, tmp_path, progress=False)
+
+
+def test_sizes_runs_only_those_teacher_counts(cfg, tmp_path):
+    """``sizes: [2]`` on the tiny classification sweep: only the K=2 subset's runs (naive,
+    vote, bayes) and the ceilings; every run's K is 2."""
+    c = dataclasses.replace(cfg, sizes=(2,), aux=(False,), seeds=(0,))
+    exp_id = api.run_experiment(c, tmp_path, progress=False)
+    runs, _ = api.runs(exp_id, tmp_path)
+    tr = runs[runs.kind == "transfer"]
+    assert set(tr["k"]) == {2} and sorted(tr["method"]) == ["bayes", "naive", "vote"]
+    assert (runs.kind == "ceiling").sum() == 1
