@@ -369,7 +369,7 @@ def test_report_shows_slu_f1_by_method_and_the_dpo_section(gen: SimpleNamespace,
     for x in rep["span"]:  # exact span F1 beside SLU-F1, from the run index
         g = tr[(tr["setting"] == x["setting"]) & (tr["method"] == x["method"])
                & (tr["aux"] == x["aux"]) & (tr["k"] == x["k"])]
-        assert x["span_f1"] == pytest.approx(g["span_f1"].mean())
+        assert x["mean"] == pytest.approx(g["span_f1"].mean()) and x["n"] == len(g)
     ceiling = float(every.loc[every["kind"] == "ceiling", "slu_f1"].mean())
     for t in rep["teachers"]:  # the gap check, against the stored teacher metrics
         assert t["below_ceiling"] == (gen.teacher_meta[t["teacher"]]["slu_f1_test"] < ceiling)

@@ -41,7 +41,7 @@ def gen_table(r: dict[str, Any]) -> str:
                      f"warning: {', '.join(over)} at or above the ceiling: PGR of subsets with "
                      "them is undefined or meaningless")
     score = {(x["setting"], x["method"], x["aux"], x["k"]): x for x in r.get("score") or []}
-    span = {(x["setting"], x["method"], x["aux"], x["k"]): x["span_f1"]
+    span = {(x["setting"], x["method"], x["aux"], x["k"]): x["mean"]
             for x in r.get("span") or []}
     settings = r.get("settings") or {}
     for setting, info in settings.items():

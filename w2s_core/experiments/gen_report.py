@@ -10,7 +10,7 @@ import pandas as pd
 
 from w2s_core.errors import W2SError
 from w2s_core.experiments import provenance, store, tables
-from w2s_core.experiments.runspec import GROUP_KEYS, PAIR_KEYS
+from w2s_core.experiments.runspec import PAIR_KEYS
 from w2s_core.metrics.intervals import interval_note, paired_summary, summarize_runs
 
 # (a, b) method pairs compared on matched runs (the paper's generation claims)
@@ -109,9 +109,7 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     dpo = dpo_table(runs)
     # exact span F1 beside SLU-F1: SLU-F1 credits a slot of the right type with a wrong value
     # most of a TP, so a student that answers the common types with any value scores ~0.3
-    span = (tr.assign(span_f1=pd.to_numeric(tr["span_f1"], errors="coerce"))
-            .groupby(list(GROUP_KEYS))["span_f1"].mean().reset_index()
-            if "span_f1" in tr.columns else pd.DataFrame())
+    span = tables.recovery_table(runs, "span_f1", floor)
     out.update(ceiling=_records(ceil), recovery=_records(rec), score=_records(score),
                span=_records(span),
                aux=_records(aux), dpo=_records(dpo),

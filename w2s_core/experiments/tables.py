@@ -16,7 +16,7 @@ from w2s_core.experiments.runspec import GROUP_KEYS, PAIR_KEYS, setting_labels
 from w2s_core.metrics.intervals import paired_summary, summarize_runs
 
 FLOORS = ("mean", "best", "vote", "joint")  # vote: classification; joint: generation
-METRICS = ("pgr", "accuracy", "slu_f1")
+METRICS = ("pgr", "accuracy", "slu_f1", "span_f1")
 RECOVERY_COLUMNS = [*GROUP_KEYS, "mean", "std", "lo", "hi", "n", "n_units", "n_undefined",
                     "unit", "interval", "floor", "accuracy", "score", "metric"]
 
@@ -32,7 +32,7 @@ def value_column(metric: str, floor: str) -> str:
         raise ValueError(f"floor must be one of {FLOORS}, got {floor!r}")
     if metric == "pgr":
         return f"pgr_{floor}"
-    if metric in ("accuracy", "slu_f1"):
+    if metric in ("accuracy", "slu_f1", "span_f1"):
         return metric
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
