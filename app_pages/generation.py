@@ -5,7 +5,6 @@ Bayesian runs), what it produced against gold; then the DPO pairs and SLU-F1 bef
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import pandas as pd
@@ -13,13 +12,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _data as data
+from app_pages import _gen_dpo as gen_dpo
 from app_pages import _ui as ui
 from w2s_core import api
 from w2s_core.experiments import store
-from w2s_core.viz import gen_dpo as gd
 from w2s_core.viz import gen_tokens as gt
 from w2s_core.viz import generation as gv
-from w2s_core.viz.runs import representative_seed, run_label
+from w2s_core.viz.runs import run_label
 
 LEGEND = ("Colour = probability: " + gv.span("0", 0.0, "p = 0") + " " +
           gv.span("0.5", 0.5, "p = 0.5") + " " + gv.span("1", 1.0, "p = 1") +
@@ -40,22 +39,6 @@ def _ranked(ws: str, exp_id: str, stamp: tuple, data_seed: int | None,
 def _modes(ws: str, exp_id: str, stamp: tuple, run_id: str, _row: pd.Series,
            _runs: pd.DataFrame) -> dict[str, str]:
     return gt.mode_runs(_runs, _row)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _dpo(ws: str, exp_id: str, stamp: tuple, run_id: str, _runs: pd.DataFrame
-         ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    parent = _runs.set_index("run_id").loc[run_id]
-    dpo = gd.dpo_runs(_runs, parent)
-    return dpo, gd.dpo_summary(dpo)
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _dpo_figure(ws: str, exp_id: str, stamp: tuple, run_id: str, method: str, title: str,
-                _summary: pd.DataFrame) -> go.Figure:
-    """Built once per run and store state (plotly's validation costs ~0.1 s a build, on every
-    rerun of the page otherwise). A shared object, never changed after building."""
-    return gd.dpo_figure(_summary, method, title)
 
 
 # Per-utterance lookups go through indexes (example id → its rows) held as shared objects
@@ -94,22 +77,38 @@ def _run_index(ws: str, exp_id: str, run_id: str, mtimes: tuple[int, ...]) -> di
 def _utterance(c: ui.Ctx, row: pd.Series, names: list[str], example: str) -> dict[str, Any]:
     """Everything the utterance view shows about ``example`` under run ``row``."""
     assert c.exp_id is not None
-    nb_idx, pool_idx = _teacher_index(str(c.ws), c.exp_id, c.stamp, c.data_seed)
+    rid, lam_mode = str(row["run_id"]), _lam_mode(c, row)
+    return _utterance_view(str(c.ws), c.exp_id, c.stamp, c.data_seed, rid, _mtimes(c, rid),
+                           example, tuple(names), repr(lam_mode), _joint_mode(row),
+                           str(row["subset"]), lam_mode, tuple(c.teacher_names))
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _utterance_view(ws: str, exp_id: str, stamp: tuple, data_seed: int | None, run_id: str,
+                    mtimes: tuple[int, ...], example: str, names: tuple[str, ...],
+                    lam_key: str, joint_mode: str, subset: str, _lam_mode: Any,
+                    _teacher_names: tuple[str, ...]) -> dict[str, Any]:
+    """Built once per (run, utterance) and shared (cache_resource, never changed after
+    building): the frames and the HTML of the teachers' N-best and the token strips, so
+    revisiting an utterance costs only drawing. ``lam_key`` stands for ``_lam_mode``."""
+    nb_idx, pool_idx = _teacher_index(ws, exp_id, stamp, data_seed)
     nb = gv.nbest({t: nb_idx[t][example] for t in names if example in nb_idx.get(t, {})},
-                  example, names)
-    lam = gv.ensemble_weights(_lam_mode(c, row), nb[nb["rank"] == 0], names, c.teacher_names)
+                  example, list(names))
+    lam = gv.ensemble_weights(_lam_mode, nb[nb["rank"] == 0], list(names), list(_teacher_names))
     pool = pool_idx.get(example)
     out: dict[str, Any] = {
         "nbest": nb, "lam": lam, "tokens": None, "scores": None, "pred": None,
-        "joint": gv.joint_candidates(pool, example, lam, mode=_joint_mode(row))
+        "joint": gv.joint_candidates(pool, example, lam, mode=joint_mode)
         if pool is not None
-        else pd.DataFrame()}
-    run = _run_index(str(c.ws), c.exp_id, str(row["run_id"]), _mtimes(c, str(row["run_id"])))
+        else pd.DataFrame(),
+        "teacher_html": gv.nbest_html(nb, list(names), set(subset.split("+")))}
+    run = _run_index(ws, exp_id, run_id, mtimes)
     if run["targets"] is not None:  # beyond the stored utterances: an empty token frame
         t = run["targets"].get(example)
         out.update(tokens=pd.DataFrame(columns=gt.TOKEN_COLUMNS) if t is None
                    else gt.token_frame(t, example),
                    scores=None if t is None else gt.label_scores(t, example))
+        out["token_html"] = gt.label_strips(out["tokens"])
     preds = run["preds"]
     hit = preds[preds["example_id"] == example]
     if len(hit):
@@ -159,19 +158,10 @@ def _lam_mode(c: ui.Ctx, row: pd.Series) -> Any:
 
 
 # ---------------------------------------------------------------- sections
-def teachers_section(row: pd.Series, example: str, names: list[str], u: dict[str, Any]
-                     ) -> None:
+def teachers_section(row: pd.Series, example: str, u: dict[str, Any]) -> None:
     st.subheader("1 · What each teacher believed")
-    subset = set(str(row["subset"]).split("+"))
-    nb = u["nbest"]
     _html(LEGEND)
-    for name in names:  # one block per teacher: fewer elements for the browser to draw
-        rows = nb[nb["teacher"] == name]
-        tag = "in the run's subset" if name in subset else "not in the run's subset"
-        _html(f"<b>{html.escape(name)}</b> · {tag} · {len(rows)}-best" + "".join(
-            f"<br><small>#{int(r.rank) + 1} · log p = {r.logp:.2f} · per token {r.norm:.3f} · "
-            f"{'valid' if r.valid else 'invalid'} JSON</small><br>"
-            + gv.word_spans(r.text, r.word_logps) for r in rows.itertuples()))
+    _html(u["teacher_html"])  # one element for every teacher's N-best: less for a browser to draw
     joint = u["joint"]
     st.markdown("**Jointly decoded target** — the pooled candidate with the highest "
                 f"{JOINT_KEY[_joint_mode(row)]}: "
@@ -198,10 +188,7 @@ def targets_section(c: ui.Ctx, row: pd.Series, example: str, u: dict[str, Any]) 
                "(its product over a word's tokens is the teacher's word probability; 1 for "
                "hard labels). Hover a token for the top of the full target distribution.")
     ui.small_table(u["scores"], f"target-scores-{example}", "target-scores")
-    _html("<br>".join(
-        f"<b>{html.escape(gt.label_name(str(lab), float(g['weight'].iloc[0])))}</b> · mode "
-        f"{g['mode'].iloc[0]}<br>{gt.token_spans(g)}" for lab, g in tok.groupby("label",
-                                                                                 sort=False)))
+    _html(u["token_html"])
     title = (f"Bridged soft labels q over the student's tokens — {row['method']}, "
              f"{row.get('opt_target_mode')}")
     rid = str(row["run_id"])
@@ -237,35 +224,6 @@ def student_section(example: str, gold: str, u: dict[str, Any]) -> None:
                    "student-vs-gold")
 
 
-def dpo_section(c: ui.Ctx, row: pd.Series) -> None:
-    st.subheader("DPO after this run: preference pairs, SLU-F1 before → after")
-    dpo, summary = _dpo(str(c.ws), c.exp_id, c.stamp, str(row["run_id"]), c.all_runs)
-    if dpo.empty:
-        st.caption(f"No DPO runs continue {row['method']} runs of this selection (the "
-                   "experiment's `generation.dpo.after` names the methods DPO follows).")
-        return
-    title = f"SLU-F1 before → after DPO — {row['method']}, {row['subset']}"
-    ui.chart(_dpo_figure(str(c.ws), c.exp_id, c.stamp, str(row["run_id"]), str(row["method"]),
-                         title, summary), summary, "dpo-before-after")
-    ui.table(summary, "dpo-summary")
-    st.caption("Δ = after − before of each DPO run against its own parent run, averaged over "
-               "seeds; the interval resamples seeds (a t-interval over seed means: seeds re-draw "
-               "the student's training, not the data or the teachers). "
-               + "; ".join(sorted(set(summary["interval"]))) + ".")
-    seed = representative_seed(c.runs, c.sel.get("seed", "all"))
-    mine = dpo[dpo["seed"].astype(str) == str(seed)]
-    if mine.empty:
-        return
-    eps = ui.select("dpo_eps", "Pairs of the DPO run with ε", mine["eps"].tolist(),
-                    kind="radio", horizontal=True)
-    run = mine[mine["eps"] == eps].iloc[0]
-    pairs = data.run_file(c, str(run["run_id"]), "pairs.parquet")
-    st.caption(f"{0 if pairs is None else len(pairs)} pairs of seed {seed} on the transfer "
-               "split: the student's own beams, chosen = best and rejected = worst by the "
-               "ensemble's score Σ λ·(per-token log p); ε = the label-noise rate the loss used.")
-    ui.table(gd.pairs_view(pairs), f"dpo-pairs-{eps}", height=300)
-
-
 # ---------------------------------------------------------------- the page
 @st.fragment
 def utterances(row: pd.Series, names: list[str]) -> None:
@@ -294,7 +252,7 @@ def _utterance_body(c: ui.Ctx, row: pd.Series, names: list[str]) -> None:
     st.markdown(f"#### “{ui.md_escape(info.at[example, 'text'])}”")
     _html("<b>Gold slots:</b> " + gv.slot_chips(gold))
     u = _utterance(c, row, names, example)
-    teachers_section(row, example, names, u)
+    teachers_section(row, example, u)
     targets_section(c, row, example, u)
     student_section(example, gold, u)
 
@@ -329,7 +287,7 @@ def body(c: ui.Ctx) -> None:
                f"{row.get('opt_target_mode')} · run id `{row['run_id']}`")
     utterances(row, data.subset_teachers(c))
     st.divider()
-    dpo_section(c, row)
+    gen_dpo.dpo_section(c, row)
 
 
 ui.guard(body)

@@ -9,6 +9,10 @@ timed after a short warm-up run of its own. The bf16 matmul peak is measured in 
 
     python benchmarks/bench_lm_train.py                         # tiny random model, CPU smoke test
     python benchmarks/bench_lm_train.py --model smollm2-135m    # the real figure (GPU)
+
+``--labels K`` gives every prompt K label sequences (the multi-weak case: one per teacher),
+weighted 1/K. The Trainer gets the K·N (prompt, label) rows a user would build for it, K·batch
+rows per step; ``train_lm`` takes ``batch`` examples with their K rows per step.
 """
 
 from __future__ import annotations
@@ -42,15 +46,23 @@ DAYS = ["monday", "tuesday morning", "next friday", "the 3rd of june", "tomorrow
 TYPES = ["fromloc.city_name", "toloc.city_name", "depart_date"]
 
 
-def synthetic(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """ATIS-like prompts (short style) and their JSON slot targets."""
+def synthetic(n: int, seed: int = 0, labels: int = 1) -> tuple[list[str], list[list[str]]]:
+    """ATIS-like prompts (short style) and ``labels`` JSON slot targets each: the gold one,
+    then weak-teacher-like variants (another city or day in a slot)."""
     rng = random.Random(seed)
     prompts, targets = [], []
     for _ in range(n):
         a, b, d = rng.sample(CITIES, 2) + [rng.choice(DAYS)]
         text = f"i want a flight from {a} to {b} {d} please"
         prompts.append(build_prompt(text, TYPES, "short"))
-        targets.append(format_slots(list(zip(TYPES, (a, b, d), strict=True))))
+        gold = [a, b, d]
+        mine = [format_slots(list(zip(TYPES, gold, strict=True)))]
+        for _ in range(labels - 1):
+            wrong = list(gold)
+            slot = rng.randrange(3)
+            wrong[slot] = rng.choice(DAYS if slot == 2 else CITIES)
+            mine.append(format_slots(list(zip(TYPES, wrong, strict=True))))
+        targets.append(mine)
     return prompts, targets
 
 
@@ -127,14 +139,15 @@ def run_trainer(lm: CausalLM, state: dict[str, torch.Tensor], rows: list[dict[st
         model.train()
         with tempfile.TemporaryDirectory() as out:
             targs = TrainingArguments(
-                output_dir=out, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
+                output_dir=out, per_device_train_batch_size=args.batch_size * args.labels,
+                num_train_epochs=1,
                 learning_rate=1e-5, save_strategy="no", report_to=[], logging_steps=10**6,
                 disable_tqdm=True, use_cpu=not torch.cuda.is_available(), seed=0)
             Trainer(model=model, args=targs, train_dataset=data, data_collator=collate,
                     callbacks=[Clock()]).train()
         return sum(len(r["input_ids"]) for r in data) / (clock["t1"] - clock["t0"])
 
-    train(rows[: args.batch_size * args.warmup_steps])
+    train(rows[: args.batch_size * args.labels * args.warmup_steps])  # the same rows per step
     return train(rows)
 
 
@@ -148,6 +161,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--peak-size", type=int, default=None, help="n of the n×n bf16 matmul")
     ap.add_argument("--threads", type=int, default=0, help="CPU torch threads (0 = default)")
+    ap.add_argument("--labels", type=int, default=1, help="label sequences per prompt (K)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,20 +170,23 @@ def main() -> None:
     args.steps = args.steps or (10 if tiny else 60)
     args.batch_size = args.batch_size or (8 if tiny else 32)
     device = torch.device("cuda" if cuda else "cpu")
-    prompts, targets = synthetic(args.steps * args.batch_size)
-    lm = load_model(args.model, prompts + targets, str(device))
+    k = args.labels
+    prompts, targets = synthetic(args.steps * args.batch_size, labels=k)
+    lm = load_model(args.model, prompts + [t for ts in targets for t in ts], str(device))
     state = {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
     n_params = sum(p.numel() for p in lm.model.parameters())  # a tied head counts once
-    enc = encode(lm.tokenizer, prompts, targets, args.max_length)
+    flat_p = [p for p in prompts for _ in range(k)]
+    enc = encode(lm.tokenizer, flat_p, [t for ts in targets for t in ts], args.max_length)
     rows = [{"input_ids": p + t, "attention_mask": [1] * (len(p) + len(t)),
              "labels": [-100] * len(p) + t}
             for p, t in zip(enc.prompt_ids, enc.target_ids, strict=True)]
-    examples = [GenExample(p, [LabelSeq(t)], [1.0]) for p, t in zip(prompts, targets,
-                                                                      strict=True)]
+    examples = [GenExample(p, [LabelSeq(t) for t in ts], [1.0 / k] * k)
+                for p, ts in zip(prompts, targets, strict=True)]
     n_tok = sum(len(r["input_ids"]) for r in rows)
     name = torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device {name}; {args.model}: {n_params / 1e6:.1f}M params; {len(rows)} examples, "
-          f"{n_tok / len(rows):.0f} tokens each; batch {args.batch_size}; {args.steps} steps")
+    print(f"device {name}; {args.model}: {n_params / 1e6:.1f}M params; {len(prompts)} "
+          f"examples × {k} labels = {len(rows)} rows, {n_tok / len(rows):.0f} tokens each; "
+          f"batch {args.batch_size} examples; {args.steps} steps")
     size = args.peak_size or (8192 if cuda else 1024)
     peak = matmul_peak(size, device)
     # a CPU without bf16 units emulates bf16 matmuls far below its fp32 rate: print both peaks

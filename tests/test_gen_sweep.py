@@ -109,7 +109,7 @@ def test_catalog_and_sweep_agree_on_which_methods_apply() -> None:
 def test_dpo_runs_store_their_parent_and_a_consistent_delta(gen: SimpleNamespace) -> None:
     dpo = [r for r, c in gen.configs.items() if c["kind"] == "dpo"]
     assert len(dpo) == len(EPS)
-    pairs = set()
+    pairs, margins = set(), set()
     for rid in dpo:
         cfg, met = gen.configs[rid], gen.metrics[rid]
         parent = gen.configs[cfg["parent"]]
@@ -121,12 +121,15 @@ def test_dpo_runs_store_their_parent_and_a_consistent_delta(gen: SimpleNamespace
         assert met["delta_slu_f1"] == pytest.approx(met["slu_f1"] - before, abs=1e-12)
         assert 1 <= met["pairs"] <= N_TRANSFER, "no preference pair: DPO trained on nothing"
         pairs.add(met["pairs"])
+        margins.add(round(met["dpo_margin_start"], 9))  # the parent's, shared by every ε
         eps = cfg["options"]["dpo"]["eps"]
         if eps == "confidence":  # a mean of (1 + n_l) / (2 + K) with 0 ≤ n_l ≤ K = 2
             assert 1 / 4 <= met["mean_eps"] <= 3 / 4
         else:
             assert met["mean_eps"] == eps
     assert len(pairs) == 1  # every ε trains on the same pairs from the same parent weights
+    assert len(margins) == 1
+    assert all(np.isfinite(gen.metrics[r]["dpo_margin_end"]) for r in dpo)
 
 
 # ---------------------------------------------------------------- metrics
@@ -384,6 +387,11 @@ def test_report_shows_slu_f1_by_method_and_the_dpo_section(gen: SimpleNamespace,
                           for p in parents])
         assert d["n"] == len(mine) and d["before"] == pytest.approx(before)
         assert d["mean"] == pytest.approx(d["after"] - d["before"])
+        for end in ("start", "end"):  # the policy margins, from each DPO run's metrics
+            want = np.mean([store.read_json(gen.exp.run_dir(r) / "metrics.json")
+                            [f"dpo_margin_{end}"] for r in mine["run_id"]])
+            assert d[f"margin_{end}"] == pytest.approx(want)
+    assert "policy margin" in out
 
 
 # ---------------------------------------------------------------- resume (mutates the workspace)

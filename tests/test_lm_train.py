@@ -19,7 +19,7 @@ from w2s_core.methods import bridge, losses
 from w2s_core.models.causal import CausalLM
 from w2s_core.models.features import cpu_has_fast_bf16
 from w2s_core.training import lm_train
-from w2s_core.training.lm_dpo import DPOConfig, train_dpo
+from w2s_core.training.lm_dpo import DPOConfig, pair_table, train_dpo
 from w2s_core.training.lm_train import (
     GenExample,
     LabelSeq,
@@ -362,6 +362,29 @@ def test_cdpo_eps_per_pair_matches_scalar_and_half_holds_the_margin(bases):
     # cDPO's optimum is σ(h) = 1 − ε: at ε = ½ the start (h = 0) is already optimal
     assert abs(half["margin_end"] - half["margin_start"]) < 0.1 * (
         dpo["margin_end"] - dpo["margin_start"])
+
+
+def test_a_shared_reference_gives_the_same_dpo_run_with_one_forward_less(bases):
+    """Several ε runs from one set of weights share ``pair_table``'s reference: each run then
+    skips its own reference pass and ends with the weights and margins of an unshared run."""
+    cfg = DPOConfig(beta=1.0, lr=3e-3, epochs=2, batch_size=4, warmup=0.0)
+    lm = fresh(bases, "bpe")
+    own = train_dpo(lm, PROMPTS, TARGETS, OTHERS, 0.1, cfg, 0)
+    w_own = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    lm = fresh(bases, "bpe")
+    ref = pair_table(lm, PROMPTS, TARGETS, OTHERS, cfg)
+    hand = torch.tensor([[label_logp(lm, p, c), label_logp(lm, p, r)]
+                         for p, c, r in zip(PROMPTS, TARGETS, OTHERS, strict=True)])
+    assert torch.allclose(ref, hand, atol=1e-4)  # independent: per-pair teacher forcing
+    calls = []
+    lm.model.model.register_forward_hook(lambda *a: calls.append(1))
+    shared = train_dpo(lm, PROMPTS, TARGETS, OTHERS, 0.1, cfg, 0, reference=ref)
+    assert len(calls) == 2 + 1  # two steps and the final margin: no reference pass
+    assert shared["margin_start"] == pytest.approx(own["margin_start"], abs=1e-5)
+    assert shared["final_loss"] == pytest.approx(own["final_loss"], abs=1e-5)
+    assert all(torch.allclose(w_own[k], v, atol=1e-6) for k, v in lm.model.state_dict().items())
+    with pytest.raises(W2SError, match="reference"):
+        train_dpo(lm, PROMPTS, TARGETS, OTHERS, 0.1, cfg, 0, reference=ref[:2])
 
 
 @pytest.mark.parametrize("kind", ["ce", "soft", "edl"])

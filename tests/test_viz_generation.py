@@ -100,6 +100,15 @@ def test_nbest_rows_best_first_with_sequence_probability() -> None:
     nb = gv.nbest(teachers(), "u1", ["t1", "t2", "absent"])
     assert nb[["teacher", "rank"]].values.tolist() == [["t1", 0], ["t1", 1], ["t2", 0]]
     np.testing.assert_allclose(nb["p_seq"], np.exp(-1.0))
+    html = gv.nbest_html(nb, ["t2", "t1"], {"t1"})  # the page's teacher order is kept
+    heads = re.findall(r"<b>(\w+)</b> · ([^·]+) · (\d+)-best", html)
+    assert heads == [("t2", "not in the run's subset", "1"),
+                     ("t1", "in the run's subset", "2")]
+    ranks = re.findall(r"<small>#(\d) · log p = (-?[\d.]+)", html)
+    assert ranks == [("1", "-1.00"), ("1", "-1.00"), ("2", "-1.00")]
+    # each candidate's words are the word_spans of its text and word log-probs
+    for r in nb.itertuples():
+        assert gv.word_spans(r.text, r.word_logps) in html
 
 
 # ---------------------------------------------------------------- λ and joint decoding
@@ -218,6 +227,10 @@ def test_token_frame_and_spans_show_q_and_the_target_top_k() -> None:
     assert TITLE.findall(html)[1] == "q = 0.250 · target top-2: &#x27;a&#x27; 0.600 · " \
                                      "&#x27;b&#x27; 0.250"
     assert ">⏎</span>" in html and "&quot;" in html  # newline made visible, quote escaped
+    strips = gt.label_strips(tok)  # every label: name with λ and mode, then its strip
+    assert strips == ("<b>t1 (λ = 0.25)</b> · mode frozen<br>" + html + "<br>"
+                      "<b>t2 (λ = 0.75)</b> · mode frozen<br>"
+                      + gt.token_spans(tok[tok["label"] == "t2"]))
     scores = gt.label_scores(targets(), "e1")
     assert scores.columns.tolist() == ["label", "text", "weight", "logp__t1", "norm__t1",
                                        "logp__t2", "norm__t2"]

@@ -73,9 +73,11 @@ def gen_table(r: dict[str, Any]) -> str:
     if r.get("dpo"):
         lines += ["", "(c)DPO after transfer: SLU-F1 before → after, paired Δ over seeds"]
         for d in r["dpo"]:
+            margin = "" if d.get("margin_start") is None or d.get("margin_end") is None else (
+                f"; policy margin {d['margin_start']:+.2f} → {d['margin_end']:+.2f} nats")
             lines.append(f"  {d['method']:17} ε={d['eps']:10} {_fmt(d['before'])} → "
                          f"{_fmt(d['after'])}  Δ {_fmt(d['mean'])} {_ci(d)} "
-                         f"({d['n']} runs, {d['pairs']:.0f} pairs each)")
+                         f"({d['n']} runs, {d['pairs']:.0f} pairs each{margin})")
     if r.get("intervals"):
         lines += ["", f"intervals: {r['intervals']}"]
     return "\n".join(lines)

@@ -356,7 +356,7 @@ def demo_config(quick: bool = False, task: str = "classification") -> Experiment
 def gen_demo_config(quick: bool = False) -> ExperimentConfig:
     """ATIS slot filling; teachers gpt-char, gpt-word and gpt-bpe (trained from scratch, three
     tokenizers); student SmolLM2-135M. quick: 128/64/48 utterances, 3 beams, one teacher subset
-    at K = 1 and at K = 3 (every method runs once or twice), one seed, no aux, DPO on 32
+    at K = 1 and at K = 3 (every method runs once or twice), one seed, no aux, DPO on 16
     prompts for one epoch — sized for a 2-core CPU."""
     if not quick:
         return ExperimentConfig(name="gen-demo", task="generation",
@@ -369,7 +369,7 @@ def gen_demo_config(quick: bool = False) -> ExperimentConfig:
         g, num_beams=3, n_best=3, scratch=scratch,
         teacher_train=dataclasses.replace(g.teacher_train, epochs=2.0),
         student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4),
-        dpo=dataclasses.replace(g.dpo, max_prompts=32, beams=4, train=dataclasses.replace(
+        dpo=dataclasses.replace(g.dpo, max_prompts=16, beams=4, train=dataclasses.replace(
             g.dpo.train, epochs=1.0)))
     return ExperimentConfig(name="gen-demo-quick", task="generation",
                             data=DataConfig("atis-slots", n_weak=128, n_transfer=64,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from w2s_core.errors import W2SError
@@ -65,9 +66,14 @@ def dpo_table(runs: pd.DataFrame) -> pd.DataFrame:
     d = tables.with_identity(d).assign(eps=d["opt_dpo_eps"].astype(str),
                                        _v=pd.to_numeric(d["delta_slu_f1"], errors="coerce"))
     out = summarize_runs(d, ["setting", "method", "eps"], "_v")
+    # the policy's mean log-prob margin chosen − rejected before → after: DPO can move it while
+    # no greedy output changes (runs written before the margins were stored give NaN)
+    d = d.assign(**{c: pd.to_numeric(d[c], errors="coerce") if c in d.columns else np.nan
+                    for c in ("dpo_margin_start", "dpo_margin_end")})
     means = d.groupby(["setting", "method", "eps"]).agg(
         before=("before_slu_f1", "mean"), after=("slu_f1", "mean"),
-        pairs=("pairs", "mean")).reset_index()
+        pairs=("pairs", "mean"), margin_start=("dpo_margin_start", "mean"),
+        margin_end=("dpo_margin_end", "mean")).reset_index()
     return out.merge(means, on=["setting", "method", "eps"], how="left")
 
 

@@ -23,7 +23,7 @@ from w2s_core.metrics.generation import generation_metrics, per_utterance
 from w2s_core.models.causal import CausalLM, load_causal
 from w2s_core.models.decode import nbest, score
 from w2s_core.models.greedy import greedy
-from w2s_core.training.lm_dpo import train_dpo
+from w2s_core.training.lm_dpo import pair_table, train_dpo
 from w2s_core.training.lm_readouts import token_readouts
 from w2s_core.training.lm_train import GenExample, LabelSeq, LossSpec, train_lm
 
@@ -286,6 +286,8 @@ class GenerationRuns:
                          "teacher_rejected": s[:, l_].tolist(),
                          "weights": lams[i].tolist(), "pair_eps": E[-1]})
         base = copy.deepcopy(lm.model.state_dict())
+        # every ε starts from these weights and pairs: one reference pass serves them all
+        ref = pair_table(lm, P, W, L, dpo.train, self.device) if P else None
         if parent_slu is None:
             parent_slu = self._parent_slu(parent)
         n = 0
@@ -294,14 +296,16 @@ class GenerationRuns:
             lm.model.load_state_dict(base)
             t0 = time.time()
             stats = train_dpo(lm, P, W, L, E if eps == "confidence" else float(eps),
-                              dpo.train, kid.seed, progress=self.sw.progress,
+                              dpo.train, kid.seed, reference=ref, progress=self.sw.progress,
                               device=self.device) if P else {}
             preds, met = self.evaluate(lm, kid, ceiling)
             met.update(train_seconds=time.time() - t0, pairs=len(P),
                        mean_eps=(float(np.mean(E)) if E else None)
                        if eps == "confidence" else float(eps),
                        before_slu_f1=parent_slu, delta_slu_f1=met["slu_f1"] - parent_slu,
-                       dpo_final_loss=stats.get("final_loss"))
+                       dpo_final_loss=stats.get("final_loss"),
+                       dpo_margin_start=stats.get("margin_start"),
+                       dpo_margin_end=stats.get("margin_end"))
             pairs = gen_store.pairs_frame(rows, list(sub), eps)
             self._save(kid, preds, met, {"parent": parent.run_id}, {"pairs.parquet": pairs})
             n += 1

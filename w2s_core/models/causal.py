@@ -120,3 +120,12 @@ def load_saved(folder: Path, name: str, device: str | torch.device = "cpu") -> C
                        "train the model again, or point to a folder written by save_causal")
     spec = ModelSpec(name=name, kind="causal", base=str(folder), pooling="last")
     return _load(spec, name, device)
+
+
+def cache_kwarg(module: torch.nn.Module) -> str:
+    """The name a model's forward takes its KV cache by: transformers 5 renamed
+    ``past_key_values`` to ``cache`` on the models it has migrated, not yet on all."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters \
+        else "past_key_values"

@@ -16,7 +16,7 @@ import torch
 
 from w2s_core.data.prompts import encode, ensure_pad
 from w2s_core.device import autocast_bf16
-from w2s_core.models.causal import CausalLM
+from w2s_core.models.causal import CausalLM, cache_kwarg
 from w2s_core.models.decode import _count, _eval, _pad, _room
 
 __all__ = ["greedy"]
@@ -34,9 +34,8 @@ def _greedy_batch(model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tok
     """
     from transformers import DynamicCache
 
-    # transformers 5 renamed past_key_values → cache on the models it has migrated
     params = inspect.signature(model.forward).parameters
-    cache_kw = "cache" if "cache" in params else "past_key_values"
+    cache_kw = cache_kwarg(model)
     # only the last position's logits: a (B, L, V) prefill over a 49k vocabulary is wasted
     last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
     dev = ids.device

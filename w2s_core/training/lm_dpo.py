@@ -14,10 +14,13 @@ from typing import Any
 
 import torch
 
+from w2s_core.device import pick_device
 from w2s_core.errors import W2SError
 from w2s_core.methods import gen_losses
 from w2s_core.models.causal import CausalLM
+from w2s_core.training.finetune import _bf16_on
 from w2s_core.training.lm_train import (
+    _PRECISION,
     Forward,
     GenExample,
     LabelSeq,
@@ -51,10 +54,13 @@ class DPOConfig:
 
 def train_dpo(lm: CausalLM, prompts: Sequence[str], chosen: Sequence[str],
               rejected: Sequence[str], eps: float | Sequence[float], cfg: DPOConfig, seed: int,
-              *, progress: bool = False, device: str = "auto") -> dict[str, Any]:
+              *, reference: torch.Tensor | None = None, progress: bool = False,
+              device: str = "auto") -> dict[str, Any]:
     """DPO (ε = 0) or cDPO (ε > 0, a scalar or one ε per pair) on ``lm`` in place.
 
     L = mean over pairs of −(1−ε) log σ(h) − ε log σ(−h), h = β[(π_w − r_w) − (π_l − r_l)].
+    ``reference``: the (n, 2) log-probs ``pair_table`` gave for the initial ``lm``, when several
+    DPO runs (one per ε) start from the same weights and pairs: they are then computed once.
     Returns lm_train's run stats plus ``truncated`` and ``margin_start``/``margin_end``: the mean
     policy log-prob margin π_w − π_l over all pairs before and after training.
     """
@@ -70,16 +76,16 @@ def train_dpo(lm: CausalLM, prompts: Sequence[str], chosen: Sequence[str],
     if bool(((e < 0) | (e > 1)).any()):
         raise W2SError("DPO label-smoothing ε must lie in [0, 1]",
                        "use 0 for DPO, e.g. 0.1 for cDPO, or a per-pair ε in [0, 1]")
-    pairs = [GenExample(p, [LabelSeq(c), LabelSeq(r)], [0.5, 0.5])
-             for p, c, r in zip(prompts, chosen, rejected, strict=True)]
-    rows = flatten(lm.tokenizer, pairs, cfg.max_length)  # rows (chosen, rejected) per pair
+    rows = pair_rows(lm, prompts, chosen, rejected, cfg)
     pad = lm.tokenizer.pad_token_id
-    ref = torch.zeros(n, 2)  # the initial policy's (chosen, rejected) log-probs
+    if reference is not None and tuple(reference.shape) != (n, 2):
+        raise W2SError(f"reference log-probs of shape {tuple(reference.shape)} for {n} pairs",
+                       "pass pair_table(...) of the same pairs, shape (n, 2)")
+    # the initial policy's (chosen, rejected) log-probs
+    ref = torch.zeros(n, 2) if reference is None else reference.float().cpu()
 
-    def reference(fwd: Forward) -> None:
-        for s in range(0, n, cfg.batch_size):
-            items = list(range(s, min(n, s + cfg.batch_size)))
-            ref[items] = pair_logps(fwd, rows, items, pad).float().cpu()
+    def initial(fwd: Forward) -> None:
+        ref.copy_(_table(fwd, rows, n, cfg.batch_size, pad))
 
     def batch_loss(fwd: Forward, items: list[int], tau: float) -> torch.Tensor:
         pi = pair_logps(fwd, rows, items, pad)
@@ -87,12 +93,34 @@ def train_dpo(lm: CausalLM, prompts: Sequence[str], chosen: Sequence[str],
         return gen_losses.dpo_loss(pi[:, 0], pi[:, 1], r[:, 0], r[:, 1], cfg.beta,
                                    e[items].to(pi.device)).mean()
 
-    stats = run_loop(lm, cfg, seed, n, batch_loss, before=reference, progress=progress,
+    stats = run_loop(lm, cfg, seed, n, batch_loss,
+                     before=initial if reference is None else None, progress=progress,
                      desc=f"DPO {lm.name}", device=device)
     stats["truncated"] = rows.truncated
     stats["margin_start"] = float((ref[:, 0] - ref[:, 1]).mean())
-    stats["margin_end"] = _margin(lm, rows, n, cfg, stats["precision"] == "bf16")
+    end = _table(Forward(TargetLogits(lm.model), lm.device, stats["precision"] == "bf16"),
+                 rows, n, cfg.batch_size, pad)
+    stats["margin_end"] = float((end[:, 0] - end[:, 1]).mean())
     return stats
+
+
+def pair_rows(lm: CausalLM, prompts: Sequence[str], chosen: Sequence[str],
+              rejected: Sequence[str], cfg: DPOConfig) -> Rows:
+    """Rows (chosen, rejected) per pair, tokenized once."""
+    pairs = [GenExample(p, [LabelSeq(c), LabelSeq(r)], [0.5, 0.5])
+             for p, c, r in zip(prompts, chosen, rejected, strict=True)]
+    return flatten(lm.tokenizer, pairs, cfg.max_length)
+
+
+def pair_table(lm: CausalLM, prompts: Sequence[str], chosen: Sequence[str],
+               rejected: Sequence[str], cfg: DPOConfig, device: str = "auto") -> torch.Tensor:
+    """(n, 2) target log-probs of (chosen, rejected) under ``lm`` as it is now, no grad, in the
+    precision ``train_dpo`` would use: the reference that DPO runs from these weights share."""
+    dev = pick_device(device)
+    lm.model.to(dev)
+    fwd = Forward(TargetLogits(lm.model), dev, _bf16_on(_PRECISION[cfg.precision], dev))
+    return _table(fwd, pair_rows(lm, prompts, chosen, rejected, cfg), len(prompts),
+                  cfg.batch_size, lm.tokenizer.pad_token_id)
 
 
 def pair_logps(fwd: Forward, rows: Rows, items: Sequence[int], pad: int) -> torch.Tensor:
@@ -103,11 +131,14 @@ def pair_logps(fwd: Forward, rows: Rows, items: Sequence[int], pad: int) -> torc
     return lp.view(2, len(items)).T
 
 
-def _margin(lm: CausalLM, rows: Rows, n: int, cfg: DPOConfig, bf16: bool) -> float:
-    """Mean π_w − π_l of the trained model over all pairs (no grad, the run's precision)."""
-    fwd = Forward(TargetLogits(lm.model), lm.device, bf16)
-    with torch.no_grad():
-        pi = torch.cat([pair_logps(fwd, rows, range(s, min(n, s + cfg.batch_size)),
-                                   lm.tokenizer.pad_token_id)
-                        for s in range(0, n, cfg.batch_size)])
-    return float((pi[:, 0] - pi[:, 1]).mean())
+def _table(fwd: Forward, rows: Rows, n: int, batch: int, pad: int) -> torch.Tensor:
+    """(n, 2) log-probs of every pair under ``fwd``'s model, in eval mode with no grad."""
+    net = fwd.net
+    was = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([pair_logps(fwd, rows, range(s, min(n, s + batch)), pad).float()
+                              .cpu() for s in range(0, n, batch)])
+    finally:
+        net.train(was)

@@ -123,6 +123,14 @@ def label_name(label: str, weight: float) -> str:
     return f"{label} (λ = {weight:.2f})"
 
 
+def label_strips(tokens: pd.DataFrame) -> str:
+    """Every label of a ``token_frame``: its name, λ and bridge mode, then its token strip."""
+    return "<br>".join(
+        f"<b>{html.escape(label_name(str(lab), float(g['weight'].iloc[0])))}</b> · mode "
+        f"{html.escape(str(g['mode'].iloc[0]))}<br>{token_spans(g)}"
+        for lab, g in tokens.groupby("label", sort=False))
+
+
 def q_heatmap(tokens: pd.DataFrame, title: str) -> go.Figure:
     """A strip per label: the student's tokens of its target left to right, colour = q (the
     same 0–1 scale as the word spans), the token written in the cell, hover = top-k of the

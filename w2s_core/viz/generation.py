@@ -83,6 +83,21 @@ def word_spans(text: str, word_logps: Sequence[float] | None) -> str:
     return " ".join(out) if out else "<i>(empty output)</i>"
 
 
+def nbest_html(nb: pd.DataFrame, names: Sequence[str], subset: set[str]) -> str:
+    """One block per teacher of ``nbest``'s frame: whether it is in the run's subset, then
+    each candidate's log p, per-token score, JSON validity and its words coloured by
+    probability. One HTML string: one element for the browser to draw, not one per teacher."""
+    blocks = []
+    for name in names:
+        rows = nb[nb["teacher"] == name]
+        tag = "in the run's subset" if name in subset else "not in the run's subset"
+        blocks.append(f"<b>{html.escape(name)}</b> · {tag} · {len(rows)}-best" + "".join(
+            f"<br><small>#{int(r.rank) + 1} · log p = {r.logp:.2f} · per token {r.norm:.3f} · "
+            f"{'valid' if r.valid else 'invalid'} JSON</small><br>"
+            + word_spans(r.text, r.word_logps) for r in rows.itertuples()))
+    return "<br>".join(blocks)
+
+
 def slot_chips(text: str) -> str:
     """An output's slots as one line of HTML chips "type = value" (escaped); "{}" → no slots,
     invalid JSON says so."""
