@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from w2s_core.data.prompts import build_prompt, format_slots
+from w2s_core.device import GPU_BATCH_SCALE, rows_per_pass
 from w2s_core.models import decode
 from w2s_core.models.causal import CausalLM
 from w2s_core.models.decode import Candidate, nbest, score, word_logps
@@ -292,3 +293,10 @@ def test_shrinking_greedy_equals_per_prompt_generate(lm: CausalLM) -> None:
     assert got == [_generate_one(lm2, p, 1, 12)[0] for p in PROMPTS]
     assert 0 < stats["unfinished"] < len(PROMPTS)  # some rows stopped early, some ran out
     assert greedy(lm2, PROMPTS, max_new_tokens=12, batch_size=2) == got  # batch invariant
+
+
+def test_rows_per_passes_keep_the_cpu_size_on_a_cpu_and_grow_on_a_gpu() -> None:
+    # torch.device("cuda") is only a name: nothing here touches CUDA
+    assert rows_per_pass(torch.device("cpu"), 16) == 16
+    assert rows_per_pass(torch.device("cuda"), 16) == 16 * GPU_BATCH_SCALE
+    assert rows_per_pass(torch.device("cuda", 1), 64) == 64 * GPU_BATCH_SCALE

@@ -22,6 +22,7 @@ import numpy as np
 from w2s_core.data.prompts import build_prompt, encode, format_slots
 from w2s_core.data.registry import load_slot_dataset
 from w2s_core.data.slots import SlotDataset, split_slots
+from w2s_core.device import rows_per_pass
 from w2s_core.experiments.config import ExperimentConfig
 from w2s_core.experiments.runspec import plain
 from w2s_core.models.causal import CausalLM, load_causal, load_saved, save_causal
@@ -145,7 +146,8 @@ def decode_teacher(cfg: ExperimentConfig, lm: CausalLM, sp: GenSplits,
     cap = new_tokens_cap(cfg, lm, sp)
     return {s: nbest(lm, sp.prompts(s), num_beams=g.num_beams, n_best=g.n_best,
                      max_new_tokens=cap, max_length=decode_length(lm, sp, s, cap),
-                     progress=progress) for s in SPLITS}
+                     batch_size=rows_per_pass(lm.device, 16), progress=progress)
+            for s in SPLITS}
 
 
 def decode_length(lm: CausalLM, sp: GenSplits, split: str, cap: int) -> int:
@@ -170,7 +172,8 @@ def store_teacher(lm: CausalLM, folder: Path) -> None:
 def score_pool(lm: CausalLM, sp: GenSplits, pooled: dict[str, list[list[str]]],
                max_length: int) -> dict[str, list[list[Candidate]]]:
     """One teacher's teacher-forced scores of every pooled candidate (joint decoding, DPO)."""
-    return {s: score(lm, sp.prompts(s), pooled[s], max_length=max_length) for s in pooled}
+    return {s: score(lm, sp.prompts(s), pooled[s], max_length=max_length,
+                     batch_size=rows_per_pass(lm.device, 16)) for s in pooled}
 
 
 def score_length(lm: CausalLM, sp: GenSplits, texts: dict[str, list[list[str]]]) -> int:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from w2s_core.device import rows_per_pass
 from w2s_core.experiments import gen_protocol as gp
 from w2s_core.experiments import gen_store, store
 from w2s_core.experiments.gen_teachers import Teachers
@@ -162,10 +163,11 @@ class GenerationRuns:
                                                                           self._cap)
         if beams == 1:  # rows leave the batch at EOS: a looping row no longer stalls the rest
             texts = greedy(lm, sp.prompts("test"), max_new_tokens=self._cap, max_length=length,
-                           batch_size=EVAL_BATCH)
+                           batch_size=rows_per_pass(lm.device, EVAL_BATCH))
         else:
             out = nbest(lm, sp.prompts("test"), num_beams=beams, n_best=1,
-                        max_new_tokens=self._cap, max_length=length)
+                        max_new_tokens=self._cap, max_length=length,
+                        batch_size=rows_per_pass(lm.device, 16))
             texts = [c[0].text if c else "" for c in out]
         met = generation_metrics(self.gold_test, texts, sp.ds.slot_types)
         if spec.kind != "ceiling":
@@ -177,20 +179,20 @@ class GenerationRuns:
         preds = gen_store.student_frame(sp.ids("test"), sp.targets("test"), texts,
                                         per_utterance(self.gold_test, texts))
         gold = token_readouts(lm, gp.gold_examples(sp, "test")[:READOUT_EXAMPLES], LossSpec(),
-                              **self._readout_args())
+                              **self._readout_args(lm))
         gen_store.add_calibration(preds, gold)
         return preds, met
 
-    def _readout_args(self) -> dict[str, Any]:
+    def _readout_args(self, lm: CausalLM) -> dict[str, Any]:
         st = self.cfg.generation.student_train
-        return {"max_length": st.max_length, "batch_size": st.batch_size}
+        return {"max_length": st.max_length, "batch_size": rows_per_pass(lm.device, st.batch_size)}
 
     def targets(self, lm: CausalLM, spec: RunSpec,
                 fixed_q: list[list[float]] | None = None) -> Any:
         """What the run trained toward, on the first ``READOUT_EXAMPLES`` test utterances."""
         exs = self.examples(spec, "test")[:READOUT_EXAMPLES]
         recs = token_readouts(lm, exs, self.loss(spec), fixed_q=fixed_q,
-                              **self._readout_args())
+                              **self._readout_args(lm))
         names = ["joint"] if spec.method == "joint" else list(spec.subset)
         pool = self.t.pooled("test", spec.subset)
         return gen_store.targets_frame(self.sp.ids("test"), exs, names, recs, spec.subset,
@@ -264,9 +266,11 @@ class GenerationRuns:
         lams = self.lam(sub, "transfer")[keep]  # (N, K)
         cap = self._cap or gp.new_tokens_cap(self.cfg, lm, sp)
         beams = nbest(lm, prompts, num_beams=dpo.beams, n_best=dpo.beams, max_new_tokens=cap,
-                      max_length=gp.decode_length(lm, sp, "transfer", cap))
+                      max_length=gp.decode_length(lm, sp, "transfer", cap),
+                      batch_size=rows_per_pass(lm.device, 16))
         texts = [[c.text for c in b] for b in beams]
-        per_t = [score(t, prompts, texts, max_length=gp.score_length(t, sp, {"transfer": texts}))
+        per_t = [score(t, prompts, texts, max_length=gp.score_length(t, sp, {"transfer": texts}),
+                       batch_size=rows_per_pass(t.device, 16))
                  for t in (self.t.lm(n) for n in sub)]
         P, W, L, E, rows = [], [], [], [], []
         for i, p in enumerate(prompts):

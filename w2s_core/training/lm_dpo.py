@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from w2s_core.device import pick_device
+from w2s_core.device import pick_device, rows_per_pass
 from w2s_core.errors import W2SError
 from w2s_core.methods import gen_losses
 from w2s_core.models.causal import CausalLM
@@ -132,7 +132,9 @@ def pair_logps(fwd: Forward, rows: Rows, items: Sequence[int], pad: int) -> torc
 
 
 def _table(fwd: Forward, rows: Rows, n: int, batch: int, pad: int) -> torch.Tensor:
-    """(n, 2) log-probs of every pair under ``fwd``'s model, in eval mode with no grad."""
+    """(n, 2) log-probs of every pair under ``fwd``'s model, in eval mode with no grad, ``batch``
+    pairs a pass on a CPU (more on a GPU: ``device.rows_per_pass``)."""
+    batch = rows_per_pass(fwd.device, batch)
     net = fwd.net
     was = net.training
     net.eval()

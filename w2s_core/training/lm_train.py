@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from w2s_core.data.prompts import encode
+from w2s_core.device import rows_per_pass
 from w2s_core.errors import W2SError
 from w2s_core.methods import bridge, gen_losses, losses
 from w2s_core.models.causal import CausalLM
@@ -131,7 +132,8 @@ def flatten(tokenizer: Any, examples: Sequence[GenExample], max_length: int) -> 
 # rows per forward pass inside one batch: a batch's rows are sorted by length and cut into
 # chunks of this many, so a short row is padded to a similar row, not to the batch's longest
 # (with K label rows per example, padding was ~40 % of the tokens a batch computed). Per-row
-# losses are summed, so the batch's loss and gradient are the unchunked ones.
+# losses are summed, so the batch's loss and gradient are the unchunked ones. On a GPU the
+# chunks are ``device.GPU_BATCH_SCALE`` times larger: there launches, not padding, cost.
 ROW_CHUNK = 4
 
 
@@ -256,7 +258,8 @@ def train_lm(lm: CausalLM, examples: Sequence[GenExample], loss: LossSpec, cfg: 
     def batch_loss(fwd: Forward, items: list[int], tau: float) -> torch.Tensor:
         idx = [r for e in items for r in rows.by_example[e]]
         total = torch.zeros((), device=fwd.device)
-        for chunk in length_chunks([len(rows.ids[r]) for r in idx], ROW_CHUNK):
+        size = rows_per_pass(fwd.device, ROW_CHUNK)
+        for chunk in length_chunks([len(rows.ids[r]) for r in idx], size):
             b = collate(rows, [idx[j] for j in chunk], pad, fwd.device, frozen)
             total = total + (sequence_losses(fwd(b), b, loss, tau) * b["weight"]).sum()
         return total / len(items)
