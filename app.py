@@ -193,6 +193,8 @@ page = st.navigation({
                 url_path="compare"),
         st.Page("app_pages/generation.py", title="Generation", icon=":material/subject:",
                 url_path="generation"),
+        st.Page("app_pages/dpo.py", title="DPO", icon=":material/thumbs_up_down:",
+                url_path="dpo"),
     ],
     "Present": [st.Page("app_pages/talk.py", title="Talk mode", icon=":material/co_present:",
                         url_path="talk")],

@@ -1,7 +1,7 @@
 """Generation: one utterance at a time (most-disagreed first, searchable) — what each teacher
 believed (N-best with word probabilities, the jointly decoded target), what the student was
 trained toward (bridged token soft labels in the stored bridge modes, Dirichlet read-outs of
-Bayesian runs), what it produced against gold; then the DPO pairs and SLU-F1 before → after."""
+Bayesian runs), what it produced against gold. The DPO pairs have their own page (dpo.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _data as data
-from app_pages import _gen_dpo as gen_dpo
+from app_pages import _gen_run as gen_run
 from app_pages import _ui as ui
 from w2s_core import api
 from w2s_core.experiments import store
 from w2s_core.viz import gen_tokens as gt
 from w2s_core.viz import generation as gv
-from w2s_core.viz.runs import run_label
 
 LEGEND = ("Colour = probability: " + gv.span("0", 0.0, "p = 0") + " " +
           gv.span("0.5", 0.5, "p = 0.5") + " " + gv.span("1", 1.0, "p = 1") +
@@ -31,14 +30,6 @@ def _ranked(ws: str, exp_id: str, stamp: tuple, data_seed: int | None,
             names: tuple[str, ...]) -> pd.DataFrame:
     teachers = ui.load_teachers(ws, exp_id, stamp, data_seed)
     return gv.rank_utterances(teachers, list(names), ui.load_texts(ws, exp_id, stamp, data_seed))
-
-
-# The next two depend on the run, not the utterance: cached so an utterance switch skips
-# them (arguments with a leading underscore are not hashed; the stamp stands for them).
-@st.cache_data(show_spinner=False, max_entries=64)
-def _modes(ws: str, exp_id: str, stamp: tuple, run_id: str, _row: pd.Series,
-           _runs: pd.DataFrame) -> dict[str, str]:
-    return gt.mode_runs(_runs, _row)
 
 
 # Per-utterance lookups go through indexes (example id → its rows) held as shared objects
@@ -140,12 +131,6 @@ def _joint_mode(row: pd.Series) -> str:
     return str(mode) if isinstance(mode, str) and mode in JOINT_KEY else "sum"
 
 
-def _row(c: ui.Ctx, run_id: str) -> pd.Series:
-    row = c.all_runs.set_index("run_id").loc[run_id].copy()
-    row["run_id"] = run_id
-    return row
-
-
 def _html(markup: str) -> None:
     st.markdown(markup, unsafe_allow_html=True)
 
@@ -186,9 +171,16 @@ def targets_section(c: ui.Ctx, row: pd.Series, example: str, u: dict[str, Any]) 
     st.caption("Each label is a target the student learnt from, weighted by λ; its tokens are "
                "the student's own, coloured by q, the bridged probability of the label token "
                "(its product over a word's tokens is the teacher's word probability; 1 for "
-               "hard labels). Hover a token for the top of the full target distribution.")
+               "hard labels). Hover a token for the top of the full target distribution. A "
+               "Bayesian run adds the token Dirichlet along the target: 1 − vacuity per token "
+               "(pale = little evidence), total evidence and vacuity on hover.")
     ui.small_table(u["scores"], f"target-scores-{example}", "target-scores")
     _html(u["token_html"])
+    # off by default: drawing two plotly charts at every utterance switch costs the browser
+    # more than the rest of the view (the strips above carry the same numbers)
+    if not st.toggle("Charts: soft-label heatmap and Dirichlet read-outs (exportable)",
+                     key="gen_charts"):
+        return
     title = (f"Bridged soft labels q over the student's tokens — {row['method']}, "
              f"{row.get('opt_target_mode')}")
     rid = str(row["run_id"])
@@ -259,35 +251,13 @@ def _utterance_body(c: ui.Ctx, row: pd.Series, names: list[str]) -> None:
 
 def body(c: ui.Ctx) -> None:
     st.title("Generation")
-    if c.exp_id is not None and not c.is_generation:
-        st.info("This page is for generation (slot-filling) experiments: pick one in the "
-                "sidebar.", icon=":material/subject:")
-        return
-    if not ui.need_runs(c):
-        return
-    row = data.chosen_run(c, c.sel["method"])
+    row = gen_run.run_in_view(c)
     if row is None:
-        st.info("No run of this method for the chosen subset, seed and aux setting.")
         return
-    row = _row(c, str(row["run_id"]))
-    modes = _modes(str(c.ws), c.exp_id, c.stamp, str(row["run_id"]), row, c.all_runs)
-    if st.session_state.get("gen_bridge_of") != row["run_id"]:
-        # another run chosen in the sidebar: the radio starts from that run's own mode
-        st.session_state["gen_bridge_of"] = row["run_id"]
-        ui.set_sel("bridge", str(row.get("opt_target_mode")))
-    if len(modes) > 1:  # outside the fragment: the DPO section follows the mode too
-        mode = ui.select("bridge", "Bridge target mode", list(modes), kind="radio",
-                         horizontal=True, default=str(row.get("opt_target_mode")),
-                         help="detached / live: q read from the trained student; frozen: q "
-                              "from the initial student, as trained. Each mode is its own run.")
-        row = _row(c, modes[mode])
-    # the run in view may be a sibling in another option setting: name that setting
-    name = c.setting_names.get(str(row.get("setting"))) if c.several_settings else None
-    st.caption(f"Run: {run_label(row, name, c.several_replicates)} · bridge mode "
-               f"{row.get('opt_target_mode')} · run id `{row['run_id']}`")
     utterances(row, data.subset_teachers(c))
     st.divider()
-    gen_dpo.dpo_section(c, row)
+    st.page_link("app_pages/dpo.py", label="DPO after this run: preference pairs, SLU-F1 "
+                 "before → after", icon=":material/thumbs_up_down:")
 
 
 ui.guard(body)

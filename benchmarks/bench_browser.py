@@ -37,21 +37,24 @@ STATE = ("() => [document.querySelector('[data-testid=stMain] h4')?.innerText ||
          " !!document.querySelector('[data-testid=stStatusWidget]'),"
          " [...document.querySelectorAll('.js-plotly-plot')].flatMap(g => g._fullData || [])"
          ".filter(t => t.type === 'heatmap').length]")
-# in-page clock: the click event (capture phase, before Streamlit sees it) and the first DOM
-# mutation after which the wanted heading is shown and the heatmap holds new data (the chart
-# slot is reused, so the old heatmap stays in the page until Plotly.react redraws it; if the
-# heatmap is never replaced, the heading's time is used)
+# in-page clock: the click event (capture phase, before Streamlit sees it); the first DOM
+# mutation after which the wanted heading is shown; the first after which the heatmap (charts
+# on) holds new data (the chart slot is reused, so the old heatmap stays in the page until
+# Plotly.react redraws it); and the last mutation inside the main area (the view settled)
 OBSERVE = """() => {
   const w = window;
-  w.__tc = null; w.__td = null; w.__th = null; w.__want = null; w.__sig = null;
+  w.__tc = null; w.__td = null; w.__th = null; w.__tl = null; w.__want = null; w.__sig = null;
   // the heatmap trace object: Plotly.react installs a new one with new data; comparing by
   // identity keeps the observer cheap (it runs on every mutation of the redraw)
   w.__heat = () => [...document.querySelectorAll('.js-plotly-plot')]
     .flatMap(g => g.data || []).find(t => t.type === 'heatmap') || null;
   document.addEventListener('click', () => {
     if (w.__want && w.__tc === null) w.__tc = performance.now(); }, true);
-  new MutationObserver(() => {
-    if (!w.__want || w.__tc === null || w.__td !== null) return;
+  new MutationObserver((recs) => {
+    if (!w.__want || w.__tc === null) return;
+    const main = document.querySelector('[data-testid=stMain]');
+    if (main && recs.some(r => main.contains(r.target))) w.__tl = performance.now();
+    if (w.__td !== null) return;
     const h = document.querySelector('[data-testid=stMain] h4');
     if (!h || !h.innerText.includes(w.__want)) return;
     if (w.__th === null) w.__th = performance.now();
@@ -61,37 +64,44 @@ OBSERVE = """() => {
 }"""
 
 
-def _switch(page, index: int) -> tuple[float, float, float]:  # noqa: ANN001 - playwright Page
+def _switch(page, index: int) -> tuple[float, float, float, float]:  # noqa: ANN001 - a Page
     """Pick option ``index`` of the Utterance list; in-page ms from the click event until its
-    heading and its new heatmap are in the page, in-page ms until its heading alone, and
-    harness ms from the click call until the heading shows and no script runs."""
+    heading and (charts on) its new heatmap are in the page, until its heading alone, until
+    the main area's last DOM change (settled: nothing changed for 400 ms after the harness saw
+    the run end), and harness ms from the click call until the heading shows and no script
+    runs."""
     main = page.get_by_test_id("stMain")
     main.get_by_test_id("stSelectbox").filter(has_text="Utterance").click()
     option = page.get_by_role("option").nth(index)
     text = option.inner_text().split("] ", 1)[1].rsplit(" — ", 1)[0].strip()[:60]
     page.evaluate("(w) => { window.__tc = null; window.__td = null; window.__th = null; "
-                  "window.__sig = window.__heat(); window.__want = w; }", text)
+                  "window.__tl = null; window.__sig = window.__heat(); window.__want = w; }",
+                  text)
+    need = min(1, page.evaluate(STATE)[2])  # a page that draws no heatmap waits for none
     t0 = time.perf_counter()
     option.click()
     while True:
         heading, running, maps = page.evaluate(STATE)
         now = (time.perf_counter() - t0) * 1000
-        if text in heading and not running and maps >= 1:
+        if text in heading and not running and maps >= need:
             break
         if now > 60_000:
             raise SystemExit(f"utterance {text[:40]!r} not drawn after 60 s")
         page.wait_for_timeout(5)
-    for _ in range(200):  # the observer fires with the last mutation; give it a moment
-        tc, td, th = page.evaluate("() => [window.__tc, window.__td, window.__th]")
-        if td is not None:
-            return td - tc, th - tc, now
-        page.wait_for_timeout(5)
-    if tc is not None and th is not None:  # the heatmap was not replaced: the heading's time
-        return th - tc, th - tc, now
-    raise SystemExit(f"utterance {text[:40]!r}: no click event or no redraw seen in the page")
+    last, quiet = None, 0.0
+    while quiet < 400:  # settled: no change in the main area for 400 ms
+        page.wait_for_timeout(20)
+        tl = page.evaluate("() => window.__tl")
+        quiet = quiet + 20 if tl == last else 0.0
+        last = tl
+    tc, td, th = page.evaluate("() => [window.__tc, window.__td, window.__th]")
+    if tc is None or th is None:
+        raise SystemExit(f"utterance {text[:40]!r}: no click event or no redraw seen in the page")
+    # the heatmap not replaced (charts off, or an utterance without targets): the heading's time
+    return (td if td is not None else th) - tc, th - tc, last - tc, now
 
 
-def bench(ws: Path, switches: int) -> float:
+def bench(ws: Path, switches: int, charts: bool) -> float:
     from conftest import ARGS, CHROMIUM, serve
     from playwright.sync_api import sync_playwright
 
@@ -102,25 +112,32 @@ def bench(ws: Path, switches: int) -> float:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.goto(f"{url}/generation")
-        page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+        page.wait_for_selector("[data-testid=stMain] h4", timeout=120_000)
         page.wait_for_selector("[data-testid='stStatusWidget']", state="detached",
                                timeout=120_000)
+        if charts:
+            page.get_by_test_id("stMain").get_by_text("Charts: soft-label heatmap").click()
+            page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+            page.wait_for_timeout(1000)
         page.evaluate(OBSERVE)
-        first, again, heads, harness = [], [], [], []
+        first, again, heads, settled, harness = [], [], [], [], []
         order = [1, 2, 3, 4, 0]  # the first options, then back: each seen once, then again
         for i in range(switches):
-            ms, head, outer = _switch(page, order[i % len(order)])
+            ms, head, last, outer = _switch(page, order[i % len(order)])
             (first if i < len(order) else again).append(ms)
             heads.append(head)
+            settled.append(last)
             harness.append(outer)
         browser.close()
-    print(f"workspace: {ws}")
+    print(f"workspace: {ws}; charts {'on' if charts else 'off (the default)'}")
     print(f"utterance switch in Chromium, {switches} switches, in the page (click event → new "
-          "utterance and heatmap shown):")
+          f"utterance{' and heatmap' if charts else ''} shown):")
     for name, xs in (("first visit", first), ("seen before", again)):
         if xs:
             print(f"  {name:<12} median {statistics.median(xs):.0f} ms, max {max(xs):.0f} ms")
     print(f"  the heading alone: median {statistics.median(heads):.0f} ms")
+    print(f"  the view settled (the main area's last change): median "
+          f"{statistics.median(settled):.0f} ms, max {max(settled):.0f} ms")
     print(f"  harness (Playwright click call → heading shown, no script running): median "
           f"{statistics.median(harness):.0f} ms, max {max(harness):.0f} ms")
     med = statistics.median(first + again)
@@ -133,14 +150,15 @@ def main() -> None:
     ap.add_argument("--workspace", help="a generation workspace (default: build the tests' "
                     "tiny generation sweep)")
     ap.add_argument("--switches", type=int, default=15)
+    ap.add_argument("--charts", action="store_true", help="turn the page's charts on first")
     args = ap.parse_args()
     if args.workspace:
-        bench(Path(args.workspace).resolve(), args.switches)
+        bench(Path(args.workspace).resolve(), args.switches, args.charts)
         return
     from gen_workspace import build
 
     with tempfile.TemporaryDirectory() as tmp:
-        bench(build(Path(tmp)).ws, args.switches)
+        bench(build(Path(tmp)).ws, args.switches, args.charts)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,21 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "app_pages/generation.py"
 
 
-def open_page(ws: Path, monkeypatch: pytest.MonkeyPatch, **query: str) -> AppTest:
+def open_page(ws: Path, monkeypatch: pytest.MonkeyPatch, page: str = PAGE, charts: bool = True,
+              **query: str) -> AppTest:
+    """The page on workspace ``ws``; ``charts``: turn on the Generation page's charts (off by
+    default in the app) so the tests can read the heatmap's data."""
     monkeypatch.setenv("W2S_WORKSPACE", str(ws))
     st.cache_data.clear()  # process-wide caches: another test's workspace must not leak in
     st.cache_resource.clear()
     at = AppTest.from_file(APP, default_timeout=90)
     at.query_params.update(query)
     at.run()
-    at.switch_page(PAGE).run()
+    at.switch_page(page).run()
     ok(at)
+    if page == PAGE and charts and "gen_charts" in [t.key for t in at.toggle]:
+        at.toggle(key="gen_charts").set_value(True).run()
+        ok(at)
     return at
 
 
@@ -227,7 +233,27 @@ def test_search_and_utterance_switch(gen_workspace: Any, disk: Disk, monkeypatch
     at.text_input(key="gen_search").set_value("no such words").run()
     ok(at)
     assert any("No test utterance contains" in i.value for i in at.info)
-    assert at.get("plotly_chart")  # the DPO section still draws
+
+
+def test_charts_are_off_by_default_and_the_strips_carry_the_dirichlet_read_outs(
+        gen_workspace: Any, disk: Disk, monkeypatch) -> None:
+    at = open_page(gen_workspace.ws, monkeypatch, charts=False)
+    assert not at.toggle(key="gen_charts").value and not at.get("plotly_chart")
+    example = at.session_state["sel_example"]
+    t = disk.file(disk.run(**chosen(at), opt_target_mode="detached"), "targets.parquet")
+    t = t[t["example_id"] == example]
+    block = next(m.value for m in at.markdown if "Dirichlet 1 − vacuity" in m.value)
+    first = block.split("Dirichlet 1 − vacuity:</small>")[1].split("<br>")[0]
+    got = re.findall(r'title="evidence Σ\(α − 1\) = ([^ ]+) · vacuity C/S = ([\d.]+)"', first)
+    np.testing.assert_allclose([float(e) for e, _ in got], t["evidence"].iloc[0], rtol=1e-3)
+    np.testing.assert_allclose([float(v) for _, v in got], t["vacuity"].iloc[0], atol=5e-4)
+    link = at.get("page_link")
+    # the DPO pairs' own page (the link carries the page's url path)
+    assert link and link[0].proto.page.strip("/") == "dpo" and "DPO" in link[0].proto.label
+    at.toggle(key="gen_charts").set_value(True).run()
+    ok(at)
+    assert {n.key for n in at.get("plotly_chart")} == {"chart_soft-labels",
+                                                       "chart_dirichlet-tokens"}
 
 
 def test_hard_labels_are_q_one_and_a_k1_run_has_no_dpo(gen_workspace: Any, disk: Disk,
@@ -238,8 +264,11 @@ def test_hard_labels_are_q_one_and_a_k1_run_has_no_dpo(gen_workspace: Any, disk:
     q = heatmap_q(at)
     assert np.all(q[~np.isnan(q)] == 1.0)  # hard labels: q = 1 (docs/STORAGE.md)
     assert not [n for n in at.get("plotly_chart") if "dirichlet" in n.key]
-    assert any("No DPO runs continue" in c.value for c in at.caption)
+    assert not any("Dirichlet 1 − vacuity" in m.value for m in at.markdown)  # not Bayesian
     assert "w_bridge" not in [r.key for r in at.radio]  # one mode stored: no choice
+    at.switch_page("app_pages/dpo.py").run()
+    ok(at)
+    assert any("No DPO runs continue" in c.value for c in at.caption)
 
 
 def test_an_utterance_without_stored_targets_says_so(gen_workspace: Any, disk: Disk,
@@ -264,7 +293,8 @@ def test_an_utterance_without_stored_targets_says_so(gen_workspace: Any, disk: D
 # ---------------------------------------------------------------- DPO
 def test_dpo_delta_is_after_minus_before_and_pairs_are_stored(gen_workspace: Any, disk: Disk,
                                                              monkeypatch) -> None:
-    at = open_page(gen_workspace.ws, monkeypatch)
+    at = open_page(gen_workspace.ws, monkeypatch, page="app_pages/dpo.py")
+    assert at.title[0].value == "DPO"
     summary = table(at, "eps", "before", "after", "delta").set_index("eps")
     parent_ids = set(disk.index.query("kind == 'transfer' and method == 'bayes' and "
                                       "opt_target_mode == 'detached' and k == 2")["run_id"])

@@ -227,8 +227,14 @@ def test_token_frame_and_spans_show_q_and_the_target_top_k() -> None:
     assert TITLE.findall(html)[1] == "q = 0.250 · target top-2: &#x27;a&#x27; 0.600 · " \
                                      "&#x27;b&#x27; 0.250"
     assert ">⏎</span>" in html and "&quot;" in html  # newline made visible, quote escaped
-    strips = gt.label_strips(tok)  # every label: name with λ and mode, then its strip
-    assert strips == ("<b>t1 (λ = 0.25)</b> · mode frozen<br>" + html + "<br>"
+    # t1 has Dirichlet read-outs: coloured by 1 − vacuity, evidence and vacuity on hover
+    ev = gt.dirichlet_spans(tok[tok["label"] == "t1"])
+    assert BG.findall(ev) == [gv.prob_color(0.5), gv.prob_color(0.9), gv.prob_color(0.99)]
+    assert TITLE.findall(ev)[2] == "evidence Σ(α − 1) = 1000 · vacuity C/S = 0.010"
+    assert gt.dirichlet_spans(tok[tok["label"] == "t2"]) == ""  # no read-outs: no strip
+    strips = gt.label_strips(tok)  # every label: name with λ and mode, then its strip(s)
+    assert strips == ("<b>t1 (λ = 0.25)</b> · mode frozen<br>" + html
+                      + "<br><small>Dirichlet 1 − vacuity:</small> " + ev + "<br>"
                       "<b>t2 (λ = 0.75)</b> · mode frozen<br>"
                       + gt.token_spans(tok[tok["label"] == "t2"]))
     scores = gt.label_scores(targets(), "e1")

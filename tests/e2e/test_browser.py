@@ -14,7 +14,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning
 
 PAGES = [("Teachers", "teachers"), ("Dirichlet posteriors", "dirichlet"),
          ("Calibration", "calibration"), ("Compare runs", "compare"),
-         ("Talk mode", "talk"), ("Lab", "lab"), ("Generation", "generation"),
+         ("Talk mode", "talk"), ("Lab", "lab"), ("Generation", "generation"), ("DPO", "dpo"),
          ("Recovery", "recovery")]
 CHART = "div.stPlotlyChart .js-plotly-plot .main-svg"
 
@@ -73,7 +73,7 @@ def test_pages_k_slider_persistence_and_download(page: Page, app_url: str,
         nav.get_by_role("link", name=title).click()
         expect(page).to_have_url(re.compile(rf"/{slug}(\?|$)") if slug != "recovery"
                                  else re.compile(r"127\.0\.0\.1:\d+/?(\?|$)"))
-        if slug not in ("lab", "talk", "generation"):  # generation: a note on this workspace
+        if slug not in ("lab", "talk", "generation", "dpo"):  # generation: a note here
             page.wait_for_selector(CHART, timeout=60_000)
         page.wait_for_load_state("networkidle")
         _no_errors(page)
@@ -227,18 +227,34 @@ def _heatmap_close(page: Page, want: list[list[float]], timeout_s: float = 30.0)
     return False
 
 
+def _strip_close(page: Page, want: list[float], timeout_s: float = 30.0) -> bool:
+    """Poll the first label's token strip (the q of each token's hover) until it is ``want``."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        titles = page.locator("[data-testid=stMain] span[title^='q = ']").evaluate_all(
+            "els => els.map(e => e.title)")
+        got = [float(t.split(" ")[2]) for t in titles[:len(want)]]
+        if len(got) == len(want) and got == pytest.approx(want, abs=5e-4):
+            return True
+        page.wait_for_timeout(200)
+    return False
+
+
 def test_generation_page_utterance_and_bridge_mode(page: Page, gen_app_url: str,
                                                    gen_workspace, tmp_path: Path) -> None:
     """Issue 8: open the Generation page, pick an utterance, switch the bridge target mode:
-    the soft-label strip shows the other run's stored q."""
+    the token strip (and, with the charts on, the heatmap) shows the other run's stored q."""
     import pandas as pd
 
     page.goto(f"{gen_app_url}/generation")
-    page.wait_for_selector(CHART, timeout=60_000)
+    page.wait_for_selector("[data-testid=stMain] h4", timeout=60_000)
     _no_errors(page)
     main = page.get_by_test_id("stMain")
     expect(main.get_by_role("heading", name="1 · What each teacher believed")).to_be_visible()
     expect(main.locator("span[title^='log p = ']").first).to_be_attached()  # word hovers
+    expect(main.locator(CHART)).to_have_count(0)  # charts are off until asked for
     # pick the second utterance of the ranked list
     main.get_by_test_id("stSelectbox").filter(has_text="Utterance").click()
     option = page.get_by_role("option").nth(1)
@@ -256,12 +272,15 @@ def test_generation_page_utterance_and_bridge_mode(page: Page, gen_app_url: str,
         return rid, [list(q) for q in t.loc[t["example_id"] == example, "q"]]
 
     _, detached = stored_q("detached")
-    assert _heatmap_close(page, detached)  # the chosen utterance's targets are drawn
+    assert _strip_close(page, detached[0])  # the token strip shows the chosen utterance's q
+    main.get_by_text("Charts: soft-label heatmap", exact=False).click()
+    assert _heatmap_close(page, detached)  # and the heatmap, once asked for
     rid, frozen = stored_q("frozen")
     main.get_by_test_id("stRadio").filter(has_text="Bridge target mode").get_by_text(
         "frozen", exact=True).click()
     expect(main.get_by_text(rid, exact=False).first).to_be_visible(timeout=30_000)
     assert _heatmap_close(page, frozen)  # redrawn with the frozen run's stored q
+    assert _strip_close(page, frozen[0])
     assert frozen != detached
     _no_errors(page)
     _shot(page, tmp_path / "generation.png")

@@ -100,18 +100,29 @@ def label_scores(targets: pd.DataFrame, example_id: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- drawing
+def _token_span(token: str, p: float, tip: str) -> str:
+    return (f'<span style="background-color:{prob_color(p)};white-space:pre;'
+            f'padding:1px 1px;margin:0 1px;border-radius:3px;line-height:2;'
+            f'outline:1px solid rgba(127,127,127,0.25)" '
+            f'title="{html.escape(tip, quote=True)}">{html.escape(show_token(token))}</span>')
+
+
 def token_spans(tokens: pd.DataFrame) -> str:
     """One label's tokens (``token_frame`` rows) as HTML spans coloured by q; hover: q and the
     top of the target distribution."""
-    parts = []
-    for tok, q, topk in zip(tokens["token"], tokens["q"], tokens["topk"], strict=True):
-        tip = f"q = {q:.3f} · target top-{len(topk.split(' · '))}: {topk}"
-        parts.append(f'<span style="background-color:{prob_color(q)};white-space:pre;'
-                     f'padding:1px 1px;margin:0 1px;border-radius:3px;line-height:2;'
-                     f'outline:1px solid rgba(127,127,127,0.25)" '
-                     f'title="{html.escape(tip, quote=True)}">'
-                     f'{html.escape(show_token(tok))}</span>')
-    return "".join(parts)
+    return "".join(
+        _token_span(tok, q, f"q = {q:.3f} · target top-{len(topk.split(' · '))}: {topk}")
+        for tok, q, topk in zip(tokens["token"], tokens["q"], tokens["topk"], strict=True))
+
+
+def dirichlet_spans(tokens: pd.DataFrame) -> str:
+    """A Bayesian label's token Dirichlet along its target: each token coloured by 1 − vacuity
+    (C / S: 1 = no evidence at all, so a pale token is one the student knew nothing about);
+    hover: total evidence Σ(α − 1) and vacuity. Empty for tokens without read-outs."""
+    return "".join(
+        _token_span(tok, 1.0 - float(v), f"evidence Σ(α − 1) = {e:.4g} · vacuity C/S = {v:.3f}")
+        for tok, e, v in zip(tokens["token"], tokens["evidence"], tokens["vacuity"],
+                             strict=True) if not (pd.isna(e) or pd.isna(v)))
 
 
 def _esc(text: str) -> str:
@@ -124,11 +135,15 @@ def label_name(label: str, weight: float) -> str:
 
 
 def label_strips(tokens: pd.DataFrame) -> str:
-    """Every label of a ``token_frame``: its name, λ and bridge mode, then its token strip."""
-    return "<br>".join(
-        f"<b>{html.escape(label_name(str(lab), float(g['weight'].iloc[0])))}</b> · mode "
-        f"{html.escape(str(g['mode'].iloc[0]))}<br>{token_spans(g)}"
-        for lab, g in tokens.groupby("label", sort=False))
+    """Every label of a ``token_frame``: its name, λ and bridge mode, then its token strip;
+    for a Bayesian run, a second strip of the token Dirichlet (``dirichlet_spans``)."""
+    out = []
+    for lab, g in tokens.groupby("label", sort=False):
+        head = (f"<b>{html.escape(label_name(str(lab), float(g['weight'].iloc[0])))}</b> · "
+                f"mode {html.escape(str(g['mode'].iloc[0]))}<br>{token_spans(g)}")
+        ev = dirichlet_spans(g)
+        out.append(head + (f"<br><small>Dirichlet 1 − vacuity:</small> {ev}" if ev else ""))
+    return "<br>".join(out)
 
 
 def q_heatmap(tokens: pd.DataFrame, title: str) -> go.Figure:
