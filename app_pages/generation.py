@@ -251,6 +251,7 @@ def _utterance_body(c: ui.Ctx, row: pd.Series, names: list[str]) -> None:
 
 def body(c: ui.Ctx) -> None:
     st.title("Generation")
+    st.html(f"<style>{gv.SPAN_CSS}</style>")  # the word and token spans' look, once a page
     row = gen_run.run_in_view(c)
     if row is None:
         return

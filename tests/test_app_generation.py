@@ -242,6 +242,9 @@ def test_charts_are_off_by_default_and_the_strips_carry_the_dirichlet_read_outs(
     example = at.session_state["sel_example"]
     t = disk.file(disk.run(**chosen(at), opt_target_mode="detached"), "targets.parquet")
     t = t[t["example_id"] == example]
+    # the spans' look comes from the page's one style block (their classes)
+    assert any(".w2s-tok{" in h.proto.body and ".w2s-word{" in h.proto.body
+               for h in at.get("html"))
     block = next(m.value for m in at.markdown if "Dirichlet 1 − vacuity" in m.value)
     first = block.split("Dirichlet 1 − vacuity:</small>")[1].split("<br>")[0]
     got = re.findall(r'title="evidence Σ\(α − 1\) = ([^ ]+) · vacuity C/S = ([\d.]+)"', first)

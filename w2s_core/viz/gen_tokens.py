@@ -101,9 +101,7 @@ def label_scores(targets: pd.DataFrame, example_id: str) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- drawing
 def _token_span(token: str, p: float, tip: str) -> str:
-    return (f'<span style="background-color:{prob_color(p)};white-space:pre;'
-            f'padding:1px 1px;margin:0 1px;border-radius:3px;line-height:2;'
-            f'outline:1px solid rgba(127,127,127,0.25)" '
+    return (f'<span class="w2s-tok" style="background-color:{prob_color(p)}" '
             f'title="{html.escape(tip, quote=True)}">{html.escape(show_token(token))}</span>')
 
 

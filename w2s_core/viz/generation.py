@@ -23,7 +23,11 @@ SlotSet = frozenset[tuple[str, str]]
 # dark themes); translucent, so the theme's text colour stays legible on top
 LOW, HIGH, ALPHA = OUTCOME_COLORS["wrong"], OUTCOME_COLORS["correct"], 0.45
 COLORSCALE = [[0.0, LOW], [1.0, HIGH]]  # the same scale for plotly figures
-SPAN_STYLE = "padding:1px 3px;margin:1px 0;border-radius:3px;line-height:1.9"
+# the spans' fixed look lives in CSS classes, written once per page (``SPAN_CSS``): an inline
+# style repeated on every word and token made the token strips ~3x larger to send and parse
+SPAN_CSS = (".w2s-word{padding:1px 3px;margin:1px 0;border-radius:3px;line-height:1.9}"
+            ".w2s-tok{white-space:pre;padding:1px 1px;margin:0 1px;border-radius:3px;"
+            "line-height:2;outline:1px solid rgba(127,127,127,0.25)}")
 
 
 # ---------------------------------------------------------------- runs like another
@@ -64,7 +68,7 @@ def prob_color(p: float, alpha: float = ALPHA) -> str:
 
 def span(text: str, p: float, tooltip: str) -> str:
     """One coloured, escaped HTML span with a hover tooltip (the ``title`` attribute)."""
-    return (f'<span style="background-color:{prob_color(p)};{SPAN_STYLE}" '
+    return (f'<span class="w2s-word" style="background-color:{prob_color(p)}" '
             f'title="{html.escape(tooltip, quote=True)}">{html.escape(text)}</span>')
 
 
