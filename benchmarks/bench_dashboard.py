@@ -34,7 +34,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(ROOT / "app.py")
 PAGES = ["recovery", "teachers", "dirichlet", "calibration", "compare", "talk", "lab",
-         "generation"]
+         "generation", "dpo"]
 WARM_TARGET, K_TARGET = 1.5, 0.3
 
 
