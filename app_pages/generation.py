@@ -5,6 +5,7 @@ Bayesian runs), what it produced against gold. The DPO pairs have their own page
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pandas as pd
@@ -132,7 +133,10 @@ def _joint_mode(row: pd.Series) -> str:
 
 
 def _html(markup: str) -> None:
-    st.markdown(markup, unsafe_allow_html=True)
+    """Our own HTML (every text in it escaped): ``st.html`` sets it as one block, sanitised by
+    DOMPurify, where ``st.markdown`` would parse it into a React element per span (a CPU
+    profile of utterance switches: ~50 ms a switch less in Streamlit's markdown renderer)."""
+    st.html(markup)
 
 
 def _lam_mode(c: ui.Ctx, row: pd.Series) -> Any:
@@ -148,9 +152,9 @@ def teachers_section(row: pd.Series, example: str, u: dict[str, Any]) -> None:
     _html(LEGEND)
     _html(u["teacher_html"])  # one element for every teacher's N-best: less for a browser to draw
     joint = u["joint"]
-    st.markdown("**Jointly decoded target** — the pooled candidate with the highest "
-                f"{JOINT_KEY[_joint_mode(row)]}: "
-                + ", ".join(f"λ[{n}] = {w:.2f}" for n, w in u["lam"].items()))
+    _html("<b>Jointly decoded target</b> — the pooled candidate with the highest "
+          f"{html.escape(JOINT_KEY[_joint_mode(row)])}: "
+          + ", ".join(f"λ[{html.escape(n)}] = {w:.2f}" for n, w in u["lam"].items()))
     if joint.empty:
         st.info("No candidate pool stored for this utterance.")
         return
@@ -207,10 +211,10 @@ def student_section(example: str, gold: str, u: dict[str, Any]) -> None:
                "2·ΣTP / (2·ΣTP + ΣFP + ΣFN) over all test utterances.")
     left, right = st.columns(2)
     with left:
-        st.markdown("**Student output**" + ("" if p["valid"] else " · invalid JSON"))
+        _html("<b>Student output</b>" + ("" if p["valid"] else " · invalid JSON"))
         st.code(p["text"], language="json", wrap_lines=True)
     with right:
-        st.markdown("**Gold**")
+        _html("<b>Gold</b>")
         st.code(gold, language="json", wrap_lines=True)
     ui.small_table(gv.slot_comparison(gold, p["text"]), f"student-vs-gold-{example}",
                    "student-vs-gold")

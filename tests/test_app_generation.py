@@ -72,6 +72,11 @@ def heatmap_q(at: AppTest) -> np.ndarray:
     return arr(z) if isinstance(z, dict) else np.array(z, dtype=float)
 
 
+def html_blocks(at: AppTest) -> list[str]:
+    """The bodies of the page's ``st.html`` elements (the N-best and token strips)."""
+    return [h.proto.body for h in at.get("html")]
+
+
 def table(at: AppTest, *cols: str) -> pd.DataFrame:
     """The first interactive or static table holding these columns."""
     return next(d.value for d in [*at.dataframe, *at.table] if set(cols) <= set(d.value.columns))
@@ -155,7 +160,7 @@ def test_page_ranks_utterances_and_shows_what_is_stored(gen_workspace: Any, disk
     # the first teacher's best output, word by word, with its stored log-probs on hover
     nb = disk.teacher("gpt-char").query(f"split == 'test' and example_id == '{example}'")
     lps = nb.sort_values("rank")["word_logps"].iloc[0]
-    block = next(m.value for m in at.markdown if m.value.startswith("<b>gpt-char</b>"))
+    block = next(b for b in html_blocks(at) if b.startswith("<b>gpt-char</b>"))
     spans = block.split("<small>#2")[0]  # the rank-1 output's words
     titles = re.findall(r'title="log p = (-?[\d.]+) · p = ([\d.]+)"', spans)
     assert [float(a) for a, _ in titles] == pytest.approx(list(lps), abs=5e-4)
@@ -198,7 +203,7 @@ def test_bridge_mode_switch_reads_the_sibling_runs_targets(gen_workspace: Any, d
     preds = disk.file(rid, "predictions.parquet").set_index("example_id")
     assert str(preds.at[example, "text"]) in [c.value for c in at.code]
     # the token spans carry the same q on hover
-    spans = next(m.value for m in at.markdown if 'title="q = ' in m.value)
+    spans = next(b for b in html_blocks(at) if 'title="q = ' in b)
     first = spans.split("<br>")[1]  # the first label's tokens
     shown = [float(q) for q in re.findall(r'title="q = ([\d.]+)', first)]
     assert shown == pytest.approx(frozen[0][~np.isnan(frozen[0])], abs=5e-4)
@@ -243,9 +248,8 @@ def test_charts_are_off_by_default_and_the_strips_carry_the_dirichlet_read_outs(
     t = disk.file(disk.run(**chosen(at), opt_target_mode="detached"), "targets.parquet")
     t = t[t["example_id"] == example]
     # the spans' look comes from the page's one style block (their classes)
-    assert any(".w2s-tok{" in h.proto.body and ".w2s-word{" in h.proto.body
-               for h in at.get("html"))
-    block = next(m.value for m in at.markdown if "Dirichlet 1 − vacuity" in m.value)
+    assert any(".w2s-tok{" in b and ".w2s-word{" in b for b in html_blocks(at))
+    block = next(b for b in html_blocks(at) if "Dirichlet 1 − vacuity" in b)
     first = block.split("Dirichlet 1 − vacuity:</small>")[1].split("<br>")[0]
     got = re.findall(r'title="evidence Σ\(α − 1\) = ([^ ]+) · vacuity C/S = ([\d.]+)"', first)
     np.testing.assert_allclose([float(e) for e, _ in got], t["evidence"].iloc[0], rtol=1e-3)
@@ -267,7 +271,7 @@ def test_hard_labels_are_q_one_and_a_k1_run_has_no_dpo(gen_workspace: Any, disk:
     q = heatmap_q(at)
     assert np.all(q[~np.isnan(q)] == 1.0)  # hard labels: q = 1 (docs/STORAGE.md)
     assert not [n for n in at.get("plotly_chart") if "dirichlet" in n.key]
-    assert not any("Dirichlet 1 − vacuity" in m.value for m in at.markdown)  # not Bayesian
+    assert not any("Dirichlet 1 − vacuity" in b for b in html_blocks(at))  # not Bayesian
     assert "w_bridge" not in [r.key for r in at.radio]  # one mode stored: no choice
     at.switch_page("app_pages/dpo.py").run()
     ok(at)
@@ -353,4 +357,4 @@ def test_the_joint_table_ranks_by_the_runs_joint_score(gen_workspace: Any, disk:
     joint = table(at, "text", "sources", "score", "joint")
     assert joint.loc[joint["joint"], "text"].tolist() == [want]
     assert joint["score"].is_monotonic_decreasing  # ranked by Σ λ·logp / (characters + 1)
-    assert any("/ (characters + 1)" in m.value for m in at.markdown)
+    assert any("/ (characters + 1)" in b for b in html_blocks(at))
