@@ -177,7 +177,8 @@ def targets_section(c: ui.Ctx, row: pd.Series, example: str, u: dict[str, Any]) 
                "(its product over a word's tokens is the teacher's word probability; 1 for "
                "hard labels). Hover a token for the top of the full target distribution. A "
                "Bayesian run adds the token Dirichlet along the target: 1 − vacuity per token "
-               "(pale = little evidence), total evidence and vacuity on hover.")
+               "(the probability colours: toward red = little evidence), total evidence and "
+               "vacuity on hover.")
     ui.small_table(u["scores"], f"target-scores-{example}", "target-scores")
     _html(u["token_html"])
     # off by default: drawing two plotly charts at every utterance switch costs the browser

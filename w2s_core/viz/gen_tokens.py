@@ -115,7 +115,7 @@ def token_spans(tokens: pd.DataFrame) -> str:
 
 def dirichlet_spans(tokens: pd.DataFrame) -> str:
     """A Bayesian label's token Dirichlet along its target: each token coloured by 1 − vacuity
-    (C / S: 1 = no evidence at all, so a pale token is one the student knew nothing about);
+    (C / S: 1 = no evidence at all, so a red token is one the student knew nothing about);
     hover: total evidence Σ(α − 1) and vacuity. Empty for tokens without read-outs."""
     return "".join(
         _token_span(tok, 1.0 - float(v), f"evidence Σ(α − 1) = {e:.4g} · vacuity C/S = {v:.3f}")
