@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from w2s_core.data.prompts import build_prompt, format_slots
-from w2s_core.device import GPU_BATCH_SCALE, rows_per_pass
+from w2s_core.device import GPU_BATCH_SCALE, GPU_SCALE_MAX_PARAMS, rows_per_pass, scaled_rows
 from w2s_core.models import decode
 from w2s_core.models.causal import CausalLM
 from w2s_core.models.decode import Candidate, nbest, score, word_logps
@@ -295,8 +295,11 @@ def test_shrinking_greedy_equals_per_prompt_generate(lm: CausalLM) -> None:
     assert greedy(lm2, PROMPTS, max_new_tokens=12, batch_size=2) == got  # batch invariant
 
 
-def test_rows_per_passes_keep_the_cpu_size_on_a_cpu_and_grow_on_a_gpu() -> None:
-    # torch.device("cuda") is only a name: nothing here touches CUDA
-    assert rows_per_pass(torch.device("cpu"), 16) == 16
-    assert rows_per_pass(torch.device("cuda"), 16) == 16 * GPU_BATCH_SCALE
-    assert rows_per_pass(torch.device("cuda", 1), 64) == 64 * GPU_BATCH_SCALE
+def test_rows_per_pass_grows_on_a_gpu_for_small_models_only() -> None:
+    assert scaled_rows("cpu", 135_000_000, 16) == 16
+    assert scaled_rows("cuda", 135_000_000, 16) == 16 * GPU_BATCH_SCALE
+    assert scaled_rows("cuda", 7_000_000_000, 16) == 16  # a big model keeps the CPU size
+    assert scaled_rows("cuda", GPU_SCALE_MAX_PARAMS - 1, 4) == 4 * GPU_BATCH_SCALE
+    # a model's own weights decide: a CPU module keeps the size, a module without weights too
+    assert rows_per_pass(torch.nn.Linear(4, 4), 16) == 16
+    assert rows_per_pass(torch.nn.ReLU(), 16) == 16

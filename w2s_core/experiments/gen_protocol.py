@@ -146,7 +146,7 @@ def decode_teacher(cfg: ExperimentConfig, lm: CausalLM, sp: GenSplits,
     cap = new_tokens_cap(cfg, lm, sp)
     return {s: nbest(lm, sp.prompts(s), num_beams=g.num_beams, n_best=g.n_best,
                      max_new_tokens=cap, max_length=decode_length(lm, sp, s, cap),
-                     batch_size=rows_per_pass(lm.device, 16), progress=progress)
+                     batch_size=rows_per_pass(lm.model, 16), progress=progress)
             for s in SPLITS}
 
 
@@ -173,7 +173,7 @@ def score_pool(lm: CausalLM, sp: GenSplits, pooled: dict[str, list[list[str]]],
                max_length: int) -> dict[str, list[list[Candidate]]]:
     """One teacher's teacher-forced scores of every pooled candidate (joint decoding, DPO)."""
     return {s: score(lm, sp.prompts(s), pooled[s], max_length=max_length,
-                     batch_size=rows_per_pass(lm.device, 16)) for s in pooled}
+                     batch_size=rows_per_pass(lm.model, 16)) for s in pooled}
 
 
 def score_length(lm: CausalLM, sp: GenSplits, texts: dict[str, list[list[str]]]) -> int:

@@ -163,11 +163,11 @@ class GenerationRuns:
                                                                           self._cap)
         if beams == 1:  # rows leave the batch at EOS: a looping row no longer stalls the rest
             texts = greedy(lm, sp.prompts("test"), max_new_tokens=self._cap, max_length=length,
-                           batch_size=rows_per_pass(lm.device, EVAL_BATCH))
+                           batch_size=rows_per_pass(lm.model, EVAL_BATCH))
         else:
             out = nbest(lm, sp.prompts("test"), num_beams=beams, n_best=1,
                         max_new_tokens=self._cap, max_length=length,
-                        batch_size=rows_per_pass(lm.device, 16))
+                        batch_size=rows_per_pass(lm.model, 16))
             texts = [c[0].text if c else "" for c in out]
         met = generation_metrics(self.gold_test, texts, sp.ds.slot_types)
         if spec.kind != "ceiling":
@@ -185,7 +185,7 @@ class GenerationRuns:
 
     def _readout_args(self, lm: CausalLM) -> dict[str, Any]:
         st = self.cfg.generation.student_train
-        return {"max_length": st.max_length, "batch_size": rows_per_pass(lm.device, st.batch_size)}
+        return {"max_length": st.max_length, "batch_size": rows_per_pass(lm.model, st.batch_size)}
 
     def targets(self, lm: CausalLM, spec: RunSpec,
                 fixed_q: list[list[float]] | None = None) -> Any:
@@ -267,10 +267,10 @@ class GenerationRuns:
         cap = self._cap or gp.new_tokens_cap(self.cfg, lm, sp)
         beams = nbest(lm, prompts, num_beams=dpo.beams, n_best=dpo.beams, max_new_tokens=cap,
                       max_length=gp.decode_length(lm, sp, "transfer", cap),
-                      batch_size=rows_per_pass(lm.device, 16))
+                      batch_size=rows_per_pass(lm.model, 16))
         texts = [[c.text for c in b] for b in beams]
         per_t = [score(t, prompts, texts, max_length=gp.score_length(t, sp, {"transfer": texts}),
-                       batch_size=rows_per_pass(t.device, 16))
+                       batch_size=rows_per_pass(t.model, 16))
                  for t in (self.t.lm(n) for n in sub)]
         P, W, L, E, rows = [], [], [], [], []
         for i, p in enumerate(prompts):

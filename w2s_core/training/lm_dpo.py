@@ -134,7 +134,7 @@ def pair_logps(fwd: Forward, rows: Rows, items: Sequence[int], pad: int) -> torc
 def _table(fwd: Forward, rows: Rows, n: int, batch: int, pad: int) -> torch.Tensor:
     """(n, 2) log-probs of every pair under ``fwd``'s model, in eval mode with no grad, ``batch``
     pairs a pass on a CPU (more on a GPU: ``device.rows_per_pass``)."""
-    batch = rows_per_pass(fwd.device, batch)
+    batch = rows_per_pass(fwd.net, batch)
     net = fwd.net
     was = net.training
     net.eval()

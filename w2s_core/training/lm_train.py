@@ -258,7 +258,7 @@ def train_lm(lm: CausalLM, examples: Sequence[GenExample], loss: LossSpec, cfg: 
     def batch_loss(fwd: Forward, items: list[int], tau: float) -> torch.Tensor:
         idx = [r for e in items for r in rows.by_example[e]]
         total = torch.zeros((), device=fwd.device)
-        size = rows_per_pass(fwd.device, ROW_CHUNK)
+        size = rows_per_pass(fwd.net, ROW_CHUNK)
         for chunk in length_chunks([len(rows.ids[r]) for r in idx], size):
             b = collate(rows, [idx[j] for j in chunk], pad, fwd.device, frozen)
             total = total + (sequence_losses(fwd(b), b, loss, tau) * b["weight"]).sum()
