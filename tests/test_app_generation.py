@@ -340,6 +340,9 @@ def test_a_classification_experiment_gets_a_pointer(tmp_path: Path, monkeypatch)
     at = open_page(tmp_path, monkeypatch)
     assert any("generation" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+    at.switch_page("app_pages/dpo.py").run()  # the DPO page says the same
+    ok(at)
+    assert any("generation" in i.value for i in at.info) and not at.get("plotly_chart")
 
 
 def test_the_joint_table_ranks_by_the_runs_joint_score(gen_workspace: Any, disk: Disk,
