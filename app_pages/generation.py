@@ -89,7 +89,7 @@ def _utterance_view(ws: str, exp_id: str, stamp: tuple, data_seed: int | None, r
     lam = gv.ensemble_weights(_lam_mode, nb[nb["rank"] == 0], list(names), list(_teacher_names))
     pool = pool_idx.get(example)
     out: dict[str, Any] = {
-        "nbest": nb, "lam": lam, "tokens": None, "scores": None, "pred": None,
+        "lam": lam, "tokens": None, "scores": None, "pred": None,
         "joint": gv.joint_candidates(pool, example, lam, mode=joint_mode)
         if pool is not None
         else pd.DataFrame(),

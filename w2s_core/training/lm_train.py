@@ -132,8 +132,8 @@ def flatten(tokenizer: Any, examples: Sequence[GenExample], max_length: int) -> 
 # rows per forward pass inside one batch: a batch's rows are sorted by length and cut into
 # chunks of this many, so a short row is padded to a similar row, not to the batch's longest
 # (with K label rows per example, padding was ~40 % of the tokens a batch computed). Per-row
-# losses are summed, so the batch's loss and gradient are the unchunked ones. On a GPU the
-# chunks are ``device.GPU_BATCH_SCALE`` times larger: there launches, not padding, cost.
+# losses are summed, so the batch's loss and gradient are the unchunked ones. On a GPU a small
+# model's chunks are larger (``device.rows_per_pass``): there launches, not padding, cost.
 ROW_CHUNK = 4
 
 
