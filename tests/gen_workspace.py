@@ -7,6 +7,12 @@ bayes; then the same experiment grows by bayes runs in the frozen and live bridg
 a second seed of bayes (+ DPO) and by joint decoding scored per character. Also a script:
 ``python tests/gen_workspace.py OUT`` writes one to OUT (dashboard development,
 benchmarks/bench_dashboard.py).
+
+``python tests/gen_workspace.py --full-shape OUT`` writes a workspace of the full generation
+demo's shape instead (500/500/300 utterances, three teachers of three tokenizers, every subset,
+± aux, 3 seeds, DPO after bayes at K = 3) from the same kind of tiny scratch models: the
+dashboard's load at the full demo's size, without the GPU hours its SmolLM2 student takes.
+Its SLU-F1 values say nothing about the methods.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from types import SimpleNamespace
 from w2s_core.data.prompts import build_prompt, format_slots
 from w2s_core.data.registry import load_slot_dataset
 from w2s_core.data.schema import DataConfig
-from w2s_core.experiments.config import ExperimentConfig
+from w2s_core.experiments.config import ExperimentConfig, gen_demo_config
 from w2s_core.experiments.gen_config import DPOSettings, GenerationConfig, GenOptions, ScratchConfig
 from w2s_core.experiments.sweep import Sweep
 from w2s_core.training.lm_dpo import DPOConfig
@@ -55,24 +61,58 @@ def _config(student: Path) -> ExperimentConfig:
         teachers=TEACHERS, student=str(student), seeds=(0,), aux=(False,), generation=gen)
 
 
+def full_shape_config(student: Path) -> ExperimentConfig:
+    """The full demo's data sizes, teachers, subsets, aux and seeds (``gen_demo_config()``);
+    tiny scratch models and few epochs (~25 min on 2 CPU cores)."""
+    demo = gen_demo_config()
+    teach = LMTrainConfig(epochs=6.0, lr=1e-2, batch_size=16, max_length=768)
+    stud = LMTrainConfig(epochs=2.0, lr=1e-2, batch_size=8, max_length=256)
+    gen = dataclasses.replace(
+        demo.generation, teacher_train=teach, student_train=stud,
+        scratch=ScratchConfig(layers=1, hidden=32, heads=2, train=teach),
+        dpo=dataclasses.replace(demo.generation.dpo, train=DPOConfig(epochs=1.0, lr=1e-4,
+                                                                     batch_size=8)))
+    return dataclasses.replace(demo, name="gen-full-shape", student=str(student),
+                               aux=(False, True), generation=gen)
+
+
+def _student(root: Path) -> Path:
+    from w2s_core.models.causal import save_causal
+    from w2s_core.models.scratch_lm import build_scratch_lm
+
+    ds = load_slot_dataset(DataConfig("atis-slots"))
+    corpus = [build_prompt(t) for t in ds.texts[:100]] + \
+        [format_slots(p) for p in ds.slots[:100]]
+    save_causal(build_scratch_lm("word", corpus, layers=1, hidden=64, heads=2, seed=0,
+                                 name="student"), root / "student")
+    return root / "student"
+
+
+def build_full_shape(root: Path) -> Path:
+    """Run the full-shape sweep under ``root`` (one intra-op thread, as ``build``); returns
+    the workspace."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ws = root / "ws"
+        Sweep(full_shape_config(_student(root)), ws, progress=True).run()
+    finally:
+        torch.set_num_threads(threads)
+    return ws
+
+
 def build(root: Path) -> SimpleNamespace:
     """Run the tiny sweep under ``root`` (one intra-op thread: tiny models on a busy machine
     otherwise spend 10x longer in thread barriers than in the ops); returns ws, cfg, exp_id,
     logs."""
     import torch
 
-    from w2s_core.models.causal import save_causal
-    from w2s_core.models.scratch_lm import build_scratch_lm
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ds = load_slot_dataset(DataConfig("atis-slots"))
-        corpus = [build_prompt(t) for t in ds.texts[:100]] + \
-            [format_slots(p) for p in ds.slots[:100]]
-        save_causal(build_scratch_lm("word", corpus, layers=1, hidden=64, heads=2, seed=0,
-                                     name="student"), root / "student")
-        cfg = _config(root / "student")
+        cfg = _config(_student(root))
         ws = root / "ws"
         logs: list[str] = []
         exp_id = Sweep(cfg, ws, progress=False, log=logs.append).run()
@@ -88,4 +128,7 @@ def build(root: Path) -> SimpleNamespace:
 
 
 if __name__ == "__main__":
-    print(build(Path(sys.argv[1]).resolve()).ws)
+    if sys.argv[1:2] == ["--full-shape"]:
+        print(build_full_shape(Path(sys.argv[2]).resolve()))
+    else:
+        print(build(Path(sys.argv[1]).resolve()).ws)

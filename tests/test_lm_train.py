@@ -20,6 +20,7 @@ from w2s_core.models.causal import CausalLM
 from w2s_core.models.features import cpu_has_fast_bf16
 from w2s_core.training import lm_train
 from w2s_core.training.lm_dpo import DPOConfig, pair_table, train_dpo
+from w2s_core.training.lm_loop import shares_prompts
 from w2s_core.training.lm_train import (
     GenExample,
     LabelSeq,
@@ -341,7 +342,9 @@ def test_dpo_starts_at_ln2_and_widens_the_margin_with_a_cached_reference(bases, 
     lm.model.model.register_forward_hook(lambda *a: calls.append(1))
     cfg = DPOConfig(beta=1.0, lr=3e-3, epochs=6, batch_size=4, warmup=0.0)
     stats = train_dpo(lm, PROMPTS, TARGETS, OTHERS, 0.0, cfg, 0)
-    assert len(calls) == 1 + 6 + 1  # reference once, one forward per step, the final margin
+    # a pass runs the decoder twice when chosen and rejected share their prompt's pass
+    per_pass = 2 if shares_prompts(lm.model) else 1
+    assert len(calls) == per_pass * (1 + 6 + 1)  # reference once, one per step, final margin
     assert stats["first_loss"] == pytest.approx(math.log(2), abs=1e-5)  # π = reference: h = 0
     assert stats["margin_start"] == pytest.approx(start, abs=1e-4)  # reference = initial model
     assert stats["final_loss"] < 0.5 * math.log(2)
@@ -379,7 +382,8 @@ def test_a_shared_reference_gives_the_same_dpo_run_with_one_forward_less(bases):
     calls = []
     lm.model.model.register_forward_hook(lambda *a: calls.append(1))
     shared = train_dpo(lm, PROMPTS, TARGETS, OTHERS, 0.1, cfg, 0, reference=ref)
-    assert len(calls) == 2 + 1  # two steps and the final margin: no reference pass
+    per_pass = 2 if shares_prompts(lm.model) else 1
+    assert len(calls) == per_pass * (2 + 1)  # two steps and the final margin: no reference
     assert shared["margin_start"] == pytest.approx(own["margin_start"], abs=1e-5)
     assert shared["final_loss"] == pytest.approx(own["final_loss"], abs=1e-5)
     assert all(torch.allclose(w_own[k], v, atol=1e-6) for k, v in lm.model.state_dict().items())
@@ -410,4 +414,62 @@ def test_length_chunked_rows_give_the_unchunked_loss_and_update(bases, kind: str
     (a1, a2, wa), (b1, b2, wb) = out.values()
     assert a1 == pytest.approx(b1, rel=1e-5) and a2 == pytest.approx(b2, rel=1e-5)
     # float summation order differs; a different gradient would move weights by ~lr = 1e-2
+    assert torch.allclose(wa, wb, atol=1e-4)
+
+
+def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
+    """K label rows of an example share one prompt pass (KV cache copied to each row): the
+    target logits must equal the full prompt + target forward of each row, for prompts of
+    different lengths (a short prompt leaves a masked gap before its target)."""
+    from w2s_core.training.lm_batches import collate, example_chunks, flatten
+    from w2s_core.training.lm_loop import TargetLogits, shares_prompts
+
+    lm = fresh(bases, "bpe")
+    assert shares_prompts(lm.model)
+    ex = [GenExample(PROMPTS[i] + " x" * (3 * i), [LabelSeq(TARGETS[i]), LabelSeq(OTHERS[i]),
+                                                   LabelSeq("{}")], [0.5, 0.3, 0.2])
+          for i in range(3)]
+    rows = flatten(lm.tokenizer, ex, 256)
+    net = TargetLogits(lm.model).eval()
+    idx = [r for g in example_chunks(rows, [2, 0, 1], 100) for r in g]
+    assert sorted(idx) == list(range(9)) and [rows.example[r] for r in idx[:3]] == [0, 0, 0]
+    pad = lm.tokenizer.pad_token_id
+    with torch.no_grad():
+        a = collate(rows, idx, pad, torch.device("cpu"))
+        b = collate(rows, idx, pad, torch.device("cpu"), shared=True)
+        assert b["prompt_ids"].shape[0] == 3 and b["input_ids"].shape[1] < a["input_ids"].shape[1]
+        za = net(a["input_ids"], a["attention_mask"], a["pos"])
+        zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
+                 b["prompt_mask"], b["row_prompt"])
+    m = a["tmask"]
+    assert torch.equal(m, b["tmask"]) and torch.equal(a["labels"], b["labels"])
+    assert torch.allclose(za[m], zb[m], atol=1e-4)
+    # grouping: whole examples, shortest first, a group closed before it passes `size` rows
+    assert [len(g) for g in example_chunks(rows, [0, 1, 2], 6)] == [6, 3]
+    assert [len(g) for g in example_chunks(rows, [0, 1, 2], 2)] == [3, 3, 3]
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("ce", "detached"), ("soft", "live"),
+                                            ("edl", "frozen")])
+def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: str, mode: str,
+                                                                   monkeypatch):
+    """train_lm shares each example's prompt among its K rows; switching that off must give
+    the same losses and weights (float summation order aside)."""
+    from w2s_core.training import lm_loop
+
+    soft = kind != "ce"
+    ex = [GenExample(PROMPTS[i], [LabelSeq(t, word_logps(t, 3 * i + j) if soft else None)
+                                  for j, t in enumerate((TARGETS[i], OTHERS[i], TARGETS[i - 1]))],
+                     [0.5, 0.3, 0.2]) for i in range(4)]
+    cfg = LMTrainConfig(epochs=2, lr=1e-2, batch_size=4, warmup=0.0)
+    out = []
+    for on in (True, False):
+        monkeypatch.setattr(lm_loop, "shares_prompts", lambda _m, on=on: on)
+        lm = fresh(bases, "bpe")
+        stats = train_lm(lm, ex, LossSpec(kind=kind, target_mode=mode), cfg, 0)
+        out.append((stats["first_loss"], stats["final_loss"], stats["train_tokens"],
+                    torch.cat([p.detach().flatten() for p in lm.model.parameters()])))
+    (a1, a2, ta, wa), (b1, b2, tb, wb) = out
+    assert a1 == pytest.approx(b1, rel=1e-4) and a2 == pytest.approx(b2, rel=1e-4)
+    assert ta == tb  # throughput counts each row's prompt, shared or not
     assert torch.allclose(wa, wb, atol=1e-4)

@@ -124,9 +124,10 @@ def pair_table(lm: CausalLM, prompts: Sequence[str], chosen: Sequence[str],
 
 
 def pair_logps(fwd: Forward, rows: Rows, items: Sequence[int], pad: int) -> torch.Tensor:
-    """(len(items), 2) target log-probs of (chosen, rejected), one forward over both."""
+    """(len(items), 2) target log-probs of (chosen, rejected), one forward over both (their
+    prompt once when the model can share it)."""
     idx = [rows.by_example[i][0] for i in items] + [rows.by_example[i][1] for i in items]
-    b = collate(rows, idx, pad, fwd.device)
+    b = collate(rows, idx, pad, fwd.device, shared=fwd.shares)
     lp = gen_losses.sequence_logprob(fwd(b), b["labels"], b["tmask"])  # (2B,)
     return lp.view(2, len(items)).T
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from w2s_core.device import autocast_bf16, pick_device
 from w2s_core.errors import W2SError
-from w2s_core.models.causal import CausalLM
+from w2s_core.models.causal import CausalLM, cache_kwarg
 from w2s_core.training.finetune import _accelerator, _batches, _bf16_on, lr_factor
 
 # Llama-family attention and MLP projections; models without them get peft's "all-linear"
@@ -31,33 +31,84 @@ _PRECISION = {"auto": "auto", "bf16": "on", "fp32": "off"}
 
 class TargetLogits(nn.Module):
     """Decoder → hidden states at ``pos`` (R, T) → output head: (R, T, V) logits. Wrapping the
-    causal LM in one module keeps DDP's hooks on the whole forward pass."""
+    causal LM in one module keeps DDP's hooks on the whole forward pass.
+
+    With ``prompt_ids`` (a shared-prompt batch, ``lm_batches.collate(shared=True)``) each of
+    the E distinct prompts runs once and its KV cache is copied to its R rows, whose
+    ``input_ids`` then hold only their targets: the K label sequences of one example cost one
+    prompt, not K. Row r's hidden states are [prompt's last, target tokens...], so ``pos[r, j]``
+    = j reads the state that predicts target token j, as the unshared path's (start − 1 + j).
+    Gradients reach the prompt pass through the cached keys and values."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                pos: torch.Tensor) -> torch.Tensor:
-        h = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                     use_cache=False).last_hidden_state  # (R, L, H)
+                pos: torch.Tensor, prompt_ids: torch.Tensor | None = None,
+                prompt_mask: torch.Tensor | None = None,
+                row_prompt: torch.Tensor | None = None) -> torch.Tensor:
+        dec = self.model.get_decoder()
+        if prompt_ids is None:
+            h = dec(input_ids=input_ids, attention_mask=attention_mask,
+                    use_cache=False).last_hidden_state  # (R, L, H)
+        else:
+            assert prompt_mask is not None and row_prompt is not None
+            h = self._shared(dec, input_ids, attention_mask, prompt_ids, prompt_mask, row_prompt)
         h = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (R, T, H)
         z = self.model.get_output_embeddings()(h)
         cap = getattr(self.model.config, "final_logit_softcapping", None)  # Gemma-2 style heads
         return torch.tanh(z / cap) * cap if cap else z
 
+    def _shared(self, dec: nn.Module, target_ids: torch.Tensor, target_mask: torch.Tensor,
+                prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                row_prompt: torch.Tensor) -> torch.Tensor:
+        """prompt_ids/mask: (E, Lp) right-padded; target_ids/mask: (R, Lt) right-padded;
+        row_prompt: (R,) → (R, 1 + Lt, H). Right-padded prompts leave a masked gap between a
+        short prompt and its target (explicit position ids keep RoPE positions contiguous);
+        left padding would give pad queries nothing to attend to, NaN under SDPA."""
+        from transformers import DynamicCache
+
+        kw = cache_kwarg(dec)
+        cache = DynamicCache(config=self.model.config)
+        hp = dec(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True,
+                 **{kw: cache}).last_hidden_state  # (E, Lp, H)
+        n_p = prompt_mask.sum(-1)  # (E,)
+        last = hp[torch.arange(hp.shape[0], device=hp.device), n_p - 1]  # (E, H)
+        cache.batch_select_indices(row_prompt)  # (R, ...): indexing keeps the autograd graph
+        steps = torch.arange(target_ids.shape[1], device=target_ids.device)
+        ht = dec(input_ids=target_ids, use_cache=True, **{kw: cache},
+                 attention_mask=torch.cat([prompt_mask[row_prompt], target_mask], 1),
+                 position_ids=n_p[row_prompt, None] + steps).last_hidden_state  # (R, Lt, H)
+        return torch.cat([last[row_prompt, None], ht], 1)
+
+
+def shares_prompts(model: nn.Module) -> bool:
+    """Whether the decoder takes a KV cache and position ids (the shared-prompt path)."""
+    import inspect
+
+    params = inspect.signature(model.get_decoder().forward).parameters
+    return "position_ids" in params and cache_kwarg(model.get_decoder()) in params
+
 
 class Forward:
-    """``net`` on a collated batch under the run's autocast, fp32 logits; counts real tokens."""
+    """``net`` on a collated batch under the run's autocast, fp32 logits; counts the rows'
+    tokens (a shared prompt counts once per row, as if unshared: throughput stays comparable)."""
 
     def __init__(self, net: nn.Module, device: torch.device, autocast: bool) -> None:
         self.net, self.device, self.autocast = net, device, autocast
         self.tokens = torch.zeros((), dtype=torch.long, device=device)
+        base = getattr(net, "module", net)  # under DDP
+        # whether batches may be collated with shared prompts (``collate(shared=True)``)
+        self.shares = isinstance(base, TargetLogits) and shares_prompts(base.model)
 
     def __call__(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
         self.tokens += b["attention_mask"].sum()
+        shared = {k: b[k] for k in ("prompt_ids", "prompt_mask", "row_prompt") if k in b}
+        if shared:
+            self.tokens += b["prompt_mask"][b["row_prompt"]].sum()
         with autocast_bf16(self.device, self.autocast):
-            z = self.net(b["input_ids"], b["attention_mask"], b["pos"])
+            z = self.net(b["input_ids"], b["attention_mask"], b["pos"], **shared)
         return z.float()  # losses over a large vocabulary need fp32
 
 

@@ -29,6 +29,7 @@ from w2s_core.training.lm_train import (
     GenExample,
     LossSpec,
     collate,
+    example_chunks,
     flatten,
     token_log_q,
     token_targets,
@@ -52,11 +53,14 @@ def token_readouts(lm: CausalLM, examples: Sequence[GenExample], loss: LossSpec,
     fwd = Forward(TargetLogits(lm.model).eval(), device, autocast=False)
     piece = _pieces(lm.tokenizer)
     out: list[dict[str, Any]] = []
+    shared = fwd.shares and any(len(r) > 1 for r in rows.by_example)  # K rows, one prompt
+    groups = example_chunks(rows, range(len(examples)), 2 * batch_size, by_length=False) \
+        if shared else [list(range(s, min(s + batch_size, len(rows.ids))))
+                        for s in range(0, len(rows.ids), batch_size)]
     try:
         with torch.no_grad():
-            for s in range(0, len(rows.ids), batch_size):
-                idx = list(range(s, min(s + batch_size, len(rows.ids))))
-                b = collate(rows, idx, lm.tokenizer.pad_token_id, device)
+            for idx in groups:  # rows in order: records follow the rows
+                b = collate(rows, idx, lm.tokenizer.pad_token_id, device, shared=shared)
                 if fixed_q is not None:
                     b["log_q"] = torch.zeros_like(b["labels"], dtype=torch.float)
                     for r, i in enumerate(idx):

@@ -1,0 +1,150 @@
+"""Generation training batches: weighted label sequences per prompt (``GenExample``), their
+tokenized rows (``Rows``, one per (example, label) with λ > 0) and the padded tensors a forward
+pass takes (``collate``), with or without one shared prompt per example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from w2s_core.data.prompts import encode
+from w2s_core.errors import W2SError
+from w2s_core.methods import bridge
+from w2s_core.models.decode import _pad
+
+
+@dataclass
+class LabelSeq:
+    text: str
+    word_logps: list[float] | None = None  # one per text.split() word; None = hard label (q = 1)
+
+
+@dataclass
+class GenExample:
+    prompt: str
+    labels: list[LabelSeq]
+    weights: list[float]  # λ_k, sum 1
+
+
+@dataclass
+class Rows:
+    """One row per (example, label) with λ > 0: token ids and what the bridge needs."""
+
+    ids: list[list[int]] = field(default_factory=list)  # prompt + target (+ EOS)
+    start: list[int] = field(default_factory=list)  # index of the first target token
+    word_ids: list[list[int]] = field(default_factory=list)  # per target token, −1 = no word
+    word_logp: list[list[float]] = field(default_factory=list)  # [] for a hard label
+    weight: list[float] = field(default_factory=list)
+    by_example: list[list[int]] = field(default_factory=list)
+    example: list[int] = field(default_factory=list)  # row → its example
+    truncated: dict[str, int] = field(default_factory=dict)
+
+
+def flatten(tokenizer: Any, examples: Sequence[GenExample], max_length: int) -> Rows:
+    """Tokenize every (prompt, label) pair once; drop λ = 0 labels (they cannot contribute)."""
+    keep: list[tuple[int, LabelSeq, float]] = []
+    for i, ex in enumerate(examples):
+        if not ex.labels or len(ex.labels) != len(ex.weights):
+            raise W2SError(f"example {i} has {len(ex.labels)} labels and {len(ex.weights)} "
+                           "weights", "give each example ≥ 1 label and one λ per label")
+        if min(ex.weights) < 0 or abs(sum(ex.weights) - 1) > 1e-3:
+            raise W2SError(f"example {i}: weights {ex.weights} are not a distribution",
+                           "pass λ_k ≥ 0 that sum to 1")
+        keep += [(i, lab, w) for lab, w in zip(ex.labels, ex.weights, strict=True) if w > 0]
+    enc = encode(tokenizer, [examples[i].prompt for i, _, _ in keep],
+                 [lab.text for _, lab, _ in keep], max_length)
+    rows = Rows(by_example=[[] for _ in examples], truncated=dict(enc.truncated))
+    for r, (i, lab, w) in enumerate(keep):
+        p, t = enc.prompt_ids[r], enc.target_ids[r]
+        if not p:
+            raise W2SError(f"example {i} has an empty prompt", "give every example a prompt")
+        wids = bridge.word_spans(lab.text, enc.target_offsets[r])
+        wlp: list[float] = []
+        if lab.word_logps is not None:
+            if len(lab.word_logps) != len(lab.text.split()):
+                raise W2SError(f"example {i}: {len(lab.word_logps)} word log-probs for "
+                               f"{len(lab.text.split())} words of {lab.text!r}",
+                               "pass one log-prob per whitespace-split word of the label")
+            # a cut target keeps only its words' log-probs (the rest would fold onto the last)
+            wlp = list(lab.word_logps[: max(wids, default=-1) + 1])
+        rows.ids.append(p + t)
+        rows.start.append(len(p))
+        rows.word_ids.append(wids)
+        rows.word_logp.append(wlp)
+        rows.weight.append(w)
+        rows.by_example[i].append(r)
+        rows.example.append(i)
+    return rows
+
+
+
+
+def length_chunks(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Positions 0..len−1 sorted by length (stable), cut into runs of ``size``."""
+    order = sorted(range(len(lengths)), key=lambda j: lengths[j])
+    return [order[i:i + size] for i in range(0, len(order), max(1, size))]
+
+
+def example_chunks(rows: Rows, items: Sequence[int], size: int,
+                   by_length: bool = True) -> list[list[int]]:
+    """The rows of ``items`` (example indices) grouped whole by example, examples sorted by
+    their longest row (stable; ``by_length=False``: in the given order), a group closed before
+    it would pass ``size`` rows (an example with more rows forms a group alone)."""
+    order = sorted(items, key=lambda e: max((len(rows.ids[r]) for r in rows.by_example[e]),
+                                            default=0)) if by_length else list(items)
+    out: list[list[int]] = []
+    for e in order:
+        mine = rows.by_example[e]
+        if out and len(out[-1]) + len(mine) <= size:
+            out[-1] += mine
+        elif mine:
+            out.append(list(mine))
+    return out
+
+
+def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
+            frozen: dict[int, torch.Tensor] | None = None,
+            shared: bool = False) -> dict[str, torch.Tensor]:
+    """Right-padded batch of rows. ``pos[r, j]`` is the position whose hidden state predicts
+    target token j; ``labels``, ``word_ids``, ``tmask`` are (R, T).
+
+    Unshared: ``input_ids`` (R, L) hold prompt + target and ``pos`` = start − 1 + j (causal LM
+    shift). ``shared``: each distinct prompt of ``idx`` once in ``prompt_ids``/``prompt_mask``
+    (E, Lp), ``row_prompt`` (R,) its row's prompt, ``input_ids`` (R, Lt) the targets only, and
+    ``pos`` = j (``lm_loop.TargetLogits`` puts the prompt's last state first)."""
+    n_t = [len(rows.ids[i]) - rows.start[i] for i in idx]
+    t_max, w_max = max(n_t), max([len(rows.word_logp[i]) for i in idx] + [1])
+    b = {"pos": torch.zeros((len(idx), t_max), dtype=torch.long),
+         "labels": torch.zeros((len(idx), t_max), dtype=torch.long),
+         "tmask": torch.zeros((len(idx), t_max), dtype=torch.bool),
+         "word_ids": torch.full((len(idx), t_max), -1, dtype=torch.long),
+         "word_logp": torch.zeros((len(idx), w_max)),
+         "weight": torch.tensor([rows.weight[i] for i in idx])}
+    if shared:
+        first = {e: None for e in (rows.example[i] for i in idx)}  # distinct, in order
+        ex = {e: k for k, e in enumerate(first)}
+        prompts = [rows.ids[rows.by_example[e][0]][: rows.start[rows.by_example[e][0]]]
+                   for e in first]
+        b["prompt_ids"], b["prompt_mask"] = _pad(prompts, pad_id, left=False)
+        b["row_prompt"] = torch.tensor([ex[rows.example[i]] for i in idx])
+        b["input_ids"], b["attention_mask"] = _pad(
+            [rows.ids[i][rows.start[i]:] for i in idx], pad_id, left=False)
+    else:
+        b["input_ids"], b["attention_mask"] = _pad([rows.ids[i] for i in idx], pad_id, left=False)
+    if frozen is not None:
+        b["log_q"] = torch.zeros((len(idx), t_max))
+    for r, (i, n) in enumerate(zip(idx, n_t, strict=True)):
+        ids, s = rows.ids[i], rows.start[i]
+        b["pos"][r, :n] = torch.arange(n) if shared else torch.arange(s - 1, s - 1 + n)
+        b["labels"][r, :n] = torch.tensor(ids[s:])
+        b["tmask"][r, :n] = True
+        if rows.word_logp[i]:  # hard labels keep word id −1 everywhere: log q = 0, q = 1
+            b["word_ids"][r, :n] = torch.tensor(rows.word_ids[i])
+            b["word_logp"][r, :len(rows.word_logp[i])] = torch.tensor(rows.word_logp[i])
+        if frozen is not None and i in frozen:
+            b["log_q"][r, :n] = frozen[i]
+    return {k: v.to(device, non_blocking=True) for k, v in b.items()}
