@@ -63,7 +63,7 @@ def _config(student: Path) -> ExperimentConfig:
 
 def full_shape_config(student: Path) -> ExperimentConfig:
     """The full demo's data sizes, teachers, subsets, aux and seeds (``gen_demo_config()``);
-    tiny scratch models and few epochs (~25 min on 2 CPU cores)."""
+    tiny scratch models and few epochs (~30 min on 2 CPU cores: 180 runs)."""
     demo = gen_demo_config()
     teach = LMTrainConfig(epochs=6.0, lr=1e-2, batch_size=16, max_length=768)
     stud = LMTrainConfig(epochs=2.0, lr=1e-2, batch_size=8, max_length=256)
