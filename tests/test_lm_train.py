@@ -432,7 +432,7 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
     rows = flatten(lm.tokenizer, ex, 256)
     net = TargetLogits(lm.model).eval()
     idx = [r for g in example_chunks(rows, [2, 0, 1], 100) for r in g]
-    assert sorted(idx) == list(range(9)) and [rows.example[r] for r in idx[:3]] == [0, 0, 0]
+    assert sorted(idx) == list(range(9)) and idx[:3] == rows.by_example[0]
     pad = lm.tokenizer.pad_token_id
     with torch.no_grad():
         a = collate(rows, idx, pad, torch.device("cpu"))
@@ -444,6 +444,19 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
     m = a["tmask"]
     assert torch.equal(m, b["tmask"]) and torch.equal(a["labels"], b["labels"])
     assert torch.allclose(za[m], zb[m], atol=1e-4)
+    # a long target cuts its row's prompt from the left: that row gets a prompt of its own
+    room = len(lm.tokenizer(PROMPTS[0])["input_ids"]) + 4  # "{}" + EOS fits, a long one not
+    cut = flatten(lm.tokenizer, [GenExample(PROMPTS[0], [LabelSeq("{}"), LabelSeq(
+        TARGETS[1])], [0.5, 0.5])], max(16, room))
+    assert cut.truncated["prompt"] == 1 and cut.ids[0][:cut.start[0]] != cut.ids[1][:cut.start[1]]
+    with torch.no_grad():
+        a = collate(cut, [0, 1], pad, torch.device("cpu"))
+        b = collate(cut, [0, 1], pad, torch.device("cpu"), shared=True)
+        assert b["prompt_ids"].shape[0] == 2
+        za = net(a["input_ids"], a["attention_mask"], a["pos"])
+        zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
+                 b["prompt_mask"], b["row_prompt"])
+    assert torch.allclose(za[a["tmask"]], zb[b["tmask"]], atol=1e-4)
     # grouping: whole examples, shortest first, a group closed before it passes `size` rows
     assert [len(g) for g in example_chunks(rows, [0, 1, 2], 6)] == [6, 3]
     assert [len(g) for g in example_chunks(rows, [0, 1, 2], 2)] == [3, 3, 3]

@@ -40,7 +40,6 @@ class Rows:
     word_logp: list[list[float]] = field(default_factory=list)  # [] for a hard label
     weight: list[float] = field(default_factory=list)
     by_example: list[list[int]] = field(default_factory=list)
-    example: list[int] = field(default_factory=list)  # row → its example
     truncated: dict[str, int] = field(default_factory=dict)
 
 
@@ -77,7 +76,6 @@ def flatten(tokenizer: Any, examples: Sequence[GenExample], max_length: int) -> 
         rows.word_logp.append(wlp)
         rows.weight.append(w)
         rows.by_example[i].append(r)
-        rows.example.append(i)
     return rows
 
 
@@ -125,12 +123,12 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
          "word_logp": torch.zeros((len(idx), w_max)),
          "weight": torch.tensor([rows.weight[i] for i in idx])}
     if shared:
-        first = {e: None for e in (rows.example[i] for i in idx)}  # distinct, in order
-        ex = {e: k for k, e in enumerate(first)}
-        prompts = [rows.ids[rows.by_example[e][0]][: rows.start[rows.by_example[e][0]]]
-                   for e in first]
-        b["prompt_ids"], b["prompt_mask"] = _pad(prompts, pad_id, left=False)
-        b["row_prompt"] = torch.tensor([ex[rows.example[i]] for i in idx])
+        # keyed by the prompt's ids, not its example: a row whose long target cut its prompt
+        # from the left (``encode``) has a prompt of its own
+        keys = [tuple(rows.ids[i][: rows.start[i]]) for i in idx]
+        distinct = {k: j for j, k in enumerate(dict.fromkeys(keys))}  # in order of first use
+        b["prompt_ids"], b["prompt_mask"] = _pad(list(distinct), pad_id, left=False)
+        b["row_prompt"] = torch.tensor([distinct[k] for k in keys])
         b["input_ids"], b["attention_mask"] = _pad(
             [rows.ids[i][rows.start[i]:] for i in idx], pad_id, left=False)
     else:
