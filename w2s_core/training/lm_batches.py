@@ -79,8 +79,6 @@ def flatten(tokenizer: Any, examples: Sequence[GenExample], max_length: int) -> 
     return rows
 
 
-
-
 def length_chunks(lengths: Sequence[int], size: int) -> list[list[int]]:
     """Positions 0..len−1 sorted by length (stable), cut into runs of ``size``."""
     order = sorted(range(len(lengths)), key=lambda j: lengths[j])
