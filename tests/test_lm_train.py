@@ -475,14 +475,21 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
                                   for j, t in enumerate((TARGETS[i], OTHERS[i], TARGETS[i - 1]))],
                      [0.5, 0.3, 0.2]) for i in range(4)]
     cfg = LMTrainConfig(epochs=2, lr=1e-2, batch_size=4, warmup=0.0)
-    out = []
+    out, calls = [], {}
     for on in (True, False):
         monkeypatch.setattr(lm_loop, "shares_prompts", lambda _m, on=on: on)
         lm = fresh(bases, "bpe")
+        seen: list[int] = []
+        lm.model.model.register_forward_hook(lambda *a, seen=seen: seen.append(1))
         stats = train_lm(lm, ex, LossSpec(kind=kind, target_mode=mode), cfg, 0)
+        # frozen first computes the initial q unshared: 12 rows in passes of batch_size 4
+        calls[on] = len(seen) - (12 // 4 if mode == "frozen" else 0)
         out.append((stats["first_loss"], stats["final_loss"], stats["train_tokens"],
                     torch.cat([p.detach().flatten() for p in lm.model.parameters()])))
     (a1, a2, ta, wa), (b1, b2, tb, wb) = out
     assert a1 == pytest.approx(b1, rel=1e-4) and a2 == pytest.approx(b2, rel=1e-4)
     assert ta == tb  # throughput counts each row's prompt, shared or not
+    # the paths really differ: 2 steps of 12 rows, shared one 16-row chunk = 2 decoder calls a
+    # step; unshared three 4-row chunks = 3 calls a step
+    assert calls == {True: 2 * 2, False: 2 * 3}
     assert torch.allclose(wa, wb, atol=1e-4)
