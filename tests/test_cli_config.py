@@ -106,6 +106,56 @@ def test_demo_config_matches_the_issue():
     assert ExperimentConfig().validate()
 
 
+def test_a_partial_nested_mapping_keeps_the_fields_own_defaults():
+    """`scratch.train: {epochs: 12}` overrides epochs only: lr, batch and max_length stay the
+    scratch teachers' (2e-3, 16, 768), not LMTrainConfig()'s (1e-4, 8, 256)."""
+    import dataclasses
+
+    from w2s_core.experiments.config import from_dict
+    from w2s_core.experiments.gen_config import GenerationConfig, ScratchConfig
+
+    g = from_dict(GenerationConfig, {"scratch": {"hidden": 96, "train": {"epochs": 12}},
+                                     "teacher_train": {"epochs": 2}})
+    assert g.scratch.train == dataclasses.replace(ScratchConfig().train, epochs=12.0)
+    assert (g.scratch.train.lr, g.scratch.train.max_length) == (2e-3, 768)
+    assert g.scratch.hidden == 96 and g.scratch.layers == ScratchConfig().layers
+    assert g.teacher_train == dataclasses.replace(GenerationConfig().teacher_train, epochs=2.0)
+    assert g.teacher_train.lr == 3e-4 and g.student_train == GenerationConfig().student_train
+
+
+def test_an_integer_for_a_float_setting_is_the_same_experiment(tmp_path):
+    ids = []
+    for epochs in ("2", "2.0"):
+        p = tmp_path / f"c{epochs}.yaml"
+        p.write_text(CONFIG + f"finetune: {{epochs: {epochs}}}\n")
+        cfg = load_config(p)
+        assert type(cfg.finetune.epochs) is float
+        ids.append(cfg.experiment_id())
+    assert ids[0] == ids[1]
+
+
+def test_the_cpu_study_config_is_the_quick_demo_at_its_former_size():
+    """configs/gen-cpu-study.yaml (README's generation findings) = the quick demo's settings with
+    128/64/48 utterances, 8 utterances a step, the Bayesian methods at K = 1 too and DPO after
+    bayes on 16 prompts; the same experiment hash as the quick demo had at that size."""
+    import dataclasses
+    from pathlib import Path
+
+    from w2s_core.experiments.config import DataConfig
+
+    q = gen_demo_config(quick=True)
+    g = q.generation
+    want = dataclasses.replace(
+        q, name="gen-cpu-study", data=DataConfig("atis-slots", n_weak=128, n_transfer=64,
+                                                  n_test=48), method_sizes=None,
+        generation=dataclasses.replace(
+            g, student_train=dataclasses.replace(g.student_train, batch_size=8),
+            dpo=dataclasses.replace(g.dpo, after=("bayes",), max_prompts=16)))
+    got = load_config(Path(__file__).resolve().parents[1] / "configs" / "gen-cpu-study.yaml")
+    assert got == want
+    assert got.experiment_id() == want.experiment_id() == "gen-cpu-study-cc4f740865a5"
+
+
 def test_run_ids_ignore_device_but_not_results():
     a = demo_config(quick=True)
     b = ExperimentConfig(**{**a.__dict__, "device": "cuda"})
@@ -122,16 +172,16 @@ def test_every_config_field_is_classified_for_hashing():
 
     exp_fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
     in_experiment_id = set(ExperimentConfig().experiment_key())
-    per_run = {"methods", "aux", "seeds", "max_subsets", "sizes", "subset_seed",
-               "options"}  # which runs exist, and their ids
+    per_run = {"methods", "aux", "seeds", "max_subsets", "sizes", "method_sizes",
+               "subset_seed", "options"}  # which runs exist, and their ids
     never_hashed = {"name", "device", "feature_batch_size"}  # name only labels the folder
     # the generation-only fields cannot change a classification result
     other_task = {"task", "generation", "gen_options"}
     assert exp_fields == in_experiment_id | per_run | never_hashed | other_task
     # generation: its own settings block replaces the classification-only ones
     gen_key = set(gen_demo_config(quick=True).experiment_key())
-    gen_per_run = {"methods", "aux", "seeds", "max_subsets", "sizes", "subset_seed",
-                   "gen_options"}
+    gen_per_run = {"methods", "aux", "seeds", "max_subsets", "sizes", "method_sizes",
+                   "subset_seed", "gen_options"}
     cls_only = {"teacher_mode", "student_mode", "probe", "finetune", "precision", "options"}
     assert exp_fields == gen_key | gen_per_run | never_hashed | cls_only
     ft_fields = {f.name for f in dataclasses.fields(FinetuneConfig)}

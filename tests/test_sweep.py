@@ -250,6 +250,43 @@ def test_changed_data_under_the_same_path_is_refused(cfg, small_csv, tmp_path):
         api.run_experiment(moved, tmp_path, progress=False)
 
 
+@pytest.mark.parametrize("task", ["classification", "generation"])
+@pytest.mark.parametrize(("ms", "words"), [({"nope": (1,)}, "not in methods"),
+                                           ({"bayes": (4,)}, "must list sizes"),
+                                           ({"bayes": ()}, "must list sizes"),
+                                           ({"bayes": (1,)}, "must list sizes")])
+def test_bad_method_sizes_are_refused_at_validation(task, ms, words):
+    """Unknown method, a K beyond the teachers, none, or a K outside ``sizes`` (here [2, 3])."""
+    from w2s_core.errors import W2SError
+
+    with pytest.raises(W2SError, match=words):
+        ExperimentConfig(task=task, sizes=(2, 3), method_sizes=ms).validate()
+
+
+def test_method_sizes_from_yaml_lists_is_the_same_config(tmp_path):
+    from w2s_core.experiments.config import load_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("teachers: [tfidf-logreg, minilm-l3]\nmethods: [single, naive, bayes]\n"
+                 "method_sizes: {bayes: [2]}\n")
+    got = load_config(p)
+    assert got == ExperimentConfig(teachers=("tfidf-logreg", "minilm-l3"),
+                                   methods=("single", "naive", "bayes"),
+                                   method_sizes={"bayes": (2,)})
+    assert got.runs_at("bayes", 2) and not got.runs_at("bayes", 1) and got.runs_at("naive", 2)
+
+
+def test_method_sizes_runs_a_method_only_at_those_teacher_counts(cfg, tmp_path):
+    """``method_sizes: {bayes: [2]}`` on the tiny classification sweep: bayes only on the pair,
+    the other methods where they apply (single at K = 1; naive and vote at K = 2)."""
+    c = dataclasses.replace(cfg, aux=(False,), seeds=(0,), method_sizes={"bayes": (2,)})
+    exp_id = api.run_experiment(c, tmp_path, progress=False)
+    runs, _ = api.runs(exp_id, tmp_path)
+    tr = runs[runs.kind == "transfer"]
+    got = sorted(zip(tr["method"], tr["k"], strict=True))
+    assert got == [("bayes", 2), ("naive", 2), ("single", 1), ("single", 1), ("vote", 2)]
+
+
 def test_sizes_runs_only_those_teacher_counts(cfg, tmp_path):
     """``sizes: [2]`` on the tiny classification sweep: only the K=2 subset's runs (naive,
     vote, bayes) and the ceilings; every run's K is 2."""

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tweets sentiment; teachers tfidf-logreg, minilm-l3, minilm-l6, "
                        "mpnet-2l, mpnet-4l; student mpnet-base; all subsets, all methods ± aux.")
     d.add_argument("--quick", action="store_true", help="small slice: 1k/1k/1k examples, 2 seeds "
-                   "(generation: 128/64/48 utterances, one subset per K, one seed)")
+                   "(generation: a smoke run, 128/24/16 utterances, one subset per K, one seed)")
     d.add_argument("--task", choices=["classification", "generation"], default="classification",
                    help="generation: ATIS slot filling with causal-LM teachers (gpt-char, "
                    "gpt-word, gpt-bpe) and the SmolLM2-135M student")

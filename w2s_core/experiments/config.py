@@ -45,6 +45,9 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     max_subsets: int | None = None  # sample this many teacher subsets (seeded) when K is large
     sizes: tuple[int, ...] | None = None  # subset sizes K to run (None = 1..len(teachers))
+    # per method, the sizes K it runs at (a method not named runs at every K it applies to),
+    # e.g. {bayes: [3]}: no Bayesian single-teacher runs, where a budget has no room for them
+    method_sizes: dict[str, tuple[int, ...]] | None = None
     subset_seed: int = 0
     options: MethodOptions = field(default_factory=MethodOptions)
     device: str = "auto"
@@ -56,6 +59,10 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         """A generation experiment that leaves teachers, student, methods or data unset gets
         the generation defaults, not the classification ones (set before any id is taken)."""
+        if self.method_sizes is not None:  # YAML gives lists: one value, one form, one hash
+            object.__setattr__(self, "method_sizes", {
+                str(m): tuple(k) if isinstance(k, (list, tuple)) else k
+                for m, k in dict(self.method_sizes).items()})
         if self.task != "generation":
             return
         defaults = ExperimentConfig.__dataclass_fields__
@@ -137,6 +144,21 @@ class ExperimentConfig:
         if bad or not self.sizes or len(set(self.sizes)) != len(self.sizes):
             raise W2SError(f"sizes {list(self.sizes)} must be distinct teacher counts in 1..{n}",
                            f"e.g. sizes: [1, {n}], or leave it unset for every K")
+        ks = set(self.sizes or range(1, n + 1))
+        for m, want in (self.method_sizes or {}).items():
+            if m not in self.methods:
+                raise W2SError(f"method_sizes names {m!r}, which is not in methods",
+                               f"use one of {', '.join(self.methods)}")
+            if not isinstance(want, tuple) or not want or not all(
+                    isinstance(k, int) and k in ks for k in want):
+                raise W2SError(f"method_sizes.{m} = {want!r} must list sizes K run by this "
+                               f"experiment ({sorted(ks)})", f"e.g. method_sizes: {{{m}: "
+                               f"[{max(ks)}]}}")
+
+    def runs_at(self, method: str, k: int) -> bool:
+        """Whether ``method`` runs on subsets of ``k`` teachers under ``method_sizes`` (its own
+        applicability, e.g. single-* only at K = 1, is the method registry's rule)."""
+        return self.method_sizes is None or k in self.method_sizes.get(method, (k,))
 
     def _validate_generation(self) -> ExperimentConfig:
         from w2s_core.catalog import datasets
@@ -238,14 +260,19 @@ def _slug(name: str) -> str:
 
 
 # ---------------------------------------------------------------- loading
-def from_dict(cls: type, raw: dict[str, Any], where: str = "config") -> Any:
-    """Build a (nested) config dataclass; unknown keys are an error naming the allowed ones."""
+def from_dict(cls: type, raw: dict[str, Any], where: str = "config", base: Any = None) -> Any:
+    """Build a (nested) config dataclass; unknown keys are an error naming the allowed ones.
+
+    A nested mapping overrides only the keys it gives: the rest keep the *field's* default, not
+    the nested class's (``generation.scratch.train: {epochs: 12}`` keeps the scratch teachers'
+    lr 2e-3 and max_length 768, where ``LMTrainConfig()`` has 1e-4 and 256). ``base``: the
+    instance whose values the keys override (None: the class defaults)."""
     if not isinstance(raw, dict):
         raise W2SError(f"{where} must be a mapping, got {type(raw).__name__}",
                        "see configs/*.yaml for the format")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - fields)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise W2SError(f"unknown key(s) in {where}: {', '.join(unknown)}",
                        f"allowed: {', '.join(sorted(fields))}")
@@ -253,16 +280,29 @@ def from_dict(cls: type, raw: dict[str, Any], where: str = "config") -> Any:
     for key, value in raw.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = from_dict(hint, value or {}, f"{where}.{key}")  # type: ignore[arg-type]
+            inner = getattr(base, key) if base is not None else _field_default(fields[key])
+            kwargs[key] = from_dict(hint, value or {}, f"{where}.{key}",  # type: ignore[arg-type]
+                                    inner)
         elif isinstance(value, list):
             kwargs[key] = tuple(value)
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            kwargs[key] = float(value)  # YAML `epochs: 2` and `2.0`: one config, one id
         else:
             kwargs[key] = value
     try:
-        return cls(**kwargs)
+        return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
     except TypeError as e:
         raise W2SError(f"bad value in {where}: {e}",
                        "check the config against the README") from None
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (None when it has none)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -355,9 +395,13 @@ def demo_config(quick: bool = False, task: str = "classification") -> Experiment
 
 def gen_demo_config(quick: bool = False) -> ExperimentConfig:
     """ATIS slot filling; teachers gpt-char, gpt-word and gpt-bpe (trained from scratch, three
-    tokenizers); student SmolLM2-135M. quick: 128/64/48 utterances, 3 beams, one teacher subset
-    at K = 1 and at K = 3 (every method runs once or twice), one seed, no aux, DPO on 16
-    prompts for one epoch — sized for a 2-core CPU."""
+    tokenizers); student SmolLM2-135M. quick: a smoke run of the whole pipeline sized for 15 min
+    on a 2-core CPU without bf16 units — 128/24/16 utterances, 3 beams, one seed, no aux; every
+    method once: the single-teacher methods at K = 1, the multi-teacher and Bayesian ones at
+    K = 3; the student 6 steps of 4 utterances per run; (c)DPO with each ε after naive-soft
+    (in this budget the EDL students do not write JSON, so their beams would teach nothing)
+    on 8 prompts for one epoch. Its SLU-F1 values are a smoke test, not evidence:
+    ``configs/gen-cpu-study.yaml`` is the larger CPU study (128/64/48)."""
     if not quick:
         return ExperimentConfig(name="gen-demo", task="generation",
                                 data=DataConfig("atis-slots", n_weak=500, n_transfer=500,
@@ -368,11 +412,12 @@ def gen_demo_config(quick: bool = False) -> ExperimentConfig:
     gen = dataclasses.replace(
         g, num_beams=3, n_best=3, scratch=scratch,
         teacher_train=dataclasses.replace(g.teacher_train, epochs=2.0),
-        student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4),
-        dpo=dataclasses.replace(g.dpo, max_prompts=16, beams=4, train=dataclasses.replace(
-            g.dpo.train, epochs=1.0)))
+        student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4, batch_size=4),
+        dpo=dataclasses.replace(g.dpo, after=("naive-soft",), max_prompts=8, beams=4,
+                                train=dataclasses.replace(g.dpo.train, epochs=1.0)))
     return ExperimentConfig(name="gen-demo-quick", task="generation",
-                            data=DataConfig("atis-slots", n_weak=128, n_transfer=64,
-                                            n_test=48),
+                            data=DataConfig("atis-slots", n_weak=128, n_transfer=24,
+                                            n_test=16),
                             seeds=(0,), aux=(False,), max_subsets=1, sizes=(1, 3),
+                            method_sizes={"bayes": (3,), "bayes-restricted": (3,)},
                             generation=gen)

@@ -79,7 +79,7 @@ class GenerationRuns:
         dpo = cfg.generation.dpo
         for sub in subsets(cfg.teachers, cfg.max_subsets, cfg.subset_seed, cfg.sizes):
             for m in cfg.methods:
-                if not applies(m, len(sub)):
+                if not applies(m, len(sub)) or not cfg.runs_at(m, len(sub)):
                     continue
                 for aux in cfg.aux:
                     for seed in cfg.seeds:

@@ -258,7 +258,7 @@ class Sweep:
             lam = self._weights(sub, p)
             for m in cfg.methods:
                 method = METHODS.get(m)
-                if not method.applies_to(len(sub)):
+                if not method.applies_to(len(sub)) or not cfg.runs_at(m, len(sub)):
                     continue
                 cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
