@@ -16,7 +16,7 @@ import torch
 
 from w2s_core.data.prompts import build_prompt, format_slots
 from w2s_core.device import GPU_BATCH_SCALE, GPU_SCALE_MAX_PARAMS, rows_per_pass, scaled_rows
-from w2s_core.models import decode
+from w2s_core.models import decode, shared_prompt
 from w2s_core.models.causal import CausalLM
 from w2s_core.models.decode import Candidate, nbest, score, word_logps
 from w2s_core.models.greedy import greedy
@@ -303,3 +303,38 @@ def test_rows_per_pass_grows_on_a_gpu_for_small_models_only() -> None:
     # a model's own weights decide: a CPU module keeps the size, a module without weights too
     assert rows_per_pass(torch.nn.Linear(4, 4), 16) == 16
     assert rows_per_pass(torch.nn.ReLU(), 16) == 16
+
+
+def test_shared_prompt_scoring_equals_unshared_and_runs_each_prompt_once(
+        lm: CausalLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An utterance's candidates share one prompt pass when scored: the same log-probs as the
+    unshared path (prompt + candidate per row), with fewer tokens through the decoder. The
+    long candidate cuts its prompt from the left (``encode``), so one utterance holds two
+    distinct prompts."""
+
+    seen: list[int] = []
+    hook = lm.model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(int(kw["input_ids"].numel())), with_kwargs=True)
+    out, tokens = {}, {}
+    try:
+        for texts in ([[TARGETS[0], "", TARGETS[3] * 3], [TARGETS[1], TARGETS[2], " x "]],
+                      [[TARGETS[0], TARGETS[1], TARGETS[2]], [TARGETS[3], " x "]]):
+            for on in (True, False):
+                monkeypatch.setattr(shared_prompt, "shares_prompts", lambda _m, on=on: on)
+                seen.clear()
+                out[on] = score(lm, PROMPTS[:2], texts, batch_size=8, max_length=160)
+                tokens[on] = (len(seen), sum(seen))
+            _same(out[True], out[False])
+    finally:
+        hook.remove()
+    # candidates of similar length (the second set): fewer tokens, in two passes, not one
+    assert tokens[True][0] == 2 * tokens[False][0] == 2
+    assert tokens[True][1] < 0.7 * tokens[False][1]
+
+
+def _same(shared: list[list[Candidate]], unshared: list[list[Candidate]]) -> None:
+    for a_s, b_s in zip(shared, unshared, strict=True):
+        for a, b in zip(a_s, b_s, strict=True):
+            assert a.token_ids == b.token_ids and a.token_logps == pytest.approx(
+                b.token_logps, abs=1e-5)
+            assert a.eos_logp == pytest.approx(b.eos_logp, abs=1e-5)

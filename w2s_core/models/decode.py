@@ -14,7 +14,6 @@ the one-by-one score up to float rounding.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,6 +25,8 @@ from w2s_core.device import autocast_bf16
 from w2s_core.errors import W2SError
 from w2s_core.methods.bridge import word_spans
 from w2s_core.models.causal import CausalLM
+from w2s_core.models.shared_prompt import pad as _pad
+from w2s_core.models.shared_prompt import target_logps
 
 __all__ = ["Candidate", "nbest", "score", "word_logps"]
 
@@ -133,49 +134,6 @@ def _eval(model: Any) -> Iterator[None]:
         model.train(was)
 
 
-def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, ...]:
-    """(B, L) ids and attention mask of ragged rows, padded on the left or the right."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        sl = slice(width - len(r), width) if left else slice(0, len(r))
-        ids[i, sl] = torch.tensor(list(r), dtype=torch.long)
-        mask[i, sl] = 1
-    return ids, mask
-
-
-def _target_logps(model: Any, prompts: Sequence[list[int]], targets: Sequence[list[int]],
-                  pad_id: int, device: torch.device) -> list[list[float]]:
-    """log P(target_j | prompt, target_<j) per target token, for one right-padded batch.
-
-    Logits at position i predict token i + 1, so target token j (at len(p) + j) is read at
-    len(p) + j − 1. Only positions from the shortest prompt's end are projected to the
-    vocabulary (``logits_to_keep``): (B, L, V) logits for the prompts would be wasted memory.
-    """
-    if any(len(p) == 0 for p in prompts):
-        raise W2SError("a prompt encodes to no tokens, so its first target token has no "
-                       "context", "pass a non-empty prompt (build_prompt always gives one)")
-    ids, mask = _pad([p + t for p, t in zip(prompts, targets, strict=True)], pad_id, left=False)
-    lo = min(len(p) for p in prompts) - 1
-    kwargs: dict[str, Any] = {}
-    if "logits_to_keep" in inspect.signature(model.forward).parameters:
-        kwargs["logits_to_keep"] = ids.shape[1] - lo
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
-    logits = logits[:, -(ids.shape[1] - lo):]  # (B, L − lo, V), position lo first
-    t_max = max(max(len(t) for t in targets), 1)
-    pos = torch.zeros((len(prompts), t_max), dtype=torch.long)
-    tgt = torch.zeros((len(prompts), t_max), dtype=torch.long)
-    for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
-        pos[i, : len(t)] = torch.arange(len(p) - 1 - lo, len(p) - 1 - lo + len(t))
-        tgt[i, : len(t)] = torch.tensor(t, dtype=torch.long)
-    pos, tgt = pos.to(logits.device), tgt.to(logits.device)
-    sel = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))  # (B, T, V)
-    lp = sel.float().log_softmax(-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    rows = lp.cpu().tolist()
-    return [rows[i][: len(t)] for i, t in enumerate(targets)]
-
-
 def score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]], *,
           batch_size: int = 16, max_length: int = 256, bf16: bool = False,
           stats: dict[str, int] | None = None) -> list[list[Candidate]]:
@@ -199,16 +157,18 @@ def score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]], 
     enc = encode(tok, flat_p, flat_t, max_length)
     _count(stats, "truncated_prompts", enc.truncated["prompt"])
     _count(stats, "truncated_targets", enc.truncated["target"])
-    # longest first: similar lengths share a batch (less padding), and a too-large batch
-    # fails on the first one rather than after minutes
-    lengths = [len(p) + len(t) for p, t in zip(enc.prompt_ids, enc.target_ids, strict=True)]
-    order = sorted(range(len(enc)), key=lambda k: -lengths[k])
+    # longest prompts first, an utterance's candidates side by side: they share one prompt
+    # pass (``shared_prompt_states``) when they land in one batch; similar lengths share a
+    # batch (less padding), and a too-large batch fails on the first one, not after minutes
+    owner = [i for i, ts in enumerate(texts) for _ in ts]
+    order = sorted(range(len(enc)), key=lambda k: (-len(enc.prompt_ids[k]), owner[k],
+                                                   -len(enc.target_ids[k])))
     logps: list[list[float]] = [[] for _ in range(len(enc))]
     device = lm.device
     with _eval(model), torch.no_grad(), autocast_bf16(device, bf16):
         for b in range(0, len(order), max(1, batch_size)):
             idx = order[b: b + max(1, batch_size)]
-            rows = _target_logps(model, [enc.prompt_ids[k] for k in idx],
+            rows = target_logps(model, [enc.prompt_ids[k] for k in idx],
                                  [enc.target_ids[k] for k in idx], tok.pad_token_id, device)
             for k, r in zip(idx, rows, strict=True):
                 logps[k] = r

@@ -14,7 +14,7 @@ import torch
 from w2s_core.data.prompts import encode
 from w2s_core.errors import W2SError
 from w2s_core.methods import bridge
-from w2s_core.models.decode import _pad
+from w2s_core.models.shared_prompt import group, pad
 
 
 @dataclass
@@ -123,14 +123,12 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
     if shared:
         # keyed by the prompt's ids, not its example: a row whose long target cut its prompt
         # from the left (``encode``) has a prompt of its own
-        keys = [tuple(rows.ids[i][: rows.start[i]]) for i in idx]
-        distinct = {k: j for j, k in enumerate(dict.fromkeys(keys))}  # in order of first use
-        b["prompt_ids"], b["prompt_mask"] = _pad(list(distinct), pad_id, left=False)
-        b["row_prompt"] = torch.tensor([distinct[k] for k in keys])
-        b["input_ids"], b["attention_mask"] = _pad(
+        distinct, b["row_prompt"] = group([tuple(rows.ids[i][: rows.start[i]]) for i in idx])
+        b["prompt_ids"], b["prompt_mask"] = pad(distinct, pad_id, left=False)
+        b["input_ids"], b["attention_mask"] = pad(
             [rows.ids[i][rows.start[i]:] for i in idx], pad_id, left=False)
     else:
-        b["input_ids"], b["attention_mask"] = _pad([rows.ids[i] for i in idx], pad_id, left=False)
+        b["input_ids"], b["attention_mask"] = pad([rows.ids[i] for i in idx], pad_id, left=False)
     if frozen is not None:
         b["log_q"] = torch.zeros((len(idx), t_max))
     for r, (i, n) in enumerate(zip(idx, n_t, strict=True)):

@@ -20,13 +20,13 @@ from tqdm.auto import tqdm
 
 from w2s_core.device import autocast_bf16, pick_device
 from w2s_core.errors import W2SError
-from w2s_core.models.causal import CausalLM, cache_kwarg
+from w2s_core.models.causal import CausalLM
+from w2s_core.models.shared_prompt import head, shared_prompt_states, shares_prompts
 from w2s_core.training.finetune import _accelerator, _batches, _bf16_on, lr_factor
 
 # Llama-family attention and MLP projections; models without them get peft's "all-linear"
 LORA_PROJ = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _PRECISION = {"auto": "auto", "bf16": "on", "fp32": "off"}
-
 
 
 class TargetLogits(nn.Module):
@@ -48,47 +48,15 @@ class TargetLogits(nn.Module):
                 pos: torch.Tensor, prompt_ids: torch.Tensor | None = None,
                 prompt_mask: torch.Tensor | None = None,
                 row_prompt: torch.Tensor | None = None) -> torch.Tensor:
-        dec = self.model.get_decoder()
         if prompt_ids is None:
-            h = dec(input_ids=input_ids, attention_mask=attention_mask,
-                    use_cache=False).last_hidden_state  # (R, L, H)
+            h = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                         use_cache=False).last_hidden_state  # (R, L, H)
         else:
             assert prompt_mask is not None and row_prompt is not None
-            h = self._shared(dec, input_ids, attention_mask, prompt_ids, prompt_mask, row_prompt)
+            h = shared_prompt_states(self.model, input_ids, attention_mask, prompt_ids,
+                                     prompt_mask, row_prompt)
         h = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (R, T, H)
-        z = self.model.get_output_embeddings()(h)
-        cap = getattr(self.model.config, "final_logit_softcapping", None)  # Gemma-2 style heads
-        return torch.tanh(z / cap) * cap if cap else z
-
-    def _shared(self, dec: nn.Module, target_ids: torch.Tensor, target_mask: torch.Tensor,
-                prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                row_prompt: torch.Tensor) -> torch.Tensor:
-        """prompt_ids/mask: (E, Lp) right-padded; target_ids/mask: (R, Lt) right-padded;
-        row_prompt: (R,) → (R, 1 + Lt, H). Right-padded prompts leave a masked gap between a
-        short prompt and its target (explicit position ids keep RoPE positions contiguous);
-        left padding would give pad queries nothing to attend to, NaN under SDPA."""
-        from transformers import DynamicCache
-
-        kw = cache_kwarg(dec)
-        cache = DynamicCache(config=self.model.config)
-        hp = dec(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True,
-                 **{kw: cache}).last_hidden_state  # (E, Lp, H)
-        n_p = prompt_mask.sum(-1)  # (E,)
-        last = hp[torch.arange(hp.shape[0], device=hp.device), n_p - 1]  # (E, H)
-        cache.batch_select_indices(row_prompt)  # (R, ...): indexing keeps the autograd graph
-        steps = torch.arange(target_ids.shape[1], device=target_ids.device)
-        ht = dec(input_ids=target_ids, use_cache=True, **{kw: cache},
-                 attention_mask=torch.cat([prompt_mask[row_prompt], target_mask], 1),
-                 position_ids=n_p[row_prompt, None] + steps).last_hidden_state  # (R, Lt, H)
-        return torch.cat([last[row_prompt, None], ht], 1)
-
-
-def shares_prompts(model: nn.Module) -> bool:
-    """Whether the decoder takes a KV cache and position ids (the shared-prompt path)."""
-    import inspect
-
-    params = inspect.signature(model.get_decoder().forward).parameters
-    return "position_ids" in params and cache_kwarg(model.get_decoder()) in params
+        return head(self.model, h)
 
 
 class Forward:

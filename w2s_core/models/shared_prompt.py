@@ -1,0 +1,135 @@
+"""One pass over a prompt for all of its targets: the prompt's KV cache copied to each target row.
+
+Used wherever several sequences continue the same prompt: a student's K label sequences in
+training and read-outs (``training.lm_loop.TargetLogits``) and the N candidates of an utterance
+when they are scored under teacher forcing (``models.decode.score``). For E distinct prompts and
+R rows this computes E prompts instead of R.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from w2s_core.errors import W2SError
+from w2s_core.models.causal import cache_kwarg
+
+__all__ = ["group", "head", "pad", "shared_prompt_states", "shares_prompts", "target_logps"]
+
+
+def shares_prompts(model: nn.Module) -> bool:
+    """Whether the decoder takes a KV cache and position ids (the shared-prompt path)."""
+    params = inspect.signature(model.get_decoder().forward).parameters
+    return "position_ids" in params and cache_kwarg(model.get_decoder()) in params
+
+
+def group(keys: Sequence[Hashable]) -> tuple[list[Hashable], torch.Tensor]:
+    """The distinct keys in order of first use and, per row, the index of its key: (R,)."""
+    distinct = {k: j for j, k in enumerate(dict.fromkeys(keys))}
+    return list(distinct), torch.tensor([distinct[k] for k in keys], dtype=torch.long)
+
+
+def shared_prompt_states(model: nn.Module, target_ids: torch.Tensor, target_mask: torch.Tensor,
+                         prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                         row_prompt: torch.Tensor) -> torch.Tensor:
+    """Decoder hidden states (R, 1 + Lt, H) of each row's target after its prompt.
+
+    prompt_ids/mask: (E, Lp) right-padded; target_ids/mask: (R, Lt) right-padded; row_prompt:
+    (R,) the prompt of each row. State 0 of row r is its prompt's last, so state j predicts
+    target token j (the unshared path reads it at prompt length − 1 + j). Right-padded prompts
+    leave a masked gap between a short prompt and its target (explicit position ids keep RoPE
+    positions contiguous); left padding would give pad queries nothing to attend to, NaN under
+    SDPA. Under autograd, gradients reach the prompt pass through the cached keys and values.
+    """
+    from transformers import DynamicCache
+
+    dec = model.get_decoder()
+    kw = cache_kwarg(dec)
+    cache = DynamicCache(config=model.config)
+    hp = dec(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True,
+             **{kw: cache}).last_hidden_state  # (E, Lp, H)
+    n_p = prompt_mask.sum(-1)  # (E,)
+    last = hp[torch.arange(hp.shape[0], device=hp.device), n_p - 1]  # (E, H)
+    cache.batch_select_indices(row_prompt)  # (R, ...): indexing keeps the autograd graph
+    steps = torch.arange(target_ids.shape[1], device=target_ids.device)
+    ht = dec(input_ids=target_ids, use_cache=True, **{kw: cache},
+             attention_mask=torch.cat([prompt_mask[row_prompt], target_mask], 1),
+             position_ids=n_p[row_prompt, None] + steps).last_hidden_state  # (R, Lt, H)
+    return torch.cat([last[row_prompt, None], ht], 1)
+
+
+def head(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The output head on hidden states (..., H) → logits (..., V), with a Gemma-2 style final
+    soft-capping where the model has one (its own forward applies it after the head)."""
+    z = model.get_output_embeddings()(h)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(z / cap) * cap if cap else z
+
+
+def pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, ...]:
+    """(B, L) ids and attention mask of ragged rows, padded on the left or the right."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        sl = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, sl] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, sl] = 1
+    return ids, mask
+
+
+def target_logps(model: Any, prompts: Sequence[list[int]], targets: Sequence[list[int]],
+                  pad_id: int, device: torch.device) -> list[list[float]]:
+    """log P(target_j | prompt, target_<j) per target token, for one batch of rows.
+
+    With a decoder that takes a KV cache and position ids, each distinct prompt runs once
+    (``_shared_target_logps``). Otherwise one right-padded pass over prompt + target: logits at
+    position i predict token i + 1, so target token j (at len(p) + j) is read at len(p) + j − 1,
+    and only positions from the shortest prompt's end are projected to the vocabulary
+    (``logits_to_keep``): (B, L, V) logits for the prompts would be wasted memory.
+    """
+    if any(len(p) == 0 for p in prompts):
+        raise W2SError("a prompt encodes to no tokens, so its first target token has no "
+                       "context", "pass a non-empty prompt (build_prompt always gives one)")
+    if shares_prompts(model) and max(len(t) for t in targets) > 0:
+        return _shared_target_logps(model, prompts, targets, pad_id, device)
+    ids, mask = pad([p + t for p, t in zip(prompts, targets, strict=True)], pad_id, left=False)
+    lo = min(len(p) for p in prompts) - 1
+    kwargs: dict[str, Any] = {}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kwargs["logits_to_keep"] = ids.shape[1] - lo
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
+    logits = logits[:, -(ids.shape[1] - lo):]  # (B, L − lo, V), position lo first
+    t_max = max(max(len(t) for t in targets), 1)
+    pos = torch.zeros((len(prompts), t_max), dtype=torch.long)
+    tgt = torch.zeros((len(prompts), t_max), dtype=torch.long)
+    for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+        pos[i, : len(t)] = torch.arange(len(p) - 1 - lo, len(p) - 1 - lo + len(t))
+        tgt[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+    pos, tgt = pos.to(logits.device), tgt.to(logits.device)
+    sel = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))  # (B, T, V)
+    lp = sel.float().log_softmax(-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    rows = lp.cpu().tolist()
+    return [rows[i][: len(t)] for i, t in enumerate(targets)]
+
+
+def _shared_target_logps(model: Any, prompts: Sequence[list[int]],
+                         targets: Sequence[list[int]], pad_id: int,
+                         device: torch.device) -> list[list[float]]:
+    """``target_logps`` with each distinct prompt of the batch run once
+    (``shared_prompt_states``): the N candidates of an utterance cost one prompt, not N."""
+    distinct, row = group([tuple(p) for p in prompts])
+    p_ids, p_mask = pad(distinct, pad_id, left=False)  # (E, Lp)
+    t_ids, t_mask = pad([t or [pad_id] for t in targets], pad_id, left=False)  # (R, Lt)
+    t_mask[[i for i, t in enumerate(targets) if not t]] = 0  # an empty target reads nothing
+    h = shared_prompt_states(model, t_ids.to(device), t_mask.to(device), p_ids.to(device),
+                             p_mask.to(device), row.to(device))  # (R, 1 + Lt, H)
+    # state j predicts target token j: the last state (after the last token) is not read
+    lp = head(model, h[:, :-1]).float().log_softmax(-1)  # (R, Lt, V)
+    lp = lp.gather(-1, t_ids.to(lp.device).unsqueeze(-1)).squeeze(-1)  # (R, Lt)
+    rows = lp.cpu().tolist()
+    return [rows[i][: len(t)] for i, t in enumerate(targets)]
