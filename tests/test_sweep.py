@@ -263,6 +263,15 @@ def test_bad_method_sizes_are_refused_at_validation(task, ms, words):
         ExperimentConfig(task=task, sizes=(2, 3), method_sizes=ms).validate()
 
 
+@pytest.mark.parametrize(("task", "single"), [("classification", "single"),
+                                             ("generation", "single-hard")])
+def test_method_sizes_at_a_k_where_the_method_does_not_apply_is_refused(task, single):
+    from w2s_core.errors import W2SError
+
+    with pytest.raises(W2SError, match=rf"method_sizes.{single} lists K = \[3\].*K in \[1\]"):
+        ExperimentConfig(task=task, method_sizes={single: (3,)}).validate()
+
+
 def test_method_sizes_from_yaml_lists_is_the_same_config(tmp_path):
     from w2s_core.experiments.config import load_config
 

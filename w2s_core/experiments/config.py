@@ -137,14 +137,16 @@ class ExperimentConfig:
         return self
 
     def _validate_sizes(self) -> None:
-        if self.sizes is None:
-            return
         n = len(self.teachers)
-        bad = [k for k in self.sizes if not 1 <= k <= n]
-        if bad or not self.sizes or len(set(self.sizes)) != len(self.sizes):
+        bad = [k for k in self.sizes or () if not 1 <= k <= n]
+        if self.sizes is not None and (bad or not self.sizes or
+                                       len(set(self.sizes)) != len(self.sizes)):
             raise W2SError(f"sizes {list(self.sizes)} must be distinct teacher counts in 1..{n}",
                            f"e.g. sizes: [1, {n}], or leave it unset for every K")
         ks = set(self.sizes or range(1, n + 1))
+        from w2s_core.catalog import gen_methods, methods
+
+        info = {i.name: i for i in (gen_methods() if self.task == "generation" else methods())}
         for m, want in (self.method_sizes or {}).items():
             if m not in self.methods:
                 raise W2SError(f"method_sizes names {m!r}, which is not in methods",
@@ -154,6 +156,11 @@ class ExperimentConfig:
                 raise W2SError(f"method_sizes.{m} = {want!r} must list sizes K run by this "
                                f"experiment ({sorted(ks)})", f"e.g. method_sizes: {{{m}: "
                                f"[{max(ks)}]}}")
+            bad = [k for k in want if not info[m].applies_to(k)]
+            if bad:  # a K where the method is not defined would silently run nothing
+                ok = [k for k in sorted(ks) if info[m].applies_to(k)]
+                raise W2SError(f"method_sizes.{m} lists K = {bad}, where {m} does not apply",
+                               f"use K in {ok}" if ok else f"drop {m} from methods")
 
     def runs_at(self, method: str, k: int) -> bool:
         """Whether ``method`` runs on subsets of ``k`` teachers under ``method_sizes`` (its own
