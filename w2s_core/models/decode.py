@@ -169,7 +169,7 @@ def score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]], 
         for b in range(0, len(order), max(1, batch_size)):
             idx = order[b: b + max(1, batch_size)]
             rows = target_logps(model, [enc.prompt_ids[k] for k in idx],
-                                 [enc.target_ids[k] for k in idx], tok.pad_token_id, device)
+                                [enc.target_ids[k] for k in idx], tok.pad_token_id, device)
             for k, r in zip(idx, rows, strict=True):
                 logps[k] = r
     eos = tok.eos_token_id

@@ -83,7 +83,7 @@ def pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.T
 
 
 def target_logps(model: Any, prompts: Sequence[list[int]], targets: Sequence[list[int]],
-                  pad_id: int, device: torch.device) -> list[list[float]]:
+                 pad_id: int, device: torch.device) -> list[list[float]]:
     """log P(target_j | prompt, target_<j) per target token, for one batch of rows.
 
     With a decoder that takes a KV cache and position ids, each distinct prompt runs once
