@@ -311,7 +311,6 @@ def test_shared_prompt_scoring_equals_unshared_and_runs_each_prompt_once(
     unshared path (prompt + candidate per row), with fewer tokens through the decoder. The
     long candidate cuts its prompt from the left (``encode``), so one utterance holds two
     distinct prompts."""
-
     seen: list[int] = []
     hook = lm.model.get_decoder().register_forward_pre_hook(
         lambda _m, _a, kw: seen.append(int(kw["input_ids"].numel())), with_kwargs=True)
