@@ -110,11 +110,9 @@ def target_logps(model: Any, prompts: Sequence[list[int]], targets: Sequence[lis
     for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
         pos[i, : len(t)] = torch.arange(len(p) - 1 - lo, len(p) - 1 - lo + len(t))
         tgt[i, : len(t)] = torch.tensor(t, dtype=torch.long)
-    pos, tgt = pos.to(logits.device), tgt.to(logits.device)
+    pos = pos.to(logits.device)
     sel = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))  # (B, T, V)
-    lp = sel.float().log_softmax(-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    rows = lp.cpu().tolist()
-    return [rows[i][: len(t)] for i, t in enumerate(targets)]
+    return _read(sel, tgt, targets)
 
 
 def _shared_target_logps(model: Any, prompts: Sequence[list[int]],
@@ -129,7 +127,13 @@ def _shared_target_logps(model: Any, prompts: Sequence[list[int]],
     h = shared_prompt_states(model, t_ids.to(device), t_mask.to(device), p_ids.to(device),
                              p_mask.to(device), row.to(device))  # (R, 1 + Lt, H)
     # state j predicts target token j: the last state (after the last token) is not read
-    lp = head(model, h[:, :-1]).float().log_softmax(-1)  # (R, Lt, V)
-    lp = lp.gather(-1, t_ids.to(lp.device).unsqueeze(-1)).squeeze(-1)  # (R, Lt)
-    rows = lp.cpu().tolist()
+    return _read(head(model, h[:, :-1]), t_ids, targets)
+
+
+def _read(logits: torch.Tensor, tgt: torch.Tensor,
+          targets: Sequence[list[int]]) -> list[list[float]]:
+    """logits (R, T, V) at the positions predicting tgt (R, T) → each row's target log-probs
+    (fp32 log-softmax), cut to its own length."""
+    lp = logits.float().log_softmax(-1).gather(-1, tgt.to(logits.device).unsqueeze(-1))
+    rows = lp.squeeze(-1).cpu().tolist()  # (R, T)
     return [rows[i][: len(t)] for i, t in enumerate(targets)]
