@@ -497,25 +497,32 @@ def test_the_task_field_leaves_classification_run_ids_unchanged() -> None:
 
 
 def test_the_cpu_study_seeds_config_grows_the_same_experiment(tmp_path: Path) -> None:
-    """configs/gen-cpu-study-seeds.yaml adds runs to gen-cpu-study.yaml's experiment (same id):
-    the ceiling and naive-soft / bayes at K = 3, ± aux, for seeds 0–2, and DPO with each ε after
-    every seed's bayes without aux — the runs README's generation intervals come from."""
-    from w2s_core.experiments.config import load_config
+    """configs/gen-cpu-study-seeds.yaml adds runs to gen-cpu-study.yaml's experiment (every item
+    has its id): the ceiling and naive-soft / bayes at K = 3, ± aux, for seeds 0–2 with DPO after
+    each seed's bayes without aux; joint with the summed and the per_char score — the runs
+    README's generation intervals come from."""
+    from w2s_core.experiments.config import load_config, load_configs
     from w2s_core.experiments.gen_runs import GenerationRuns
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    study, seeds = (load_config(root / f) for f in ("gen-cpu-study.yaml",
-                                                     "gen-cpu-study-seeds.yaml"))
-    assert seeds.experiment_id() == study.experiment_id() == "gen-cpu-study-cc4f740865a5"
-    sw = Sweep(seeds, tmp_path, progress=False, log=lambda _m: None)
-    plan = GenerationRuns(sw, SimpleNamespace(data_seed=0, pairs=lambda _s: []), None,
-                          "cpu").plan()  # type: ignore[arg-type]
-    transfer = sorted((p.method, len(p.subset), p.aux, p.seed) for p, _ in plan
-                      if p.kind == "transfer")
-    assert transfer == sorted((m, 3, a, s) for m in ("naive-soft", "bayes")
-                              for a in (False, True) for s in (0, 1, 2))
-    assert sorted(p.seed for p, _ in plan if p.kind == "ceiling") == [0, 1, 2]
+    study = load_config(root / "gen-cpu-study.yaml")
+    items = load_configs(root / "gen-cpu-study-seeds.yaml")
+    assert {c.experiment_id() for c in items} == {study.experiment_id()} == \
+        {"gen-cpu-study-cc4f740865a5"}
+    plans = [GenerationRuns(Sweep(c, tmp_path, progress=False, log=lambda _m: None),
+                            SimpleNamespace(data_seed=0, pairs=lambda _s: []), None,
+                            "cpu").plan() for c in items]  # type: ignore[arg-type]
+    seeds = (0, 1, 2)
+    for plan in plans:
+        assert sorted(p.seed for p, _ in plan if p.kind == "ceiling") == [0, 1, 2]
+    transfer = [sorted((p.method, len(p.subset), p.aux, p.seed, p.options.get("joint_score"))
+                       for p, _ in plan if p.kind == "transfer") for plan in plans]
+    assert transfer[0] == sorted((m, 3, a, s, "sum") for m in ("naive-soft", "bayes")
+                                 for a in (False, True) for s in seeds)
+    assert transfer[1] == [("joint", 3, False, s, "sum") for s in seeds]
+    assert transfer[2] == [("joint", 3, False, s, "per_char") for s in seeds]
     dpo = sorted((p.method, p.aux, p.seed, str(k.options["dpo"]["eps"]))
-                 for p, ks in plan for k in ks)
-    assert dpo == sorted(("bayes", False, s, e) for s in (0, 1, 2)
+                 for p, ks in plans[0] for k in ks)
+    assert dpo == sorted(("bayes", False, s, e) for s in seeds
                          for e in ("0.0", "0.1", "confidence"))
+    assert not [k for plan in plans[1:] for _, ks in plan for k in ks]  # DPO follows bayes only
