@@ -432,7 +432,8 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
     rows = flatten(lm.tokenizer, ex, 256)
     net = TargetLogits(lm.model).eval()
     idx = [r for g in example_chunks(rows, [2, 0, 1], 100) for r in g]
-    assert sorted(idx) == list(range(9)) and idx[:3] == rows.by_example[0]
+    assert sorted(idx) == list(range(9))
+    assert all(idx[3 * j: 3 * j + 3] in rows.by_example for j in range(3))  # whole examples
     pad = lm.tokenizer.pad_token_id
     with torch.no_grad():
         a = collate(rows, idx, pad, torch.device("cpu"))
@@ -460,6 +461,55 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
     # grouping: whole examples, shortest first, a group closed before it passes `size` rows
     assert [len(g) for g in example_chunks(rows, [0, 1, 2], 6)] == [6, 3]
     assert [len(g) for g in example_chunks(rows, [0, 1, 2], 2)] == [3, 3, 3]
+
+
+def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases):
+    """The shared pass covers the prompt and the longest common prefix of its rows' targets
+    (identical targets: all but their last token); each row's own pass holds only the rest,
+    and the target logits still equal each row's full prompt + target forward."""
+    from w2s_core.models.shared_prompt import common_prefix
+    from w2s_core.training.lm_batches import Rows, collate, example_chunks, flatten
+    from w2s_core.training.lm_loop import TargetLogits
+
+    assert common_prefix([[1, 2, 3, 9], [1, 2, 4]]) == 2
+    assert common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps its last token
+    assert common_prefix([[5], [5, 6]]) == 0 and common_prefix([[1, 2], [3, 2]]) == 0
+    assert common_prefix([[7, 8, 9]]) == 2
+    # chunks sort examples by their own passes' length, then the shared pass's (hand case:
+    # (own, shared) = (1, 9), (3, 2), (1, 2); sorted by whole rows it would be 2, 1, 0)
+    hand = Rows(ids=[[1, 2, 3, 4, 5, 9, 9, 9, 9, 1], [1, 2, 3, 4, 5, 9, 9, 9, 9, 2],
+                     [1, 2, 7, 1, 2], [1, 2, 8, 1, 2], [1, 5, 5]], start=[5, 5, 2, 2, 1],
+                by_example=[[0, 1], [2, 3], [4]])
+    assert example_chunks(hand, [0, 1, 2], 2) == [[4], [0, 1], [2, 3]]
+    lm = fresh(bases, "char")
+    same = format_slots([("city", "boston"), ("time", "six")])
+    labels = [same, format_slots([("city", "boston"), ("time", "ten")]), same]
+    ex = [GenExample(PROMPTS[0], [LabelSeq(t) for t in labels], [0.4, 0.4, 0.2]),
+          GenExample(PROMPTS[1], [LabelSeq(TARGETS[1]), LabelSeq(OTHERS[1])], [0.5, 0.5])]
+    rows = flatten(lm.tokenizer, ex, 256)
+    net = TargetLogits(lm.model).eval()
+    pad = lm.tokenizer.pad_token_id
+    idx = list(range(5))
+    with torch.no_grad():
+        a = collate(rows, idx, pad, torch.device("cpu"))
+        b = collate(rows, idx, pad, torch.device("cpu"), shared=True)
+        za = net(a["input_ids"], a["attention_mask"], a["pos"])
+        zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
+                 b["prompt_mask"], b["row_prompt"])
+    # char tokens: the first example's targets agree up to "ten"/"six", so its rows carry only
+    # their differing tail (+ '"}' + EOS) in their own pass
+    tail = len(lm.tokenizer('six"}')["input_ids"]) + 1
+    own = b["attention_mask"].sum(-1).tolist()
+    assert own[:3] == [tail, tail, tail]
+    n_common = len(lm.tokenizer(same[: same.index("six")])["input_ids"])
+    assert b["prompt_mask"].sum(-1)[b["row_prompt"][0]] == rows.start[0] + n_common
+    assert b["prompt_ids"].shape[0] == 2 and b["row_prompt"].tolist() == [0, 0, 0, 1, 1]
+    # a row counts its full prompt + target tokens once, shared or not
+    assert (b["prompt_mask"][b["row_prompt"]].sum(-1) + b["attention_mask"].sum(-1)).tolist() \
+        == a["attention_mask"].sum(-1).tolist()
+    m = a["tmask"]
+    assert torch.equal(m, b["tmask"]) and torch.equal(a["labels"], b["labels"])
+    assert torch.allclose(za[m], zb[m], atol=1e-4)
 
 
 @pytest.mark.parametrize(("kind", "mode"), [("ce", "detached"), ("soft", "live"),

@@ -18,7 +18,8 @@ from torch import nn
 from w2s_core.errors import W2SError
 from w2s_core.models.causal import cache_kwarg
 
-__all__ = ["group", "head", "pad", "shared_prompt_states", "shares_prompts", "target_logps"]
+__all__ = ["common_prefix", "group", "head", "pad", "prompt_target_states", "shared_prompt_states",
+           "shares_prompts", "target_logps"]
 
 
 def shares_prompts(model: nn.Module) -> bool:
@@ -33,17 +34,29 @@ def group(keys: Sequence[Hashable]) -> tuple[list[Hashable], torch.Tensor]:
     return list(distinct), torch.tensor([distinct[k] for k in keys], dtype=torch.long)
 
 
-def shared_prompt_states(model: nn.Module, target_ids: torch.Tensor, target_mask: torch.Tensor,
-                         prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                         row_prompt: torch.Tensor) -> torch.Tensor:
-    """Decoder hidden states (R, 1 + Lt, H) of each row's target after its prompt.
+def common_prefix(targets: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens the targets of one prompt can move into that prompt's shared
+    pass: their longest common prefix, leaving every target ≥ 1 token of its own (so each row
+    still has a target pass; identical targets share all but their last token)."""
+    n = min(len(t) for t in targets) - 1
+    c = 0
+    while c < n and all(t[c] == targets[0][c] for t in targets):
+        c += 1
+    return max(c, 0)
+
+
+def prompt_target_states(model: nn.Module, target_ids: torch.Tensor,
+                         target_mask: torch.Tensor, prompt_ids: torch.Tensor,
+                         prompt_mask: torch.Tensor, row_prompt: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder hidden states of each distinct prompt, (E, Lp, H), and of each row's target
+    after its prompt's KV cache, (R, Lt, H).
 
     prompt_ids/mask: (E, Lp) right-padded; target_ids/mask: (R, Lt) right-padded; row_prompt:
-    (R,) the prompt of each row. State 0 of row r is its prompt's last, so state j predicts
-    target token j (the unshared path reads it at prompt length − 1 + j). Right-padded prompts
-    leave a masked gap between a short prompt and its target (explicit position ids keep RoPE
-    positions contiguous); left padding would give pad queries nothing to attend to, NaN under
-    SDPA. Under autograd, gradients reach the prompt pass through the cached keys and values.
+    (R,) the prompt of each row. Right-padded prompts leave a masked gap between a short prompt
+    and its target (explicit position ids keep RoPE positions contiguous); left padding would
+    give pad queries nothing to attend to, NaN under SDPA. Under autograd, gradients reach the
+    prompt pass through the cached keys and values.
     """
     from transformers import DynamicCache
 
@@ -53,12 +66,23 @@ def shared_prompt_states(model: nn.Module, target_ids: torch.Tensor, target_mask
     hp = dec(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True,
              **{kw: cache}).last_hidden_state  # (E, Lp, H)
     n_p = prompt_mask.sum(-1)  # (E,)
-    last = hp[torch.arange(hp.shape[0], device=hp.device), n_p - 1]  # (E, H)
     cache.batch_select_indices(row_prompt)  # (R, ...): indexing keeps the autograd graph
     steps = torch.arange(target_ids.shape[1], device=target_ids.device)
     ht = dec(input_ids=target_ids, use_cache=True, **{kw: cache},
              attention_mask=torch.cat([prompt_mask[row_prompt], target_mask], 1),
              position_ids=n_p[row_prompt, None] + steps).last_hidden_state  # (R, Lt, H)
+    return hp, ht
+
+
+def shared_prompt_states(model: nn.Module, target_ids: torch.Tensor, target_mask: torch.Tensor,
+                         prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                         row_prompt: torch.Tensor) -> torch.Tensor:
+    """Decoder hidden states (R, 1 + Lt, H) of each row's target after its prompt
+    (``prompt_target_states``). State 0 of row r is its prompt's last, so state j predicts
+    target token j (the unshared path reads it at prompt length − 1 + j)."""
+    hp, ht = prompt_target_states(model, target_ids, target_mask, prompt_ids, prompt_mask,
+                                  row_prompt)
+    last = hp[torch.arange(hp.shape[0], device=hp.device), prompt_mask.sum(-1) - 1]  # (E, H)
     return torch.cat([last[row_prompt, None], ht], 1)
 
 

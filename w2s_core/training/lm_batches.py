@@ -14,7 +14,7 @@ import torch
 from w2s_core.data.prompts import encode
 from w2s_core.errors import W2SError
 from w2s_core.methods import bridge
-from w2s_core.models.shared_prompt import group, pad
+from w2s_core.models.shared_prompt import common_prefix, group, pad
 
 
 @dataclass
@@ -85,13 +85,26 @@ def length_chunks(lengths: Sequence[int], size: int) -> list[list[int]]:
     return [order[i:i + size] for i in range(0, len(order), max(1, size))]
 
 
+def _pass_lengths(rows: Rows, e: int) -> tuple[int, int]:
+    """Example e's longest own pass and its shared pass (prompt + common target prefix) under
+    ``collate(shared=True)``: the lengths its rows are padded to."""
+    mine = rows.by_example[e]
+    if not mine:
+        return 0, 0
+    targets = [rows.ids[r][rows.start[r]:] for r in mine]
+    one = len({tuple(rows.ids[r][: rows.start[r]]) for r in mine}) == 1
+    c = common_prefix(targets) if one else 0  # a cut prompt is not shared (``collate``)
+    return max(len(t) for t in targets) - c, max(rows.start[r] for r in mine) + c
+
+
 def example_chunks(rows: Rows, items: Sequence[int], size: int,
                    by_length: bool = True) -> list[list[int]]:
-    """The rows of ``items`` (example indices) grouped whole by example, examples sorted by
-    their longest row (stable; ``by_length=False``: in the given order), a group closed before
-    it would pass ``size`` rows (an example with more rows forms a group alone)."""
-    order = sorted(items, key=lambda e: max((len(rows.ids[r]) for r in rows.by_example[e]),
-                                            default=0)) if by_length else list(items)
+    """The rows of ``items`` (example indices) grouped whole by example, a group closed before
+    it would pass ``size`` rows (an example with more rows forms a group alone). Examples come
+    sorted (stable) by the length of their rows' own passes, then of their shared pass
+    (``_pass_lengths``): the K rows outnumber the one prompt, so their padding costs more.
+    ``by_length=False``: in the given order."""
+    order = sorted(items, key=lambda e: _pass_lengths(rows, e)) if by_length else list(items)
     out: list[list[int]] = []
     for e in order:
         mine = rows.by_example[e]
@@ -109,9 +122,12 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
     target token j; ``labels``, ``word_ids``, ``tmask`` are (R, T).
 
     Unshared: ``input_ids`` (R, L) hold prompt + target and ``pos`` = start − 1 + j (causal LM
-    shift). ``shared``: each distinct prompt of ``idx`` once in ``prompt_ids``/``prompt_mask``
-    (E, Lp), ``row_prompt`` (R,) its row's prompt, ``input_ids`` (R, Lt) the targets only, and
-    ``pos`` = j (``lm_loop.TargetLogits`` puts the prompt's last state first)."""
+    shift). ``shared``: the rows of one prompt share one pass over it and over the longest
+    common prefix of their targets (``shared_prompt.common_prefix``: K teachers' JSON agrees on
+    its opening, often on whole slots; a DPO pair's beams on more). Each distinct extended
+    prompt is in ``prompt_ids``/``prompt_mask`` (E, Lp) once, ``row_prompt`` (R,) is its row's,
+    ``input_ids`` (R, Lt) hold the rest of each target, and ``pos`` indexes the states
+    [prompt pass (Lp), target pass (Lt)] that ``lm_loop.TargetLogits`` lays side by side."""
     n_t = [len(rows.ids[i]) - rows.start[i] for i in idx]
     t_max, w_max = max(n_t), max([len(rows.word_logp[i]) for i in idx] + [1])
     b = {"pos": torch.zeros((len(idx), t_max), dtype=torch.long),
@@ -120,20 +136,31 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
          "word_ids": torch.full((len(idx), t_max), -1, dtype=torch.long),
          "word_logp": torch.zeros((len(idx), w_max)),
          "weight": torch.tensor([rows.weight[i] for i in idx])}
+    ends = [rows.start[i] for i in idx]  # where each row's own pass begins
     if shared:
         # keyed by the prompt's ids, not its example: a row whose long target cut its prompt
         # from the left (``encode``) has a prompt of its own
-        distinct, b["row_prompt"] = group([tuple(rows.ids[i][: rows.start[i]]) for i in idx])
+        keys, of_key = group([tuple(rows.ids[i][: rows.start[i]]) for i in idx])
+        for k in range(len(keys)):
+            mine = [r for r in range(len(idx)) if of_key[r] == k]
+            c = common_prefix([rows.ids[idx[r]][rows.start[idx[r]]:] for r in mine])
+            for r in mine:
+                ends[r] += c
+        distinct, b["row_prompt"] = group([tuple(rows.ids[i][:e])
+                                           for i, e in zip(idx, ends, strict=True)])
         b["prompt_ids"], b["prompt_mask"] = pad(distinct, pad_id, left=False)
         b["input_ids"], b["attention_mask"] = pad(
-            [rows.ids[i][rows.start[i]:] for i in idx], pad_id, left=False)
+            [rows.ids[i][e:] for i, e in zip(idx, ends, strict=True)], pad_id, left=False)
+        width = b["prompt_ids"].shape[1]
     else:
         b["input_ids"], b["attention_mask"] = pad([rows.ids[i] for i in idx], pad_id, left=False)
     if frozen is not None:
         b["log_q"] = torch.zeros((len(idx), t_max))
     for r, (i, n) in enumerate(zip(idx, n_t, strict=True)):
         ids, s = rows.ids[i], rows.start[i]
-        b["pos"][r, :n] = torch.arange(n) if shared else torch.arange(s - 1, s - 1 + n)
+        at = torch.arange(s - 1, s - 1 + n)  # absolute position of the state predicting j
+        # shared: states before the row's own pass are the prompt pass's, the rest follow it
+        b["pos"][r, :n] = torch.where(at < ends[r], at, at - ends[r] + width) if shared else at
         b["labels"][r, :n] = torch.tensor(ids[s:])
         b["tmask"][r, :n] = True
         if rows.word_logp[i]:  # hard labels keep word id −1 everywhere: log q = 0, q = 1

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from w2s_core.device import autocast_bf16, pick_device
 from w2s_core.errors import W2SError
 from w2s_core.models.causal import CausalLM
-from w2s_core.models.shared_prompt import head, shared_prompt_states, shares_prompts
+from w2s_core.models.shared_prompt import head, prompt_target_states, shares_prompts
 from w2s_core.training.finetune import _accelerator, _batches, _bf16_on, lr_factor
 
 # Llama-family attention and MLP projections; models without them get peft's "all-linear"
@@ -34,10 +34,10 @@ class TargetLogits(nn.Module):
     causal LM in one module keeps DDP's hooks on the whole forward pass.
 
     With ``prompt_ids`` (a shared-prompt batch, ``lm_batches.collate(shared=True)``) each of
-    the E distinct prompts runs once and its KV cache is copied to its R rows, whose
-    ``input_ids`` then hold only their targets: the K label sequences of one example cost one
-    prompt, not K. Row r's hidden states are [prompt's last, target tokens...], so ``pos[r, j]``
-    = j reads the state that predicts target token j, as the unshared path's (start − 1 + j).
+    the E distinct prompts — extended by the common prefix of its rows' targets — runs once
+    and its KV cache is copied to its R rows, whose ``input_ids`` then hold only the rest of
+    their targets: the K label sequences of one example cost one prompt, not K. Row r's states
+    are laid out as [its prompt's pass (Lp), its own pass (Lt)], which ``pos`` indexes.
     Gradients reach the prompt pass through the cached keys and values."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -53,8 +53,9 @@ class TargetLogits(nn.Module):
                                          use_cache=False).last_hidden_state  # (R, L, H)
         else:
             assert prompt_mask is not None and row_prompt is not None
-            h = shared_prompt_states(self.model, input_ids, attention_mask, prompt_ids,
-                                     prompt_mask, row_prompt)
+            hp, ht = prompt_target_states(self.model, input_ids, attention_mask, prompt_ids,
+                                          prompt_mask, row_prompt)
+            h = torch.cat([hp[row_prompt], ht], 1)  # (R, Lp + Lt, H)
         h = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (R, T, H)
         return head(self.model, h)
 
