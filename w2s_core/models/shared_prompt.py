@@ -3,7 +3,9 @@
 Used wherever several sequences continue the same prompt: a student's K label sequences in
 training and read-outs (``training.lm_loop.TargetLogits``) and the N candidates of an utterance
 when they are scored under teacher forcing (``models.decode.score``). For E distinct prompts and
-R rows this computes E prompts instead of R.
+R rows this computes E prompts instead of R. The trainers' batches extend each prompt by the
+common prefix of its rows' targets (``common_prefix``, ``training.lm_batches.collate``), so
+the tokens on which K teachers agree also run once.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Every example's K label sequences become K rows (prompt + target + EOS, right-padded); the loss
 reads only the target tokens. Logits are computed only at the positions that predict a target
 token (``TargetLogits``), so a 49k vocabulary costs rows × target length × V, not × the prompt.
-The K rows of one example share one pass over its prompt (its KV cache feeds each target), so a
-prompt costs once per example, not K times (``lm_batches.collate(shared=True)``).
+The K rows of one example share one pass over its prompt and the common prefix of their targets
+(its KV cache feeds the rest of each target), so a prompt costs once per example, not K times
+(``lm_batches.collate(shared=True)``).
 Per row: loss = mean over its target tokens; per example Σ_k λ_k L_k; per batch the mean over
 examples. Soft targets come from the word bridge (METHOD.md §3, ``methods.bridge``).
 The optimisation loop (``run_loop``) is shared with DPO (``training.lm_dpo``): the conventions of
