@@ -14,7 +14,10 @@ shared prompts fewer FLOPs are spent per counted token: then an effective share)
 ``--labels K`` gives every prompt K label sequences (the multi-weak case: one per teacher),
 weighted 1/K. The Trainer gets the K·N (prompt, label) rows a user would build for it, K·batch
 rows per step; ``train_lm`` takes ``batch`` examples with their K rows per step, sharing each
-example's prompt pass among its rows; with K > 1 it also runs with that sharing off.
+example's pass over its prompt and its labels' common prefix among its rows; with K > 1 it
+also runs with that sharing off. The synthetic variants differ from the gold label in one slot
+each, so they share its tokens up to the first changed slot (real teachers' labels share more
+or less: measure on them before quoting a gain).
 """
 
 from __future__ import annotations
