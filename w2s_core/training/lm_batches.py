@@ -141,8 +141,9 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
         # keyed by the prompt's ids, not its example: a row whose long target cut its prompt
         # from the left (``encode``) has a prompt of its own
         keys, of_key = group([tuple(rows.ids[i][: rows.start[i]]) for i in idx])
+        key_of = of_key.tolist()
         for k in range(len(keys)):
-            mine = [r for r in range(len(idx)) if of_key[r] == k]
+            mine = [r for r, kr in enumerate(key_of) if kr == k]
             c = common_prefix([rows.ids[idx[r]][rows.start[idx[r]]:] for r in mine])
             for r in mine:
                 ends[r] += c
