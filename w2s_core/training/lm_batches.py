@@ -85,16 +85,29 @@ def length_chunks(lengths: Sequence[int], size: int) -> list[list[int]]:
     return [order[i:i + size] for i in range(0, len(order), max(1, size))]
 
 
+def own_starts(rows: Rows, idx: Sequence[int]) -> list[int]:
+    """Where each row's own pass begins when ``idx`` share passes: its start plus the common
+    prefix (``shared_prompt.common_prefix``) of the targets of the rows with its prompt. Keyed
+    by the prompt's ids, not the example: a row whose long target cut its prompt from the left
+    (``encode``) has a prompt of its own."""
+    ends = [rows.start[i] for i in idx]
+    keys = [tuple(rows.ids[i][: rows.start[i]]) for i in idx]
+    for key in dict.fromkeys(keys):
+        mine = [r for r, k in enumerate(keys) if k == key]
+        c = common_prefix([rows.ids[idx[r]][ends[r]:] for r in mine])
+        for r in mine:
+            ends[r] += c
+    return ends
+
+
 def _pass_lengths(rows: Rows, e: int) -> tuple[int, int]:
-    """Example e's longest own pass and its shared pass (prompt + common target prefix) under
-    ``collate(shared=True)``: the lengths its rows are padded to."""
+    """Example e's longest own pass and longest shared pass (prompt + common target prefix)
+    under ``collate(shared=True)``: the lengths its rows are padded to."""
     mine = rows.by_example[e]
     if not mine:
         return 0, 0
-    targets = [rows.ids[r][rows.start[r]:] for r in mine]
-    one = len({tuple(rows.ids[r][: rows.start[r]]) for r in mine}) == 1
-    c = common_prefix(targets) if one else 0  # a cut prompt is not shared (``collate``)
-    return max(len(t) for t in targets) - c, max(rows.start[r] for r in mine) + c
+    ends = own_starts(rows, mine)
+    return (max(len(rows.ids[r]) - end for r, end in zip(mine, ends, strict=True)), max(ends))
 
 
 def example_chunks(rows: Rows, items: Sequence[int], size: int,
@@ -136,17 +149,8 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
          "word_ids": torch.full((len(idx), t_max), -1, dtype=torch.long),
          "word_logp": torch.zeros((len(idx), w_max)),
          "weight": torch.tensor([rows.weight[i] for i in idx])}
-    ends = [rows.start[i] for i in idx]  # where each row's own pass begins
+    ends = own_starts(rows, idx) if shared else [rows.start[i] for i in idx]
     if shared:
-        # keyed by the prompt's ids, not its example: a row whose long target cut its prompt
-        # from the left (``encode``) has a prompt of its own
-        keys, of_key = group([tuple(rows.ids[i][: rows.start[i]]) for i in idx])
-        key_of = of_key.tolist()
-        for k in range(len(keys)):
-            mine = [r for r, kr in enumerate(key_of) if kr == k]
-            c = common_prefix([rows.ids[idx[r]][rows.start[idx[r]]:] for r in mine])
-            for r in mine:
-                ends[r] += c
         distinct, b["row_prompt"] = group([tuple(rows.ids[i][:e])
                                            for i, e in zip(idx, ends, strict=True)])
         b["prompt_ids"], b["prompt_mask"] = pad(distinct, pad_id, left=False)
