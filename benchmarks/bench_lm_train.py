@@ -14,10 +14,16 @@ shared prompts fewer FLOPs are spent per counted token: then an effective share)
 ``--labels K`` gives every prompt K label sequences (the multi-weak case: one per teacher),
 weighted 1/K. The Trainer gets the K·N (prompt, label) rows a user would build for it, K·batch
 rows per step; ``train_lm`` takes ``batch`` examples with their K rows per step, sharing each
-example's pass over its prompt and its labels' common prefix among its rows; with K > 1 it
-also runs with that sharing off. The synthetic variants differ from the gold label in one slot
-each, so they share its tokens up to the first changed slot (real teachers' labels share more
-or less: measure on them before quoting a gain).
+example's pass over its prompt and its labels' common prefix among its rows, and the
+instruction all prompts begin with among all rows of a pass; it also runs with that sharing
+off. The synthetic variants differ from the gold label in one slot each, so they share its
+tokens up to the first changed slot (real teachers' labels share more or less: measure on them
+before quoting a gain). The prompts are the default short ones (``build_prompt``): the shared
+instruction is 21 of their ~35 SmolLM2 tokens.
+
+``--repeats R`` runs every variant R times, interleaved, and reports each variant's median
+tokens/s and the median (and range) of its per-repeat ratio to the Trainer: on a shared
+machine the speed drifts between minutes, and a ratio of runs made back to back drifts less.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from __future__ import annotations
 import argparse
 import copy
 import random
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +175,8 @@ def main() -> None:
     ap.add_argument("--peak-size", type=int, default=None, help="n of the n×n bf16 matmul")
     ap.add_argument("--threads", type=int, default=0, help="CPU torch threads (0 = default)")
     ap.add_argument("--labels", type=int, default=1, help="label sequences per prompt (K)")
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats of all runs; "
+                    "ratios are per repeat, their median is reported")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -198,32 +208,43 @@ def main() -> None:
     peak32 = matmul_peak(size, device, dtype=torch.float32)
     print(f"matmul peak (measured): bf16 {peak / 1e9:.1f} GFLOP/s, fp32 {peak32 / 1e9:.1f} "
           "GFLOP/s")
-    results = [("HF Trainer (defaults: fp32)", run_trainer(lm, state, rows, args))]
-    results.append(("train_lm precision=fp32", run_ours(lm, state, examples, args, "fp32")))
-    if k > 1:  # what sharing each example's prompt among its K rows buys
-        from w2s_core.training import lm_loop
+    from w2s_core.models.features import cpu_has_fast_bf16
+    from w2s_core.training import lm_loop
 
+    def unshared() -> float:  # what sharing prompts (among K rows, the instruction) buys
         shares = lm_loop.shares_prompts
         lm_loop.shares_prompts = lambda _model: False  # type: ignore[assignment]
         try:
-            results.append(("train_lm fp32, prompt unshared",
-                            run_ours(lm, state, examples, args, "fp32")))
+            return run_ours(lm, state, examples, args, "fp32")
         finally:
             lm_loop.shares_prompts = shares
-    from w2s_core.models.features import cpu_has_fast_bf16
 
+    runs: dict[str, Callable[[], float]] = {
+        "HF Trainer (defaults: fp32)": lambda: run_trainer(lm, state, rows, args),
+        "train_lm precision=fp32": lambda: run_ours(lm, state, examples, args, "fp32")}
+    runs["train_lm fp32, prompt unshared"] = unshared
     if cuda or cpu_has_fast_bf16():
-        results.append(("train_lm precision=bf16", run_ours(lm, state, examples, args, "bf16")))
+        runs["train_lm precision=bf16"] = lambda: run_ours(lm, state, examples, args, "bf16")
     else:  # emulated bf16 runs ~100x below fp32 here; `auto` resolves to fp32 on this CPU
         print("no bf16 units on this CPU: the bf16 run is skipped (precision auto = fp32)")
-    base = results[0][1]
-    for label, tps in results:
-        print(f"{label:<28} {tps:12.0f} tokens/s  {tps / base:5.2f}x Trainer  "
-              f"{6 * n_params * tps / peak:6.1%} of bf16 peak, "
-              f"{6 * n_params * tps / peak32:6.1%} of fp32 peak")
-    best = max((r for r in results[1:] if "unshared" not in r[0]), key=lambda r: r[1])
-    print(f"{best[0]} / Trainer fp32 = {best[1] / base:.2f}x (target ≥ 2x)")
-
+    # interleaved repeats: on a shared machine the speed drifts by 10-20 % between minutes, so
+    # each repeat's ratio compares runs made back to back, and the median ratio is reported
+    speed: dict[str, list[float]] = {label: [] for label in runs}
+    for r in range(args.repeats):
+        for label, run in runs.items():
+            speed[label].append(run())
+        print(f"repeat {r + 1}: " + ", ".join(f"{label} {v[-1]:.0f}" for label, v in speed.items()))
+    base = speed["HF Trainer (defaults: fp32)"]
+    ratios = {label: [a / b for a, b in zip(v, base, strict=True)] for label, v in speed.items()}
+    for label, v in speed.items():
+        tps, x = statistics.median(v), ratios[label]
+        print(f"{label:<30} {tps:8.0f} tokens/s  {statistics.median(x):5.2f}x Trainer "
+              f"(repeats {min(x):.2f}-{max(x):.2f})  {6 * n_params * tps / peak:6.1%} of bf16 "
+              f"peak, {6 * n_params * tps / peak32:6.1%} of fp32 peak")
+    best = max((label for label in runs if label.startswith("train_lm") and "unshared" not in
+                label), key=lambda label: statistics.median(ratios[label]))
+    print(f"{best} / Trainer fp32 = {statistics.median(ratios[best]):.2f}x, median of "
+          f"{args.repeats} interleaved repeats (target ≥ 2x)")
 
 if __name__ == "__main__":
     main()

@@ -326,8 +326,9 @@ def test_shared_prompt_scoring_equals_unshared_and_runs_each_prompt_once(
             _same(out[True], out[False])
     finally:
         hook.remove()
-    # candidates of similar length (the second set): fewer tokens, in two passes, not one
-    assert tokens[True][0] == 2 * tokens[False][0] == 2
+    # candidates of similar length (the second set): fewer tokens, in three passes, not one
+    # (the two prompts' common instruction, the rest of each prompt, the candidates)
+    assert tokens[True][0] == 3 * tokens[False][0] == 3
     assert tokens[True][1] < 0.7 * tokens[False][1]
 
 

@@ -342,8 +342,9 @@ def test_dpo_starts_at_ln2_and_widens_the_margin_with_a_cached_reference(bases, 
     lm.model.model.register_forward_hook(lambda *a: calls.append(1))
     cfg = DPOConfig(beta=1.0, lr=3e-3, epochs=6, batch_size=4, warmup=0.0)
     stats = train_dpo(lm, PROMPTS, TARGETS, OTHERS, 0.0, cfg, 0)
-    # a pass runs the decoder twice when chosen and rejected share their prompt's pass
-    per_pass = 2 if shares_prompts(lm.model) else 1
+    # a pass runs the decoder three times when chosen and rejected share their prompt's pass:
+    # the prompts' common instruction, the rest of each prompt, each row's own target
+    per_pass = 3 if shares_prompts(lm.model) else 1
     assert len(calls) == per_pass * (1 + 6 + 1)  # reference once, one per step, final margin
     assert stats["first_loss"] == pytest.approx(math.log(2), abs=1e-5)  # π = reference: h = 0
     assert stats["margin_start"] == pytest.approx(start, abs=1e-4)  # reference = initial model
@@ -382,7 +383,7 @@ def test_a_shared_reference_gives_the_same_dpo_run_with_one_forward_less(bases):
     calls = []
     lm.model.model.register_forward_hook(lambda *a: calls.append(1))
     shared = train_dpo(lm, PROMPTS, TARGETS, OTHERS, 0.1, cfg, 0, reference=ref)
-    per_pass = 2 if shares_prompts(lm.model) else 1
+    per_pass = 3 if shares_prompts(lm.model) else 1  # instruction, prompts, own targets
     assert len(calls) == per_pass * (2 + 1)  # two steps and the final margin: no reference
     assert shared["margin_start"] == pytest.approx(own["margin_start"], abs=1e-5)
     assert shared["final_loss"] == pytest.approx(own["final_loss"], abs=1e-5)
@@ -439,9 +440,13 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
         a = collate(rows, idx, pad, torch.device("cpu"))
         b = collate(rows, idx, pad, torch.device("cpu"), shared=True)
         assert b["prompt_ids"].shape[0] == 3 and b["input_ids"].shape[1] < a["input_ids"].shape[1]
+        # the three prompts' common instruction runs once: its tokens, each prompt keeping ≥ 1
+        instruction = PROMPTS[0][: PROMPTS[0].index('"') + 1]
+        assert all(p.startswith(instruction) for p in PROMPTS)
+        assert int(b["root"]) >= len(lm.tokenizer(instruction)["input_ids"]) - 1 > 0
         za = net(a["input_ids"], a["attention_mask"], a["pos"])
         zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
-                 b["prompt_mask"], b["row_prompt"])
+                 b["prompt_mask"], b["row_prompt"], int(b["root"]))
     m = a["tmask"]
     assert torch.equal(m, b["tmask"]) and torch.equal(a["labels"], b["labels"])
     assert torch.allclose(za[m], zb[m], atol=1e-4)
@@ -456,7 +461,7 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
         assert b["prompt_ids"].shape[0] == 2
         za = net(a["input_ids"], a["attention_mask"], a["pos"])
         zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
-                 b["prompt_mask"], b["row_prompt"])
+                 b["prompt_mask"], b["row_prompt"], int(b["root"]))
     assert torch.allclose(za[a["tmask"]], zb[b["tmask"]], atol=1e-4)
     # grouping: whole examples, shortest first, a group closed before it passes `size` rows
     assert [len(g) for g in example_chunks(rows, [0, 1, 2], 6)] == [6, 3]
@@ -467,7 +472,7 @@ def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases)
     """The shared pass covers the prompt and the longest common prefix of its rows' targets
     (identical targets: all but their last token); each row's own pass holds only the rest,
     and the target logits still equal each row's full prompt + target forward."""
-    from w2s_core.models.shared_prompt import common_prefix
+    from w2s_core.models.shared_prompt import common_prefix, shared_root
     from w2s_core.training.lm_batches import Rows, collate, example_chunks, flatten
     from w2s_core.training.lm_loop import TargetLogits
 
@@ -475,6 +480,9 @@ def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases)
     assert common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps its last token
     assert common_prefix([[5], [5, 6]]) == 0 and common_prefix([[1, 2], [3, 2]]) == 0
     assert common_prefix([[7, 8, 9]]) == 2
+    # the prompts' own common prefix (the instruction) runs once per batch; one prompt: no root
+    assert shared_root([[1, 2, 3], [1, 2, 4], [1, 2, 3, 5]]) == 2
+    assert shared_root([[1, 2], [1, 2, 3]]) == 1 and shared_root([[1, 2, 3]]) == 0
     # chunks sort examples by their own passes' length, then the shared pass's (hand case:
     # (own, shared) = (1, 9), (3, 2), (1, 2); sorted by whole rows it would be 2, 1, 0)
     hand = Rows(ids=[[1, 2, 3, 4, 5, 9, 9, 9, 9, 1], [1, 2, 3, 4, 5, 9, 9, 9, 9, 2],
@@ -495,7 +503,7 @@ def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases)
         b = collate(rows, idx, pad, torch.device("cpu"), shared=True)
         za = net(a["input_ids"], a["attention_mask"], a["pos"])
         zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
-                 b["prompt_mask"], b["row_prompt"])
+                 b["prompt_mask"], b["row_prompt"], int(b["root"]))
     # char tokens: the first example's targets agree up to "ten"/"six", so its rows carry only
     # their differing tail (+ '"}' + EOS) in their own pass
     tail = len(lm.tokenizer('six"}')["input_ids"]) + 1
@@ -529,17 +537,20 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
     for on in (True, False):
         monkeypatch.setattr(lm_loop, "shares_prompts", lambda _m, on=on: on)
         lm = fresh(bases, "bpe")
-        seen: list[int] = []
-        lm.model.model.register_forward_hook(lambda *a, seen=seen: seen.append(1))
+        seen: list[int] = []  # tokens (padding included) of each decoder call
+        lm.model.model.register_forward_pre_hook(
+            lambda _m, _a, kw, seen=seen: seen.append(kw["input_ids"].numel()), with_kwargs=True)
         stats = train_lm(lm, ex, LossSpec(kind=kind, target_mode=mode), cfg, 0)
         # frozen first computes the initial q unshared: 12 rows in passes of batch_size 4
-        calls[on] = len(seen) - (12 // 4 if mode == "frozen" else 0)
+        calls[on] = len(seen) - (12 // 4 if mode == "frozen" else 0), sum(seen)
         out.append((stats["first_loss"], stats["final_loss"], stats["train_tokens"],
                     torch.cat([p.detach().flatten() for p in lm.model.parameters()])))
     (a1, a2, ta, wa), (b1, b2, tb, wb) = out
     assert a1 == pytest.approx(b1, rel=1e-4) and a2 == pytest.approx(b2, rel=1e-4)
     assert ta == tb  # throughput counts each row's prompt, shared or not
-    # the paths really differ: 2 steps of 12 rows, shared one 16-row chunk = 2 decoder calls a
-    # step; unshared three 4-row chunks = 3 calls a step
-    assert calls == {True: 2 * 2, False: 2 * 3}
+    # the paths really differ: 2 steps of 12 rows; shared, one 16-row chunk = 3 decoder calls a
+    # step (the 4 prompts' common instruction, the rest of each prompt, each row's own target);
+    # unshared, three 4-row chunks = 3 calls a step, with every prompt in every row
+    assert calls[True][0] == calls[False][0] == 2 * 3
+    assert calls[True][1] < 0.7 * calls[False][1]
     assert torch.allclose(wa, wb, atol=1e-4)

@@ -5,7 +5,9 @@ training and read-outs (``training.lm_loop.TargetLogits``) and the N candidates 
 when they are scored under teacher forcing (``models.decode.score``). For E distinct prompts and
 R rows this computes E prompts instead of R. The trainers' batches extend each prompt by the
 common prefix of its rows' targets (``common_prefix``, ``training.lm_batches.collate``), so
-the tokens on which K teachers agree also run once.
+the tokens on which K teachers agree also run once. The prompts of a batch share their own
+common prefix, the instruction before the quoted sentence (``shared_root``): it runs once for
+the whole batch, then the rest of each prompt, then each row's target.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from w2s_core.errors import W2SError
 from w2s_core.models.causal import cache_kwarg
 
 __all__ = ["common_prefix", "group", "head", "pad", "prompt_target_states", "shared_prompt_states",
-           "shares_prompts", "target_logps"]
+           "shared_root", "shares_prompts", "target_logps"]
 
 
 def shares_prompts(model: nn.Module) -> bool:
@@ -47,9 +49,16 @@ def common_prefix(targets: Sequence[Sequence[int]]) -> int:
     return max(c, 0)
 
 
+def shared_root(prompts: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens the distinct prompts of one batch can run once for all of them
+    (``prompt_target_states``' ``root``): their common prefix, each keeping ≥ 1 token; 0 for a
+    single prompt, which gains nothing from a pass of its own."""
+    return common_prefix(prompts) if len(prompts) > 1 else 0
+
+
 def prompt_target_states(model: nn.Module, target_ids: torch.Tensor,
                          target_mask: torch.Tensor, prompt_ids: torch.Tensor,
-                         prompt_mask: torch.Tensor, row_prompt: torch.Tensor
+                         prompt_mask: torch.Tensor, row_prompt: torch.Tensor, root: int = 0
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoder hidden states of each distinct prompt, (E, Lp, H), and of each row's target
     after its prompt's KV cache, (R, Lt, H).
@@ -57,16 +66,29 @@ def prompt_target_states(model: nn.Module, target_ids: torch.Tensor,
     prompt_ids/mask: (E, Lp) right-padded; target_ids/mask: (R, Lt) right-padded; row_prompt:
     (R,) the prompt of each row. Right-padded prompts leave a masked gap between a short prompt
     and its target (explicit position ids keep RoPE positions contiguous); left padding would
-    give pad queries nothing to attend to, NaN under SDPA. Under autograd, gradients reach the
-    prompt pass through the cached keys and values.
+    give pad queries nothing to attend to, NaN under SDPA. ``root`` > 0: the first ``root``
+    tokens, the same in every prompt (``shared_root``), run once and their cache is copied to
+    the E prompts. Under autograd, gradients reach the earlier passes through the cached keys
+    and values.
     """
     from transformers import DynamicCache
 
     dec = model.get_decoder()
     kw = cache_kwarg(dec)
     cache = DynamicCache(config=model.config)
-    hp = dec(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True,
-             **{kw: cache}).last_hidden_state  # (E, Lp, H)
+    parts = []
+    if root > 0:
+        e, dev = prompt_ids.shape[0], prompt_ids.device
+        hr = dec(input_ids=prompt_ids[:1, :root], use_cache=True,
+                 **{kw: cache}).last_hidden_state  # (1, root, H)
+        cache.batch_select_indices(torch.zeros(e, dtype=torch.long, device=dev))
+        parts.append(hr.expand(e, -1, -1))
+    # the root's columns of prompt_mask are ones: every prompt is longer than the root
+    steps = torch.arange(root, prompt_ids.shape[1], device=prompt_ids.device)
+    parts.append(dec(input_ids=prompt_ids[:, root:], attention_mask=prompt_mask, use_cache=True,
+                     position_ids=steps.expand(prompt_ids.shape[0], -1),
+                     **{kw: cache}).last_hidden_state)
+    hp = torch.cat(parts, 1) if root > 0 else parts[0]  # (E, Lp, H)
     n_p = prompt_mask.sum(-1)  # (E,)
     cache.batch_select_indices(row_prompt)  # (R, ...): indexing keeps the autograd graph
     steps = torch.arange(target_ids.shape[1], device=target_ids.device)
@@ -78,12 +100,12 @@ def prompt_target_states(model: nn.Module, target_ids: torch.Tensor,
 
 def shared_prompt_states(model: nn.Module, target_ids: torch.Tensor, target_mask: torch.Tensor,
                          prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                         row_prompt: torch.Tensor) -> torch.Tensor:
+                         row_prompt: torch.Tensor, root: int = 0) -> torch.Tensor:
     """Decoder hidden states (R, 1 + Lt, H) of each row's target after its prompt
     (``prompt_target_states``). State 0 of row r is its prompt's last, so state j predicts
     target token j (the unshared path reads it at prompt length − 1 + j)."""
     hp, ht = prompt_target_states(model, target_ids, target_mask, prompt_ids, prompt_mask,
-                                  row_prompt)
+                                  row_prompt, root)
     last = hp[torch.arange(hp.shape[0], device=hp.device), prompt_mask.sum(-1) - 1]  # (E, H)
     return torch.cat([last[row_prompt, None], ht], 1)
 
@@ -151,7 +173,8 @@ def _shared_target_logps(model: Any, prompts: Sequence[list[int]],
     t_ids, t_mask = pad([t or [pad_id] for t in targets], pad_id, left=False)  # (R, Lt)
     t_mask[[i for i, t in enumerate(targets) if not t]] = 0  # an empty target reads nothing
     h = shared_prompt_states(model, t_ids.to(device), t_mask.to(device), p_ids.to(device),
-                             p_mask.to(device), row.to(device))  # (R, 1 + Lt, H)
+                             p_mask.to(device), row.to(device),
+                             shared_root(distinct))  # (R, 1 + Lt, H)
     # state j predicts target token j: the last state (after the last token) is not read
     return _read(head(model, h[:, :-1]), t_ids, targets)
 

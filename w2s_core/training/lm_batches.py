@@ -14,7 +14,7 @@ import torch
 from w2s_core.data.prompts import encode
 from w2s_core.errors import W2SError
 from w2s_core.methods import bridge
-from w2s_core.models.shared_prompt import common_prefix, group, pad
+from w2s_core.models.shared_prompt import common_prefix, group, pad, shared_root
 
 
 @dataclass
@@ -140,7 +140,9 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
     its opening, often on whole slots; a DPO pair's beams on more). Each distinct extended
     prompt is in ``prompt_ids``/``prompt_mask`` (E, Lp) once, ``row_prompt`` (R,) is its row's,
     ``input_ids`` (R, Lt) hold the rest of each target, and ``pos`` indexes the states
-    [prompt pass (Lp), target pass (Lt)] that ``lm_loop.TargetLogits`` lays side by side."""
+    [prompt pass (Lp), target pass (Lt)] that ``lm_loop.TargetLogits`` lays side by side.
+    ``root`` (a 0-d tensor left on the CPU: reading it must not wait for the device) is how
+    many leading tokens all E prompts share (``shared_root``: the instruction), run once."""
     n_t = [len(rows.ids[i]) - rows.start[i] for i in idx]
     t_max, w_max = max(n_t), max([len(rows.word_logp[i]) for i in idx] + [1])
     b = {"pos": torch.zeros((len(idx), t_max), dtype=torch.long),
@@ -154,6 +156,7 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
         distinct, b["row_prompt"] = group([tuple(rows.ids[i][:e])
                                            for i, e in zip(idx, ends, strict=True)])
         b["prompt_ids"], b["prompt_mask"] = pad(distinct, pad_id, left=False)
+        root = torch.tensor(shared_root(distinct))
         b["input_ids"], b["attention_mask"] = pad(
             [rows.ids[i][e:] for i, e in zip(idx, ends, strict=True)], pad_id, left=False)
         width = b["prompt_ids"].shape[1]
@@ -173,4 +176,7 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
             b["word_logp"][r, :len(rows.word_logp[i])] = torch.tensor(rows.word_logp[i])
         if frozen is not None and i in frozen:
             b["log_q"][r, :n] = frozen[i]
-    return {k: v.to(device, non_blocking=True) for k, v in b.items()}
+    out = {k: v.to(device, non_blocking=True) for k, v in b.items()}
+    if shared:
+        out["root"] = root
+    return out

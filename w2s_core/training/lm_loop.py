@@ -36,9 +36,10 @@ class TargetLogits(nn.Module):
     With ``prompt_ids`` (a shared-prompt batch, ``lm_batches.collate(shared=True)``) each of
     the E distinct prompts — extended by the common prefix of its rows' targets — runs once
     and its KV cache is copied to its R rows, whose ``input_ids`` then hold only the rest of
-    their targets: the K label sequences of one example cost one prompt, not K. Row r's states
-    are laid out as [its prompt's pass (Lp), its own pass (Lt)], which ``pos`` indexes.
-    Gradients reach the prompt pass through the cached keys and values."""
+    their targets: the K label sequences of one example cost one prompt, not K; the first
+    ``root`` tokens, common to all prompts, run once for the batch. Row r's states are laid
+    out as [its prompt's pass (Lp), its own pass (Lt)], which ``pos`` indexes. Gradients reach
+    the earlier passes through the cached keys and values."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -47,14 +48,14 @@ class TargetLogits(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 pos: torch.Tensor, prompt_ids: torch.Tensor | None = None,
                 prompt_mask: torch.Tensor | None = None,
-                row_prompt: torch.Tensor | None = None) -> torch.Tensor:
+                row_prompt: torch.Tensor | None = None, root: int = 0) -> torch.Tensor:
         if prompt_ids is None:
             h = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                          use_cache=False).last_hidden_state  # (R, L, H)
         else:
             assert prompt_mask is not None and row_prompt is not None
             hp, ht = prompt_target_states(self.model, input_ids, attention_mask, prompt_ids,
-                                          prompt_mask, row_prompt)
+                                          prompt_mask, row_prompt, root)
             h = torch.cat([hp[row_prompt], ht], 1)  # (R, Lp + Lt, H)
         h = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (R, T, H)
         return head(self.model, h)
@@ -73,9 +74,11 @@ class Forward:
 
     def __call__(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
         self.tokens += b["attention_mask"].sum()
-        shared = {k: b[k] for k in ("prompt_ids", "prompt_mask", "row_prompt") if k in b}
+        shared: dict[str, Any] = {k: b[k] for k in ("prompt_ids", "prompt_mask", "row_prompt")
+                                  if k in b}
         if shared:
             self.tokens += b["prompt_mask"][b["row_prompt"]].sum()
+            shared["root"] = int(b["root"])
         with autocast_bf16(self.device, self.autocast):
             z = self.net(b["input_ids"], b["attention_mask"], b["pos"], **shared)
         return z.float()  # losses over a large vocabulary need fp32

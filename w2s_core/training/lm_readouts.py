@@ -53,7 +53,7 @@ def token_readouts(lm: CausalLM, examples: Sequence[GenExample], loss: LossSpec,
     fwd = Forward(TargetLogits(lm.model).eval(), device, autocast=False)
     piece = _pieces(lm.tokenizer)
     out: list[dict[str, Any]] = []
-    shared = fwd.shares and any(len(r) > 1 for r in rows.by_example)  # K rows, one prompt
+    shared = fwd.shares  # K rows share their prompt, all rows the instruction
     groups = example_chunks(rows, range(len(examples)), 2 * batch_size, by_length=False) \
         if shared else [list(range(s, min(s + batch_size, len(rows.ids))))
                         for s in range(0, len(rows.ids), batch_size)]

@@ -4,8 +4,8 @@ Every example's K label sequences become K rows (prompt + target + EOS, right-pa
 reads only the target tokens. Logits are computed only at the positions that predict a target
 token (``TargetLogits``), so a 49k vocabulary costs rows × target length × V, not × the prompt.
 The K rows of one example share one pass over its prompt and the common prefix of their targets
-(its KV cache feeds the rest of each target), so a prompt costs once per example, not K times
-(``lm_batches.collate(shared=True)``).
+(its KV cache feeds the rest of each target), so a prompt costs once per example, not K times,
+and the instruction all prompts begin with once per pass (``lm_batches.collate(shared=True)``).
 Per row: loss = mean over its target tokens; per example Σ_k λ_k L_k; per batch the mean over
 examples. Soft targets come from the word bridge (METHOD.md §3, ``methods.bridge``).
 The optimisation loop (``run_loop``) is shared with DPO (``training.lm_dpo``): the conventions of
@@ -168,15 +168,14 @@ def train_lm(lm: CausalLM, examples: Sequence[GenExample], loss: LossSpec, cfg: 
             for r, i in enumerate(idx):
                 frozen[i] = log_q[r, :len(rows.ids[i]) - rows.start[i]]
 
-    # K label rows of one example share its prompt: one prompt pass per example, not K
-    multi = any(len(r) > 1 for r in rows.by_example)
-
     def batch_loss(fwd: Forward, items: list[int], tau: float) -> torch.Tensor:
         total = torch.zeros((), device=fwd.device)
         size = rows_per_pass(fwd.net, ROW_CHUNK)
-        shared = multi and fwd.shares
-        if shared:  # a shared pass carries targets only, and its two decoder passes want rows:
-            # measured on 2 CPU cores, K = 3, 16 rows a chunk trained 113 row-tokens/s, 8 rows 91
+        # K label rows of one example share its prompt, all rows the instruction (K = 1 too);
+        # a shared pass carries targets only, and its decoder passes want rows: measured on
+        # 2 CPU cores, K = 3, 16 rows a chunk trained 113 row-tokens/s, 8 rows 91
+        shared = fwd.shares
+        if shared:
             chunks = example_chunks(rows, items, max(SHARED_CHUNK, 2 * size))
         else:
             idx = [r for e in items for r in rows.by_example[e]]
