@@ -12,6 +12,8 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from checks import decoder_input_shape
 
 from w2s_core.data.prompts import build_prompt, encode, format_slots
 from w2s_core.errors import W2SError
@@ -444,8 +446,8 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
         instruction = PROMPTS[0][: PROMPTS[0].index('"') + 1]
         assert all(p.startswith(instruction) for p in PROMPTS)
         assert int(b["root"]) >= len(lm.tokenizer(instruction)["input_ids"]) - 1 > 0
-        za = net(a["input_ids"], a["attention_mask"], a["pos"])
-        zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
+        za = net(a["input_ids"], a["attention_mask"], a["state"], a["pick"])
+        zb = net(b["input_ids"], b["attention_mask"], b["state"], b["pick"], b["prompt_ids"],
                  b["prompt_mask"], b["row_prompt"], int(b["root"]))
     m = a["tmask"]
     assert torch.equal(m, b["tmask"]) and torch.equal(a["labels"], b["labels"])
@@ -459,8 +461,8 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
         a = collate(cut, [0, 1], pad, torch.device("cpu"))
         b = collate(cut, [0, 1], pad, torch.device("cpu"), shared=True)
         assert b["prompt_ids"].shape[0] == 2
-        za = net(a["input_ids"], a["attention_mask"], a["pos"])
-        zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
+        za = net(a["input_ids"], a["attention_mask"], a["state"], a["pick"])
+        zb = net(b["input_ids"], b["attention_mask"], b["state"], b["pick"], b["prompt_ids"],
                  b["prompt_mask"], b["row_prompt"], int(b["root"]))
     assert torch.allclose(za[a["tmask"]], zb[b["tmask"]], atol=1e-4)
     # grouping: whole examples, shortest first, a group closed before it passes `size` rows
@@ -501,8 +503,8 @@ def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases)
     with torch.no_grad():
         a = collate(rows, idx, pad, torch.device("cpu"))
         b = collate(rows, idx, pad, torch.device("cpu"), shared=True)
-        za = net(a["input_ids"], a["attention_mask"], a["pos"])
-        zb = net(b["input_ids"], b["attention_mask"], b["pos"], b["prompt_ids"],
+        za = net(a["input_ids"], a["attention_mask"], a["state"], a["pick"])
+        zb = net(b["input_ids"], b["attention_mask"], b["state"], b["pick"], b["prompt_ids"],
                  b["prompt_mask"], b["row_prompt"], int(b["root"]))
     # char tokens: the first example's targets agree up to "ten"/"six", so its rows carry only
     # their differing tail (+ '"}' + EOS) in their own pass
@@ -518,14 +520,23 @@ def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases)
     m = a["tmask"]
     assert torch.equal(m, b["tmask"]) and torch.equal(a["labels"], b["labels"])
     assert torch.allclose(za[m], zb[m], atol=1e-4)
+    # the head runs once per predicting state: unshared, on every real target position (not
+    # padding); shared, the K rows of a prompt pick one state for each target token of their
+    # common prefix and for the first token after it (the prefix's last state predicts it)
+    assert a["state"].numel() == int(m.sum())
+    c1 = common_prefix([rows.ids[r][rows.start[r]:] for r in (3, 4)])
+    assert b["state"].numel() == int(m.sum()) - 2 * (n_common + 1) - (c1 + 1)
 
 
-@pytest.mark.parametrize(("kind", "mode"), [("ce", "detached"), ("soft", "live"),
-                                            ("edl", "frozen")])
+@pytest.mark.parametrize(("kind", "mode", "base"), [
+    ("ce", "detached", "bpe"), ("ce", "detached", "char"), ("soft", "live", "bpe"),
+    ("edl", "frozen", "char")])
 def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: str, mode: str,
-                                                                   monkeypatch):
+                                                                   base: str, monkeypatch):
     """train_lm shares each example's prompt among its K rows; switching that off must give
-    the same losses and weights (float summation order aside)."""
+    the same losses and weights (float summation order aside). "char" ties its embedding to
+    the head, so its shared passes look tokens up with a sparse gradient (``embed``) where
+    the unshared pass's is dense; "bpe" does not."""
     from w2s_core.training import lm_loop
 
     soft = kind != "ce"
@@ -536,10 +547,11 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
     out, calls = [], {}
     for on in (True, False):
         monkeypatch.setattr(lm_loop, "shares_prompts", lambda _m, on=on: on)
-        lm = fresh(bases, "bpe")
+        lm = fresh(bases, base)
         seen: list[int] = []  # tokens (padding included) of each decoder call
         lm.model.model.register_forward_pre_hook(
-            lambda _m, _a, kw, seen=seen: seen.append(kw["input_ids"].numel()), with_kwargs=True)
+            lambda _m, _a, kw, seen=seen: seen.append(math.prod(decoder_input_shape(kw))),
+            with_kwargs=True)
         stats = train_lm(lm, ex, LossSpec(kind=kind, target_mode=mode), cfg, 0)
         # frozen first computes the initial q unshared: 12 rows in passes of batch_size 4
         calls[on] = len(seen) - (12 // 4 if mode == "frozen" else 0), sum(seen)
@@ -554,3 +566,31 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
     assert calls[True][0] == calls[False][0] == 2 * 3
     assert calls[True][1] < 0.7 * calls[False][1]
     assert torch.allclose(wa, wb, atol=1e-4)
+
+
+def test_embed_looks_up_a_tied_embedding_with_a_sparse_gradient(bases):
+    """``embed``: the same vectors as the model's embedding; a tied embedding's lookup alone
+    has a sparse gradient equal to the dense one (counts of each id), and with the tied head
+    in the same backward the weight's gradient is dense again (fused AdamW needs that)."""
+    from w2s_core.models.shared_prompt import embed, head
+
+    ids = torch.tensor([[1, 2, 2, 5], [5, 0, 1, 1]])
+    for kind, sparse in (("char", True), ("bpe", False)):
+        lm = fresh(bases, kind)
+        w = lm.model.get_input_embeddings().weight
+        e = embed(lm.model, ids)
+        assert torch.equal(e, lm.model.get_input_embeddings()(ids))
+        e.sum().backward()
+        assert w.grad is not None and w.grad.is_sparse == sparse
+        counts = torch.bincount(ids.flatten(), minlength=w.shape[0]).float()
+        pad = lm.model.get_input_embeddings().padding_idx
+        if pad is not None:  # as nn.Embedding: the padding id's row gets no gradient
+            counts[pad] = 0
+        assert torch.equal(w.grad.to_dense(), counts[:, None].expand_as(w))
+        w.grad = None
+        (head(lm.model, embed(lm.model, ids)) ** 2).sum().backward()
+        assert w.grad is not None and not w.grad.is_sparse
+        if sparse:  # tied: both uses' gradients reach the one weight, as if all dense
+            dense = w.detach().clone().requires_grad_()
+            ((F.embedding(ids, dense) @ dense.T) ** 2).sum().backward()
+            assert dense.grad is not None and torch.allclose(w.grad, dense.grad, atol=1e-5)

@@ -131,21 +131,26 @@ def example_chunks(rows: Rows, items: Sequence[int], size: int,
 def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
             frozen: dict[int, torch.Tensor] | None = None,
             shared: bool = False) -> dict[str, torch.Tensor]:
-    """Right-padded batch of rows. ``pos[r, j]`` is the position whose hidden state predicts
-    target token j; ``labels``, ``word_ids``, ``tmask`` are (R, T).
+    """Right-padded batch of rows; ``labels``, ``word_ids``, ``tmask`` are (R, T). The hidden
+    state that predicts target token j of row r is ``state[pick[r, j]]``: ``state`` (N,) lists
+    each distinct predicting state once, as a flat index into the forward pass's states, so
+    the output head runs on N states, not R × T (``lm_loop.TargetLogits``). Padded target
+    positions pick state 0; the losses mask them.
 
-    Unshared: ``input_ids`` (R, L) hold prompt + target and ``pos`` = start − 1 + j (causal LM
-    shift). ``shared``: the rows of one prompt share one pass over it and over the longest
-    common prefix of their targets (``shared_prompt.common_prefix``: K teachers' JSON agrees on
-    its opening, often on whole slots; a DPO pair's beams on more). Each distinct extended
-    prompt is in ``prompt_ids``/``prompt_mask`` (E, Lp) once, ``row_prompt`` (R,) is its row's,
-    ``input_ids`` (R, Lt) hold the rest of each target, and ``pos`` indexes the states
-    [prompt pass (Lp), target pass (Lt)] that ``lm_loop.TargetLogits`` lays side by side.
+    Unshared: ``input_ids`` (R, L) hold prompt + target, and row r's token j is predicted at
+    r·L + start − 1 + j (causal LM shift). ``shared``: the rows of one prompt share one pass
+    over it and over the longest common prefix of their targets
+    (``shared_prompt.common_prefix``: K teachers' JSON agrees on its opening, often on whole
+    slots; a DPO pair's beams on more). Each distinct extended prompt is in
+    ``prompt_ids``/``prompt_mask`` (E, Lp) once, ``row_prompt`` (R,) is its row's,
+    ``input_ids`` (R, Lt) hold the rest of each target; the states are the prompt pass's
+    (E·Lp) then the target pass's (R·Lt), so the K rows of a prompt pick the same state where
+    it predicts a token of their common prefix: the head runs there once, not K times.
     ``root`` (a 0-d tensor left on the CPU: reading it must not wait for the device) is how
     many leading tokens all E prompts share (``shared_root``: the instruction), run once."""
     n_t = [len(rows.ids[i]) - rows.start[i] for i in idx]
     t_max, w_max = max(n_t), max([len(rows.word_logp[i]) for i in idx] + [1])
-    b = {"pos": torch.zeros((len(idx), t_max), dtype=torch.long),
+    b = {"pick": torch.zeros((len(idx), t_max), dtype=torch.long),
          "labels": torch.zeros((len(idx), t_max), dtype=torch.long),
          "tmask": torch.zeros((len(idx), t_max), dtype=torch.bool),
          "word_ids": torch.full((len(idx), t_max), -1, dtype=torch.long),
@@ -159,16 +164,23 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
         root = torch.tensor(shared_root(distinct))
         b["input_ids"], b["attention_mask"] = pad(
             [rows.ids[i][e:] for i, e in zip(idx, ends, strict=True)], pad_id, left=False)
-        width = b["prompt_ids"].shape[1]
+        width, n_e = b["prompt_ids"].shape[1], b["prompt_ids"].shape[0]
     else:
         b["input_ids"], b["attention_mask"] = pad([rows.ids[i] for i in idx], pad_id, left=False)
+    span = b["input_ids"].shape[1]
+    states: dict[int, int] = {}  # flat state index → its place in ``state``
     if frozen is not None:
         b["log_q"] = torch.zeros((len(idx), t_max))
     for r, (i, n) in enumerate(zip(idx, n_t, strict=True)):
         ids, s = rows.ids[i], rows.start[i]
-        at = torch.arange(s - 1, s - 1 + n)  # absolute position of the state predicting j
-        # shared: states before the row's own pass are the prompt pass's, the rest follow it
-        b["pos"][r, :n] = torch.where(at < ends[r], at, at - ends[r] + width) if shared else at
+        at = range(s - 1, s - 1 + n)  # absolute position of the state predicting j
+        if shared:  # before the row's own pass: its prompt's state, shared by its rows
+            e = int(b["row_prompt"][r])
+            flat = [e * width + a if a < ends[r] else n_e * width + r * span + a - ends[r]
+                    for a in at]
+        else:
+            flat = [r * span + a for a in at]
+        b["pick"][r, :n] = torch.tensor([states.setdefault(f, len(states)) for f in flat])
         b["labels"][r, :n] = torch.tensor(ids[s:])
         b["tmask"][r, :n] = True
         if rows.word_logp[i]:  # hard labels keep word id −1 everywhere: log q = 0, q = 1
@@ -176,6 +188,7 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
             b["word_logp"][r, :len(rows.word_logp[i])] = torch.tensor(rows.word_logp[i])
         if frozen is not None and i in frozen:
             b["log_q"][r, :n] = frozen[i]
+    b["state"] = torch.tensor(list(states), dtype=torch.long)
     out = {k: v.to(device, non_blocking=True) for k, v in b.items()}
     if shared:
         out["root"] = root

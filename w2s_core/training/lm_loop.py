@@ -30,35 +30,42 @@ _PRECISION = {"auto": "auto", "bf16": "on", "fp32": "off"}
 
 
 class TargetLogits(nn.Module):
-    """Decoder → hidden states at ``pos`` (R, T) → output head: (R, T, V) logits. Wrapping the
-    causal LM in one module keeps DDP's hooks on the whole forward pass.
+    """Decoder → the hidden states that predict target tokens → output head → (R, T, V)
+    logits. Wrapping the causal LM in one module keeps DDP's hooks on the whole forward pass.
 
-    With ``prompt_ids`` (a shared-prompt batch, ``lm_batches.collate(shared=True)``) each of
-    the E distinct prompts — extended by the common prefix of its rows' targets — runs once
-    and its KV cache is copied to its R rows, whose ``input_ids`` then hold only the rest of
-    their targets: the K label sequences of one example cost one prompt, not K; the first
-    ``root`` tokens, common to all prompts, run once for the batch. Row r's states are laid
-    out as [its prompt's pass (Lp), its own pass (Lt)], which ``pos`` indexes. Gradients reach
-    the earlier passes through the cached keys and values."""
+    The head (a 576 × 49k matmul for SmolLM2: about a fifth of a training step's FLOPs) runs
+    once per distinct predicting state, ``state`` (N,), a flat index into the pass's states;
+    ``pick`` (R, T) spreads its logits to every row and target position
+    (``lm_batches.collate``). With ``prompt_ids`` (a shared-prompt batch,
+    ``collate(shared=True)``) each of the E distinct prompts — extended by the common prefix of
+    its rows' targets — runs once and its KV cache is copied to its R rows, whose
+    ``input_ids`` then hold only the rest of their targets: the K label sequences of one example
+    cost one prompt, not K, and their common prefix one head; the first ``root`` tokens, common
+    to all prompts, run once for the batch. The states are the prompt pass's (E·Lp) then the
+    target pass's (R·Lt). Gradients reach the earlier passes through the cached keys and
+    values."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                pos: torch.Tensor, prompt_ids: torch.Tensor | None = None,
+                state: torch.Tensor, pick: torch.Tensor, prompt_ids: torch.Tensor | None = None,
                 prompt_mask: torch.Tensor | None = None,
                 row_prompt: torch.Tensor | None = None, root: int = 0) -> torch.Tensor:
         if prompt_ids is None:
             h = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                          use_cache=False).last_hidden_state  # (R, L, H)
+            h = h.flatten(0, 1)
         else:
             assert prompt_mask is not None and row_prompt is not None
             hp, ht = prompt_target_states(self.model, input_ids, attention_mask, prompt_ids,
                                           prompt_mask, row_prompt, root)
-            h = torch.cat([hp[row_prompt], ht], 1)  # (R, Lp + Lt, H)
-        h = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))  # (R, T, H)
-        return head(self.model, h)
+            h = torch.cat([hp.flatten(0, 1), ht.flatten(0, 1)])  # (E·Lp + R·Lt, H)
+        z = head(self.model, h.index_select(0, state))  # (N, V)
+        # index_select, not z[pick]: its backward adds whole rows (index_add), where advanced
+        # indexing's accumulating backward runs element by element on one CPU thread
+        return z.index_select(0, pick.flatten()).view(*pick.shape, -1)  # (R, T, V)
 
 
 class Forward:
@@ -80,7 +87,7 @@ class Forward:
             self.tokens += b["prompt_mask"][b["row_prompt"]].sum()
             shared["root"] = int(b["root"])
         with autocast_bf16(self.device, self.autocast):
-            z = self.net(b["input_ids"], b["attention_mask"], b["pos"], **shared)
+            z = self.net(b["input_ids"], b["attention_mask"], b["state"], b["pick"], **shared)
         return z.float()  # losses over a large vocabulary need fp32
 
 
