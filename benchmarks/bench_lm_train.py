@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import random
 import statistics
 import sys
@@ -208,6 +209,8 @@ def main() -> None:
     peak32 = matmul_peak(size, device, dtype=torch.float32)
     print(f"matmul peak (measured): bf16 {peak / 1e9:.1f} GFLOP/s, fp32 {peak32 / 1e9:.1f} "
           "GFLOP/s")
+    # set by importing w2s_core (huge pages for torch's large CPU tensors), for every run here
+    print(f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')} for all runs")
     from w2s_core.models.features import cpu_has_fast_bf16
     from w2s_core.training import lm_loop
 

@@ -17,11 +17,3 @@ def one_line_error(call: Callable[[], Any], match: str) -> str:
     msg = str(exc.value)
     assert "\n" not in msg and " — " in msg, msg
     return msg
-
-
-def decoder_input_shape(kw: dict[str, Any]) -> tuple[int, ...]:
-    """(B, L) of what a decoder forward got, by ``input_ids`` or ``inputs_embeds`` (the
-    shared passes look their embeddings up themselves, ``shared_prompt.embed``); for a
-    ``register_forward_pre_hook(..., with_kwargs=True)`` counting decoder tokens."""
-    ids = kw.get("input_ids")
-    return tuple(ids.shape) if ids is not None else tuple(kw["inputs_embeds"].shape[:2])

@@ -12,8 +12,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from checks import decoder_input_shape
 
 from w2s_core.data.prompts import build_prompt, encode, format_slots
 from w2s_core.errors import W2SError
@@ -534,9 +532,8 @@ def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases)
 def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: str, mode: str,
                                                                    base: str, monkeypatch):
     """train_lm shares each example's prompt among its K rows; switching that off must give
-    the same losses and weights (float summation order aside). "char" ties its embedding to
-    the head, so its shared passes look tokens up with a sparse gradient (``embed``) where
-    the unshared pass's is dense; "bpe" does not."""
+    the same losses and weights (float summation order aside); "char" ties its embedding to
+    its head, "bpe" does not."""
     from w2s_core.training import lm_loop
 
     soft = kind != "ce"
@@ -550,8 +547,7 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
         lm = fresh(bases, base)
         seen: list[int] = []  # tokens (padding included) of each decoder call
         lm.model.model.register_forward_pre_hook(
-            lambda _m, _a, kw, seen=seen: seen.append(math.prod(decoder_input_shape(kw))),
-            with_kwargs=True)
+            lambda _m, _a, kw, seen=seen: seen.append(kw["input_ids"].numel()), with_kwargs=True)
         stats = train_lm(lm, ex, LossSpec(kind=kind, target_mode=mode), cfg, 0)
         # frozen first computes the initial q unshared: 12 rows in passes of batch_size 4
         calls[on] = len(seen) - (12 // 4 if mode == "frozen" else 0), sum(seen)
@@ -568,29 +564,18 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
     assert torch.allclose(wa, wb, atol=1e-4)
 
 
-def test_embed_looks_up_a_tied_embedding_with_a_sparse_gradient(bases):
-    """``embed``: the same vectors as the model's embedding; a tied embedding's lookup alone
-    has a sparse gradient equal to the dense one (counts of each id), and with the tied head
-    in the same backward the weight's gradient is dense again (fused AdamW needs that)."""
-    from w2s_core.models.shared_prompt import embed, head
+def test_importing_w2s_core_backs_large_torch_tensors_with_huge_pages_unless_set():
+    """``w2s_core`` turns on PyTorch's transparent-huge-page allocations (fewer page faults on
+    the large tensors training frees and re-allocates every step); a user's value wins. Run in
+    fresh interpreters: this one imported the package long ago."""
+    import os
+    import subprocess
+    import sys
 
-    ids = torch.tensor([[1, 2, 2, 5], [5, 0, 1, 1]])
-    for kind, sparse in (("char", True), ("bpe", False)):
-        lm = fresh(bases, kind)
-        w = lm.model.get_input_embeddings().weight
-        e = embed(lm.model, ids)
-        assert torch.equal(e, lm.model.get_input_embeddings()(ids))
-        e.sum().backward()
-        assert w.grad is not None and w.grad.is_sparse == sparse
-        counts = torch.bincount(ids.flatten(), minlength=w.shape[0]).float()
-        pad = lm.model.get_input_embeddings().padding_idx
-        if pad is not None:  # as nn.Embedding: the padding id's row gets no gradient
-            counts[pad] = 0
-        assert torch.equal(w.grad.to_dense(), counts[:, None].expand_as(w))
-        w.grad = None
-        (head(lm.model, embed(lm.model, ids)) ** 2).sum().backward()
-        assert w.grad is not None and not w.grad.is_sparse
-        if sparse:  # tied: both uses' gradients reach the one weight, as if all dense
-            dense = w.detach().clone().requires_grad_()
-            ((F.embedding(ids, dense) @ dense.T) ** 2).sum().backward()
-            assert dense.grad is not None and torch.allclose(w.grad, dense.grad, atol=1e-5)
+    code = "import w2s_core, os; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    for given, want in ((None, "1"), ("0", "0")):
+        run_env = env if given is None else {**env, "THP_MEM_ALLOC_ENABLE": given}
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == want

@@ -17,14 +17,13 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from w2s_core.errors import W2SError
 from w2s_core.models.causal import cache_kwarg
 
-__all__ = ["common_prefix", "embed", "group", "head", "pad", "prompt_target_states",
-           "shared_prompt_states", "shared_root", "shares_prompts", "target_logps"]
+__all__ = ["common_prefix", "group", "head", "pad", "prompt_target_states", "shared_prompt_states",
+           "shared_root", "shares_prompts", "target_logps"]
 
 
 def shares_prompts(model: nn.Module) -> bool:
@@ -57,20 +56,6 @@ def shared_root(prompts: Sequence[Sequence[int]]) -> int:
     return common_prefix(prompts) if len(prompts) > 1 else 0
 
 
-def embed(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """Input embeddings of ``ids`` (..., ) → (..., H). A plain ``nn.Embedding`` tied to the
-    output head looks up with a sparse gradient: its dense one is a zero-filled vocabulary ×
-    hidden matrix per call (49k × 576 for SmolLM2, ~80 ms to fill on this CPU, three calls a
-    shared pass), while the tied head's dense gradient reaches the same weight anyway, so the
-    sum stays dense for the optimizer. Anything else (an untied or scaled embedding) runs its
-    own module."""
-    emb, out = model.get_input_embeddings(), model.get_output_embeddings()
-    if (type(emb) is nn.Embedding and emb.max_norm is None and out is not None
-            and getattr(out, "weight", None) is emb.weight):
-        return F.embedding(ids, emb.weight, emb.padding_idx, sparse=True)
-    return emb(ids)
-
-
 def prompt_target_states(model: nn.Module, target_ids: torch.Tensor,
                          target_mask: torch.Tensor, prompt_ids: torch.Tensor,
                          prompt_mask: torch.Tensor, row_prompt: torch.Tensor, root: int = 0
@@ -94,21 +79,20 @@ def prompt_target_states(model: nn.Module, target_ids: torch.Tensor,
     parts = []
     if root > 0:
         e, dev = prompt_ids.shape[0], prompt_ids.device
-        hr = dec(inputs_embeds=embed(model, prompt_ids[:1, :root]), use_cache=True,
+        hr = dec(input_ids=prompt_ids[:1, :root], use_cache=True,
                  **{kw: cache}).last_hidden_state  # (1, root, H)
         cache.batch_select_indices(torch.zeros(e, dtype=torch.long, device=dev))
         parts.append(hr.expand(e, -1, -1))
     # the root's columns of prompt_mask are ones: every prompt is longer than the root
     steps = torch.arange(root, prompt_ids.shape[1], device=prompt_ids.device)
-    parts.append(dec(inputs_embeds=embed(model, prompt_ids[:, root:]), use_cache=True,
-                     attention_mask=prompt_mask,
+    parts.append(dec(input_ids=prompt_ids[:, root:], attention_mask=prompt_mask, use_cache=True,
                      position_ids=steps.expand(prompt_ids.shape[0], -1),
                      **{kw: cache}).last_hidden_state)
     hp = torch.cat(parts, 1) if root > 0 else parts[0]  # (E, Lp, H)
     n_p = prompt_mask.sum(-1)  # (E,)
     cache.batch_select_indices(row_prompt)  # (R, ...): indexing keeps the autograd graph
     steps = torch.arange(target_ids.shape[1], device=target_ids.device)
-    ht = dec(inputs_embeds=embed(model, target_ids), use_cache=True, **{kw: cache},
+    ht = dec(input_ids=target_ids, use_cache=True, **{kw: cache},
              attention_mask=torch.cat([prompt_mask[row_prompt], target_mask], 1),
              position_ids=n_p[row_prompt, None] + steps).last_hidden_state  # (R, Lt, H)
     return hp, ht
