@@ -422,7 +422,7 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
     """K label rows of an example share one prompt pass (KV cache copied to each row): the
     target logits must equal the full prompt + target forward of each row, for prompts of
     different lengths (a short prompt leaves a masked gap before its target)."""
-    from w2s_core.training.lm_batches import collate, example_chunks, flatten
+    from w2s_core.training.lm_batches import Rows, collate, example_chunks, flatten
     from w2s_core.training.lm_loop import TargetLogits, shares_prompts
 
     lm = fresh(bases, "bpe")
@@ -466,6 +466,14 @@ def test_a_shared_prompt_pass_gives_the_unshared_logits(bases):
     # grouping: whole examples, shortest first, a group closed before it passes `size` rows
     assert [len(g) for g in example_chunks(rows, [0, 1, 2], 6)] == [6, 3]
     assert [len(g) for g in example_chunks(rows, [0, 1, 2], 2)] == [3, 3, 3]
+    # ⌈rows / size⌉ groups as even as whole examples allow, not full groups and a runt: 16
+    # examples of 3 rows at size 16 are 48 rows in 3 groups (cuts nearest rows 16 and 32),
+    # not 15 + 15 + 15 + 3; 40 one-row examples in 3 groups of 13-14
+    k3 = Rows(ids=[[1, 2]] * 48, start=[1] * 48, by_example=[[3 * i, 3 * i + 1, 3 * i + 2]
+                                                             for i in range(16)])
+    assert [len(g) for g in example_chunks(k3, range(16), 16, by_length=False)] == [15, 18, 15]
+    k1 = Rows(ids=[[1, 2]] * 40, start=[1] * 40, by_example=[[i] for i in range(40)])
+    assert [len(g) for g in example_chunks(k1, range(40), 16, by_length=False)] == [13, 14, 13]
 
 
 def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases):

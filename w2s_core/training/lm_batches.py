@@ -112,19 +112,32 @@ def _pass_lengths(rows: Rows, e: int) -> tuple[int, int]:
 
 def example_chunks(rows: Rows, items: Sequence[int], size: int,
                    by_length: bool = True) -> list[list[int]]:
-    """The rows of ``items`` (example indices) grouped whole by example, a group closed before
-    it would pass ``size`` rows (an example with more rows forms a group alone). Examples come
-    sorted (stable) by the length of their rows' own passes, then of their shared pass
-    (``_pass_lengths``): the K rows outnumber the one prompt, so their padding costs more.
-    ``by_length=False``: in the given order."""
+    """The rows of ``items`` (example indices) in ⌈rows / ``size``⌉ groups of whole examples,
+    their row counts as even as whole examples allow: a group may pass ``size`` by less than
+    one example's rows, and an example with more rows than ``size`` forms a group alone.
+    Filling each group to ``size`` would leave a runt: 16 examples of 3 rows at size 16 made
+    groups of 15, 15, 15 and 3 rows, the last paying a whole pass's fixed cost for 3 rows.
+    Examples come sorted (stable) by the length of their rows' own passes, then of their
+    shared pass (``_pass_lengths``): the K rows outnumber the one prompt, so their padding
+    costs more. ``by_length=False``: in the given order."""
     order = sorted(items, key=lambda e: _pass_lengths(rows, e)) if by_length else list(items)
+    order = [e for e in order if rows.by_example[e]]
+    total = sum(len(rows.by_example[e]) for e in order)
+    groups = max(1, -(-total // max(1, size)))
     out: list[list[int]] = []
+    done, k = 0, 0  # rows placed so far; groups closed so far
     for e in order:
         mine = rows.by_example[e]
-        if out and len(out[-1]) + len(mine) <= size:
-            out[-1] += mine
-        elif mine:
-            out.append(list(mine))
+        # close the open group where the k-th even cut point lies nearer before this example
+        # than after it (ties keep the example: earlier groups are the larger)
+        cut = (k + 1) * total / groups
+        if out and k + 1 < groups and abs(done - cut) < abs(done + len(mine) - cut):
+            out.append([])
+            k += 1
+        if not out:
+            out.append([])
+        out[-1] += mine
+        done += len(mine)
     return out
 
 
