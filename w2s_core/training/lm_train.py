@@ -84,7 +84,8 @@ class LossSpec:
 # losses are summed, so the batch's loss and gradient are the unchunked ones. On a GPU a small
 # model's chunks are larger (``device.rows_per_pass``): there launches, not padding, cost.
 ROW_CHUNK = 4
-# rows per shared-prompt pass (whole examples; on a GPU 2 × rows_per_pass if larger)
+# rows per shared-prompt pass, about: a batch runs in ⌈rows / this⌉ passes of whole examples,
+# as even as they allow (``example_chunks``); on a GPU 2 × rows_per_pass if larger
 SHARED_CHUNK = 16
 
 
