@@ -22,9 +22,11 @@ $(STAMP): requirements.txt requirements-assets.txt requirements-dev.txt pyprojec
 	touch $(STAMP)
 
 # Debian's Chromium: the browser tests and PNG/SVG chart export use it (never a downloaded one)
+# chromium: browser tests and chart export; wordnet: the test that rebuilds data/wordnet_qa.jsonl
 sysdeps:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+	@{ command -v chromium && test -f /usr/share/wordnet/data.noun; } >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+		-y -q chromium wordnet-base wordnet-sense-index; }
 
 demo: setup
 	$(VENV)/bin/w2s demo
