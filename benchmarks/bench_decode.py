@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from w2s_core.cli import tune_process  # noqa: E402
 from w2s_core.data.prompts import build_prompt, format_slots  # noqa: E402
 from w2s_core.device import pick_device  # noqa: E402
 from w2s_core.models.decode import _pad, nbest  # noqa: E402
@@ -151,6 +152,7 @@ def main() -> None:
     ap.add_argument("--atis", action="store_true",
                     help="ATIS test utterances (the generation demo's) instead of synthetic ones")
     args = ap.parse_args()
+    tune_process()  # as the w2s CLI does, for both loops
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

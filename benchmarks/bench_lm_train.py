@@ -44,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from w2s_core.cli import tune_process  # noqa: E402
 from w2s_core.data.prompts import build_prompt, encode, format_slots  # noqa: E402
 from w2s_core.models.causal import CausalLM  # noqa: E402
 from w2s_core.training.lm_train import (  # noqa: E402
@@ -179,6 +180,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats of all runs; "
                     "ratios are per repeat, their median is reported")
     args = ap.parse_args()
+    tune_process()  # as the w2s CLI does (huge pages for large CPU tensors), for every run here
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
@@ -209,7 +211,6 @@ def main() -> None:
     peak32 = matmul_peak(size, device, dtype=torch.float32)
     print(f"matmul peak (measured): bf16 {peak / 1e9:.1f} GFLOP/s, fp32 {peak32 / 1e9:.1f} "
           "GFLOP/s")
-    # set by importing w2s_core (huge pages for torch's large CPU tensors), for every run here
     print(f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')} for all runs")
     from w2s_core.models.features import cpu_has_fast_bf16
     from w2s_core.training import lm_loop

@@ -188,3 +188,17 @@ def test_every_config_field_is_classified_for_hashing():
     assert set(NON_RESULT_FIELDS) <= ft_fields
     assert len(ft_fields) == 15, "new FinetuneConfig field: add it to NON_RESULT_FIELDS if it " \
                                  "cannot change results, then update this count"
+
+
+def test_the_cli_backs_large_torch_tensors_with_huge_pages_unless_set(monkeypatch):
+    """``w2s`` (and so every job the app launches) turns on PyTorch's transparent-huge-page
+    allocations (fewer page faults on the large tensors training frees and re-allocates every
+    step) before any command runs; a user's value wins."""
+    import os
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    assert cli.main(["list", "methods"]) == 0
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    assert cli.main(["list", "methods"]) == 0
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"

@@ -571,19 +571,3 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
     assert calls[True][1] < 0.7 * calls[False][1]
     assert torch.allclose(wa, wb, atol=1e-4)
 
-
-def test_importing_w2s_core_backs_large_torch_tensors_with_huge_pages_unless_set():
-    """``w2s_core`` turns on PyTorch's transparent-huge-page allocations (fewer page faults on
-    the large tensors training frees and re-allocates every step); a user's value wins. Run in
-    fresh interpreters: this one imported the package long ago."""
-    import os
-    import subprocess
-    import sys
-
-    code = "import w2s_core, os; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    for given, want in ((None, "1"), ("0", "0")):
-        run_env = env if given is None else {**env, "THP_MEM_ALLOC_ENABLE": given}
-        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        assert out == want

@@ -61,7 +61,21 @@ def _terminate(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def tune_process() -> None:
+    """Process settings for training and decoding, set before torch allocates large tensors.
+
+    Training and decoding allocate large CPU tensors afresh every step (a 49k-vocabulary logit
+    block, a weight's gradient); glibc maps each from the kernel in 4 KiB pages, zero-filled on
+    first touch. PyTorch's own switch (Linux only) backs its allocations of ≥ 2 MiB with
+    transparent huge pages instead. Measured on a 2-core CPU, one K = 3 SmolLM2-135M training
+    step profiled twice per process: minor page faults 6.7 M → 2.3 M, system time 50 → 30 s,
+    training tokens/s 113 → 133. A value the user set wins; it does nothing where THP is off.
+    The CLI (and so every job the app launches) and the benchmarks call this."""
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    tune_process()
     args = build_parser().parse_args(argv)
     if args.cmd in ("demo", "sweep"):
         signal.signal(signal.SIGTERM, _terminate)
