@@ -17,3 +17,10 @@ def one_line_error(call: Callable[[], Any], match: str) -> str:
     msg = str(exc.value)
     assert "\n" not in msg and " — " in msg, msg
     return msg
+
+
+def decoder_tokens(kw: dict[str, Any]) -> tuple[int, ...]:
+    """The (batch, length) of one decoder call from its keyword arguments, whether it was
+    given token ids or their embeddings (the shared-prompt passes embed in one lookup)."""
+    ids = kw.get("input_ids")
+    return tuple(ids.shape) if ids is not None else tuple(kw["inputs_embeds"].shape[:2])

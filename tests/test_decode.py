@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+from checks import decoder_tokens
 
 from w2s_core.data.prompts import build_prompt, format_slots
 from w2s_core.device import GPU_BATCH_SCALE, GPU_SCALE_MAX_PARAMS, rows_per_pass, scaled_rows
@@ -313,7 +314,7 @@ def test_shared_prompt_scoring_equals_unshared_and_runs_each_prompt_once(
     distinct prompts."""
     seen: list[int] = []
     hook = lm.model.get_decoder().register_forward_pre_hook(
-        lambda _m, _a, kw: seen.append(int(kw["input_ids"].numel())), with_kwargs=True)
+        lambda _m, _a, kw: seen.append(math.prod(decoder_tokens(kw))), with_kwargs=True)
     out, tokens = {}, {}
     try:
         for texts in ([[TARGETS[0], "", TARGETS[3] * 3], [TARGETS[1], TARGETS[2], " x "]],
@@ -349,7 +350,7 @@ def test_beam_search_runs_each_prompt_once_and_finds_the_same_beams(
     width = max(len(lm.tokenizer(p)["input_ids"]) for p in PROMPTS)
     seen: list[tuple[int, ...]] = []
     hook = lm.model.get_decoder().register_forward_pre_hook(
-        lambda _m, _a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+        lambda _m, _a, kw: seen.append(decoder_tokens(kw)), with_kwargs=True)
     out, first = {}, {}
     try:
         for on in (True, False):

@@ -159,3 +159,12 @@ def test_sequence_logprob_matches_manual_gather_with_ignored_labels():
     assert half.dtype == torch.float32 and torch.allclose(half.double(), got, atol=0.1)
     with pytest.raises(W2SError, match="shapes differ"):
         gen_losses.sequence_logprob(logits, labels[:, :4], mask)
+    # the same from one row of logits per distinct state, read through pick
+    flat = logits.flatten(0, 1)  # (b·t, V) states, then shuffled with one duplicated
+    order = torch.tensor([3, 7, 0, 9, 1, 4, 2, 8, 5, 6, 3])
+    where = {int(o): j for j, o in enumerate(order)}
+    pick = torch.tensor([where[i] for i in range(b * t)]).view(b, t)
+    by_state = gen_losses.sequence_logprob(flat[order], labels, mask, pick)
+    torch.testing.assert_close(by_state, got, rtol=1e-12, atol=1e-12)
+    with pytest.raises(W2SError, match="shapes differ"):
+        gen_losses.sequence_logprob(flat[order], labels, mask, pick[:, :4])

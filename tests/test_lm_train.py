@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from checks import decoder_tokens
 
 from w2s_core.data.prompts import build_prompt, encode, format_slots
 from w2s_core.errors import W2SError
@@ -239,7 +240,8 @@ def test_aux_mixes_in_the_students_argmax_with_the_ramped_weight(kind: str):
     labels = torch.randint(0, v, (r, t), generator=g)
     log_q = -torch.rand(r, t, generator=g)
     tmask = torch.ones(r, t, dtype=torch.bool)
-    b = {"labels": labels, "tmask": tmask, "log_q": log_q}
+    b = {"labels": labels, "tmask": tmask, "log_q": log_q, "pick": torch.arange(r * t).view(r, t)}
+    zs = z.flatten(0, 1)  # one state per (row, position): sequence_losses reads them via pick
     spec = LossSpec(kind, aux_max=0.6, aux_warmup=0.2, kl_scale=0.0, evidence="exp")
     logp = torch.log_softmax(z, -1)
     own = torch.nn.functional.one_hot(z.argmax(-1), v).float()  # exp evidence is monotone
@@ -249,14 +251,46 @@ def test_aux_mixes_in_the_students_argmax_with_the_ramped_weight(kind: str):
             hard = torch.nn.functional.one_hot(labels, v).float()
             y = (1 - a) * hard + a * own
             expect = -(y * logp).sum(-1).mean(-1)
-            torch.testing.assert_close(sequence_losses(z, b, spec, tau), expect)
+            torch.testing.assert_close(sequence_losses(zs, b, spec, tau), expect)
             continue
         base = bridge.soft_targets(labels, log_q, logp)
         got = token_targets(z, logp, labels, log_q, spec, tau)
         torch.testing.assert_close(got, (1 - a) * base + a * own)
         if kind == "soft":
             expect = losses.soft_cross_entropy(z, (1 - a) * base + a * own).mean(-1)
-            torch.testing.assert_close(sequence_losses(z, b, spec, tau), expect)
+            torch.testing.assert_close(sequence_losses(zs, b, spec, tau), expect)
+
+
+@pytest.mark.parametrize("kind", ["ce", "soft", "edl"])
+def test_losses_on_shared_states_equal_the_losses_on_their_spread_logits(kind: str):
+    """Rows that share a prefix pick the same state (``collate``): the loss read through
+    ``pick`` from the N distinct states equals the loss on (R, T, V) logits copied out per
+    row and position, and so does its gradient with respect to the states."""
+    g = torch.Generator().manual_seed(1)
+    n, v = 5, 11
+    zs = (torch.randn(n, v, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    pick = torch.tensor([[0, 1, 2, 0], [0, 1, 3, 4], [0, 4, 0, 0]])  # row 2: two real tokens
+    tmask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    labels = torch.randint(0, v, pick.shape, generator=g)
+    word_ids = torch.tensor([[0, 0, 1, -1], [0, 1, 1, 2], [0, 0, -1, -1]])
+    b = {"labels": labels, "tmask": tmask, "pick": pick, "word_ids": word_ids,
+         "word_logp": -torch.rand(3, 3, generator=g, dtype=torch.float64)}
+    spec = LossSpec(kind, aux_max=0.5, aux_warmup=0.1, kl_scale=1e-2)
+    got = sequence_losses(zs, b, spec, 0.5)
+    (g_got,) = torch.autograd.grad(got.sum(), zs)
+    flat = torch.arange(pick.numel()).view(pick.shape)
+    spread = zs[pick.flatten()]  # (R·T, V): the copy the shared path avoids building for ce
+    expect = sequence_losses(spread, {**b, "pick": flat}, spec, 0.5)
+    (g_exp,) = torch.autograd.grad(expect.sum(), zs)
+    torch.testing.assert_close(got, expect)
+    torch.testing.assert_close(g_got, g_exp)
+    if kind == "ce":  # and the closed form: mean over real positions of −log softmax[label]
+        logp = torch.log_softmax(zs.detach(), -1)
+        a = 0.5
+        for r in range(3):
+            toks = [-(1 - a) * logp[pick[r, j], labels[r, j]] - a * logp[pick[r, j]].max()
+                    for j in range(4) if tmask[r, j]]
+            assert float(got[r].detach()) == pytest.approx(float(sum(toks) / len(toks)), rel=1e-12)
 
 
 def test_a_zero_weight_teacher_has_no_effect(bases):
@@ -513,10 +547,12 @@ def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases)
         zb = net(b["input_ids"], b["attention_mask"], b["state"], b["pick"], b["prompt_ids"],
                  b["prompt_mask"], b["row_prompt"], int(b["root"]))
     # char tokens: the first example's targets agree up to "ten"/"six", so its rows carry only
-    # their differing tail (+ '"}' + EOS) in their own pass
-    tail = len(lm.tokenizer('six"}')["input_ids"]) + 1
+    # their differing tail (+ '"}'; the EOS after it is a target, but predicts nothing: no
+    # input) in their own pass
+    tail = len(lm.tokenizer('six"}')["input_ids"])
     own = b["attention_mask"].sum(-1).tolist()
     assert own[:3] == [tail, tail, tail]
+    assert int(a["tokens"]) == int(b["tokens"]) == sum(len(rows.ids[i]) for i in idx)
     n_common = len(lm.tokenizer(same[: same.index("six")])["input_ids"])
     assert b["prompt_mask"].sum(-1)[b["row_prompt"][0]] == rows.start[0] + n_common
     assert b["prompt_ids"].shape[0] == 2 and b["row_prompt"].tolist() == [0, 0, 0, 1, 1]
@@ -532,17 +568,32 @@ def test_rows_of_one_prompt_also_share_the_common_prefix_of_their_targets(bases)
     assert a["state"].numel() == int(m.sum())
     c1 = common_prefix([rows.ids[r][rows.start[r]:] for r in (3, 4)])
     assert b["state"].numel() == int(m.sum()) - 2 * (n_common + 1) - (c1 + 1)
+    # identical targets share all but their EOS, which is no input: their own passes would be
+    # empty, so that chunk keeps the EOS as its one own token
+    with torch.no_grad():
+        a2 = collate(rows, [0, 2], pad, torch.device("cpu"))
+        b2 = collate(rows, [0, 2], pad, torch.device("cpu"), shared=True)
+        za2 = net(a2["input_ids"], a2["attention_mask"], a2["state"], a2["pick"])
+        zb2 = net(b2["input_ids"], b2["attention_mask"], b2["state"], b2["pick"],
+                  b2["prompt_ids"], b2["prompt_mask"], b2["row_prompt"], int(b2["root"]))
+    assert b2["attention_mask"].sum(-1).tolist() == [1, 1]
+    assert b2["state"].numel() == len(rows.ids[0]) - rows.start[0]  # both rows: one head
+    assert torch.allclose(za2[a2["tmask"]], zb2[b2["tmask"]], atol=1e-4)
 
 
-@pytest.mark.parametrize(("kind", "mode", "base"), [
-    ("ce", "detached", "bpe"), ("ce", "detached", "char"), ("soft", "live", "bpe"),
-    ("edl", "frozen", "char")])
+@pytest.mark.parametrize(("kind", "mode", "base", "chunk"), [
+    ("ce", "detached", "bpe", 16), ("ce", "detached", "char", 16), ("soft", "live", "bpe", 16),
+    ("edl", "frozen", "char", 16), ("ce", "detached", "char", 6), ("soft", "detached", "bpe", 6)])
 def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: str, mode: str,
-                                                                   base: str, monkeypatch):
+                                                                   base: str, chunk: int,
+                                                                   monkeypatch):
     """train_lm shares each example's prompt among its K rows; switching that off must give
     the same losses and weights (float summation order aside); "char" ties its embedding to
-    its head, "bpe" does not."""
-    from w2s_core.training import lm_loop
+    its head, "bpe" does not. ``chunk`` 6: a batch's 12 rows in two shared chunks, which run
+    their common instruction once between them."""
+    from w2s_core.training import lm_loop, lm_train
+
+    monkeypatch.setattr(lm_train, "SHARED_CHUNK", chunk)
 
     soft = kind != "ce"
     ex = [GenExample(PROMPTS[i], [LabelSeq(t, word_logps(t, 3 * i + j) if soft else None)
@@ -555,7 +606,8 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
         lm = fresh(bases, base)
         seen: list[int] = []  # tokens (padding included) of each decoder call
         lm.model.model.register_forward_pre_hook(
-            lambda _m, _a, kw, seen=seen: seen.append(kw["input_ids"].numel()), with_kwargs=True)
+            lambda _m, _a, kw, seen=seen: seen.append(math.prod(decoder_tokens(kw))),
+            with_kwargs=True)
         stats = train_lm(lm, ex, LossSpec(kind=kind, target_mode=mode), cfg, 0)
         # frozen first computes the initial q unshared: 12 rows in passes of batch_size 4
         calls[on] = len(seen) - (12 // 4 if mode == "frozen" else 0), sum(seen)
@@ -565,9 +617,11 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
     assert a1 == pytest.approx(b1, rel=1e-4) and a2 == pytest.approx(b2, rel=1e-4)
     assert ta == tb  # throughput counts each row's prompt, shared or not
     # the paths really differ: 2 steps of 12 rows; shared, one 16-row chunk = 3 decoder calls a
-    # step (the 4 prompts' common instruction, the rest of each prompt, each row's own target);
-    # unshared, three 4-row chunks = 3 calls a step, with every prompt in every row
-    assert calls[True][0] == calls[False][0] == 2 * 3
+    # step (the 4 prompts' common instruction, the rest of each prompt, each row's own target),
+    # two 6-row chunks 1 + 2 × 2; unshared, three 4-row chunks = 3 calls a step, with every
+    # prompt in every row
+    assert calls[False][0] == 2 * 3
+    assert calls[True][0] == 2 * (3 if chunk == 16 else 5)
     assert calls[True][1] < 0.7 * calls[False][1]
     assert torch.allclose(wa, wb, atol=1e-4)
 

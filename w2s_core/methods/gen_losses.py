@@ -101,8 +101,8 @@ def dpo_loss(pi_w: torch.Tensor, pi_l: torch.Tensor, ref_w: torch.Tensor, ref_l:
     return -(1 - e) * F.logsigmoid(h) - e * F.logsigmoid(-h)
 
 
-def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor,
-                     mask: torch.Tensor) -> torch.Tensor:
+def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                     pick: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_t mask_t log softmax(logits_t)[labels_t]: a sequence's log-prob, the DPO inputs.
 
     Convention: ALIGNED, logits[:, t] is the distribution that predicts labels[:, t]; no shift is
@@ -110,14 +110,34 @@ def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor,
     the mask of target (not prompt, not pad) tokens shifted the same way. Masked labels may hold
     any value (e.g. −100): they are never gathered.
     logits: (B, T, V); labels: (B, T) long; mask: (B, T) → (B,).
+    ``pick`` (B, T): logits are (N, V), one row per distinct predicting state, and position
+    (b, t) reads row pick[b, t] (``lm_batches.collate``): the log-softmax runs on N states.
     """
-    if logits.shape[:-1] != labels.shape or labels.shape != mask.shape:
-        raise W2SError(f"shapes differ: logits {tuple(logits.shape)}, labels "
-                       f"{tuple(labels.shape)}, mask {tuple(mask.shape)}",
-                       "pass aligned (B, T, V) logits with (B, T) labels and mask")
+    if labels.shape != mask.shape:
+        raise W2SError(f"shapes differ: labels {tuple(labels.shape)}, mask {tuple(mask.shape)}",
+                       "pass (B, T) labels and mask of the same shape")
     keep = mask.bool()
     safe = torch.where(keep, labels.long(), torch.zeros_like(labels, dtype=torch.long))
-    # half-precision log-softmax over a large vocabulary loses the small log-probs: upcast
-    lp = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    tok = F.log_softmax(lp, -1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    tok = token_logprob(logits, safe, pick)
     return (tok * keep.to(tok.dtype)).sum(-1)
+
+
+def token_logprob(logits: torch.Tensor, labels: torch.Tensor,
+                  pick: torch.Tensor | None = None) -> torch.Tensor:
+    """log softmax(logits)[label] at every position, fp32: (B, T). labels: (B, T) valid ids.
+    Aligned (B, T, V) logits, or with ``pick`` (B, T) state logits (N, V) as in
+    ``sequence_logprob``: two rows that share a prefix then share its log-softmax."""
+    ok = (logits.shape[:-1] == labels.shape if pick is None
+          else logits.ndim == 2 and pick.shape == labels.shape)
+    if not ok:
+        got = "" if pick is None else f", pick {tuple(pick.shape)}"
+        raise W2SError(f"shapes differ: logits {tuple(logits.shape)}, labels "
+                       f"{tuple(labels.shape)}{got}", "pass aligned (B, T, V) logits with "
+                       "(B, T) labels, or (N, V) state logits with (B, T) labels and pick")
+    # half-precision log-softmax over a large vocabulary loses the small log-probs: upcast
+    lp = F.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16)
+                       else logits, -1)
+    if pick is None:
+        return lp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    # (B·T reads; their backward scatters into an (N, V) zero gradient, not a (B, T, V) one)
+    return lp[pick, labels]

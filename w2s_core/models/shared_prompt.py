@@ -22,8 +22,8 @@ from torch import nn
 from w2s_core.errors import W2SError
 from w2s_core.models.causal import cache_kwarg
 
-__all__ = ["common_prefix", "group", "head", "pad", "prompt_target_states", "shared_prompt_states",
-           "shared_root", "shares_prompts", "target_logps"]
+__all__ = ["RootKV", "common_prefix", "group", "head", "pad", "prompt_target_states", "root_cache",
+           "shared_prompt_states", "shared_root", "shares_prompts", "target_logps"]
 
 
 def shares_prompts(model: nn.Module) -> bool:
@@ -56,43 +56,60 @@ def shared_root(prompts: Sequence[Sequence[int]]) -> int:
     return common_prefix(prompts) if len(prompts) > 1 else 0
 
 
+RootKV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values): (1, heads, root, d)
+
+
+def root_cache(model: nn.Module, ids: torch.Tensor) -> RootKV:
+    """Per layer, the keys and values of ``ids`` (1, root): the tokens every prompt of a batch
+    begins with (``shared_root``), run once and handed to each of the batch's passes
+    (``prompt_target_states(root_kv=...)``). Under autograd, gradients reach this pass through
+    every use of its keys and values."""
+    from transformers import DynamicCache
+
+    dec = model.get_decoder()
+    cache = DynamicCache(config=model.config)
+    dec(input_ids=ids, use_cache=True, **{cache_kwarg(dec): cache})
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
 def prompt_target_states(model: nn.Module, target_ids: torch.Tensor,
                          target_mask: torch.Tensor, prompt_ids: torch.Tensor,
-                         prompt_mask: torch.Tensor, row_prompt: torch.Tensor, root: int = 0
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder hidden states of each distinct prompt, (E, Lp, H), and of each row's target
-    after its prompt's KV cache, (R, Lt, H).
+                         prompt_mask: torch.Tensor, row_prompt: torch.Tensor, root: int = 0,
+                         root_kv: RootKV | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder hidden states of each distinct prompt after its first ``root`` tokens,
+    (E, Lp − root, H), and of each row's target after its prompt's KV cache, (R, Lt, H).
 
     prompt_ids/mask: (E, Lp) right-padded; target_ids/mask: (R, Lt) right-padded; row_prompt:
     (R,) the prompt of each row. Right-padded prompts leave a masked gap between a short prompt
     and its target (explicit position ids keep RoPE positions contiguous); left padding would
     give pad queries nothing to attend to, NaN under SDPA. ``root`` > 0: the first ``root``
     tokens, the same in every prompt (``shared_root``), run once and their cache is copied to
-    the E prompts. Under autograd, gradients reach the earlier passes through the cached keys
-    and values.
+    the E prompts; ``root_kv`` (``root_cache`` of those tokens) when an earlier pass of the same
+    batch ran them already. Under autograd, gradients reach the earlier passes through the
+    cached keys and values.
     """
     from transformers import DynamicCache
 
     dec = model.get_decoder()
     kw = cache_kwarg(dec)
     cache = DynamicCache(config=model.config)
-    parts = []
+    e = prompt_ids.shape[0]
     if root > 0:
-        e, dev = prompt_ids.shape[0], prompt_ids.device
-        hr = dec(input_ids=prompt_ids[:1, :root], use_cache=True,
-                 **{kw: cache}).last_hidden_state  # (1, root, H)
-        cache.batch_select_indices(torch.zeros(e, dtype=torch.long, device=dev))
-        parts.append(hr.expand(e, -1, -1))
+        for layer, (k, v) in enumerate(root_kv or root_cache(model, prompt_ids[:1, :root])):
+            cache.update(k.expand(e, -1, -1, -1), v.expand(e, -1, -1, -1), layer)
+    # both passes' tokens in one embedding lookup: a tied embedding's backward fills a dense
+    # vocabulary × H gradient (113 MB for SmolLM2) per lookup, and the head adds another
+    rest = prompt_ids[:, root:]
+    x = model.get_input_embeddings()(torch.cat([rest.flatten(), target_ids.flatten()]))
+    xp, xt = x.split([rest.numel(), target_ids.numel()])
     # the root's columns of prompt_mask are ones: every prompt is longer than the root
     steps = torch.arange(root, prompt_ids.shape[1], device=prompt_ids.device)
-    parts.append(dec(input_ids=prompt_ids[:, root:], attention_mask=prompt_mask, use_cache=True,
-                     position_ids=steps.expand(prompt_ids.shape[0], -1),
-                     **{kw: cache}).last_hidden_state)
-    hp = torch.cat(parts, 1) if root > 0 else parts[0]  # (E, Lp, H)
+    hp = dec(inputs_embeds=xp.view(*rest.shape, -1), attention_mask=prompt_mask, use_cache=True,
+             position_ids=steps.expand(e, -1), **{kw: cache}).last_hidden_state  # (E, Lp − root, H)
     n_p = prompt_mask.sum(-1)  # (E,)
     cache.batch_select_indices(row_prompt)  # (R, ...): indexing keeps the autograd graph
     steps = torch.arange(target_ids.shape[1], device=target_ids.device)
-    ht = dec(input_ids=target_ids, use_cache=True, **{kw: cache},
+    ht = dec(inputs_embeds=xt.view(*target_ids.shape, -1), use_cache=True, **{kw: cache},
              attention_mask=torch.cat([prompt_mask[row_prompt], target_mask], 1),
              position_ids=n_p[row_prompt, None] + steps).last_hidden_state  # (R, Lt, H)
     return hp, ht
@@ -106,7 +123,8 @@ def shared_prompt_states(model: nn.Module, target_ids: torch.Tensor, target_mask
     target token j (the unshared path reads it at prompt length − 1 + j)."""
     hp, ht = prompt_target_states(model, target_ids, target_mask, prompt_ids, prompt_mask,
                                   row_prompt, root)
-    last = hp[torch.arange(hp.shape[0], device=hp.device), prompt_mask.sum(-1) - 1]  # (E, H)
+    last = hp[torch.arange(hp.shape[0], device=hp.device),
+              prompt_mask.sum(-1) - 1 - root]  # (E, H)
     return torch.cat([last[row_prompt, None], ht], 1)
 
 

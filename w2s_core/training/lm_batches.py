@@ -142,25 +142,29 @@ def example_chunks(rows: Rows, items: Sequence[int], size: int,
 
 
 def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
-            frozen: dict[int, torch.Tensor] | None = None,
-            shared: bool = False) -> dict[str, torch.Tensor]:
+            frozen: dict[int, torch.Tensor] | None = None, shared: bool = False,
+            root: int | None = None) -> dict[str, torch.Tensor]:
     """Right-padded batch of rows; ``labels``, ``word_ids``, ``tmask`` are (R, T). The hidden
     state that predicts target token j of row r is ``state[pick[r, j]]``: ``state`` (N,) lists
     each distinct predicting state once, as a flat index into the forward pass's states, so
     the output head runs on N states, not R × T (``lm_loop.TargetLogits``). Padded target
     positions pick state 0; the losses mask them.
 
-    Unshared: ``input_ids`` (R, L) hold prompt + target, and row r's token j is predicted at
-    r·L + start − 1 + j (causal LM shift). ``shared``: the rows of one prompt share one pass
-    over it and over the longest common prefix of their targets
-    (``shared_prompt.common_prefix``: K teachers' JSON agrees on its opening, often on whole
-    slots; a DPO pair's beams on more). Each distinct extended prompt is in
-    ``prompt_ids``/``prompt_mask`` (E, Lp) once, ``row_prompt`` (R,) is its row's,
-    ``input_ids`` (R, Lt) hold the rest of each target; the states are the prompt pass's
-    (E·Lp) then the target pass's (R·Lt), so the K rows of a prompt pick the same state where
-    it predicts a token of their common prefix: the head runs there once, not K times.
-    ``root`` (a 0-d tensor left on the CPU: reading it must not wait for the device) is how
-    many leading tokens all E prompts share (``shared_root``: the instruction), run once."""
+    Unshared: ``input_ids`` (R, L) hold prompt + target but its last token (EOS: a target
+    that predicts nothing), and row r's token j is predicted at r·L + start − 1 + j (causal
+    LM shift); ``tokens`` counts the rows' tokens, EOS included (throughput as if unshared).
+    ``shared``: the rows of one prompt share one pass over it and over the longest common
+    prefix of their targets (``shared_prompt.common_prefix``: K teachers' JSON agrees on its
+    opening, often on whole slots; a DPO pair's beams on more). Each distinct extended prompt
+    is in ``prompt_ids``/``prompt_mask`` (E, Lp) once, ``row_prompt`` (R,) is its row's,
+    ``input_ids`` (R, Lt) hold the rest of each target, its EOS again no input (kept where
+    every row would be left with none: a pass needs a token). ``b["root"]`` (a 0-d tensor left on
+    the CPU: reading it must not wait for the device) is how many leading tokens all E prompts
+    share (``shared_root``: the instruction), run once; ``root`` sets it instead (a batch cut
+    into several collated chunks runs the instruction once for all of them: ``batch_root``).
+    The states are the prompt pass's after the root (E·(Lp − root)) then the target pass's
+    (R·Lt), so the K rows of a prompt pick the same state where it predicts a token of their
+    common prefix: the head runs there once, not K times."""
     n_t = [len(rows.ids[i]) - rows.start[i] for i in idx]
     t_max, w_max = max(n_t), max([len(rows.word_logp[i]) for i in idx] + [1])
     b = {"pick": torch.zeros((len(idx), t_max), dtype=torch.long),
@@ -170,16 +174,23 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
          "word_logp": torch.zeros((len(idx), w_max)),
          "weight": torch.tensor([rows.weight[i] for i in idx])}
     ends = own_starts(rows, idx) if shared else [rows.start[i] for i in idx]
+    # a row's last token (EOS) is a target but predicts nothing: it is no input (a shared
+    # chunk whose rows would all be left with an empty target pass keeps it: a pass needs one)
+    stops = [len(rows.ids[i]) - 1 for i in idx]
+    if shared and all(st <= e for st, e in zip(stops, ends, strict=True)):
+        stops = [st + 1 for st in stops]
     if shared:
         distinct, b["row_prompt"] = group([tuple(rows.ids[i][:e])
                                            for i, e in zip(idx, ends, strict=True)])
         b["prompt_ids"], b["prompt_mask"] = pad(distinct, pad_id, left=False)
-        root = torch.tensor(shared_root(distinct))
+        root = shared_root(distinct) if root is None else root
         b["input_ids"], b["attention_mask"] = pad(
-            [rows.ids[i][e:] for i, e in zip(idx, ends, strict=True)], pad_id, left=False)
-        width, n_e = b["prompt_ids"].shape[1], b["prompt_ids"].shape[0]
+            [rows.ids[i][e:st] for i, e, st in zip(idx, ends, stops, strict=True)], pad_id,
+            left=False)
+        n_e, width = b["prompt_ids"].shape[0], b["prompt_ids"].shape[1] - root
     else:
-        b["input_ids"], b["attention_mask"] = pad([rows.ids[i] for i in idx], pad_id, left=False)
+        b["input_ids"], b["attention_mask"] = pad(
+            [rows.ids[i][:st] for i, st in zip(idx, stops, strict=True)], pad_id, left=False)
     span = b["input_ids"].shape[1]
     states: dict[int, int] = {}  # flat state index → its place in ``state``
     if frozen is not None:
@@ -189,7 +200,7 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
         at = range(s - 1, s - 1 + n)  # absolute position of the state predicting j
         if shared:  # before the row's own pass: its prompt's state, shared by its rows
             e = int(b["row_prompt"][r])
-            flat = [e * width + a if a < ends[r] else n_e * width + r * span + a - ends[r]
+            flat = [e * width + a - root if a < ends[r] else n_e * width + r * span + a - ends[r]
                     for a in at]
         else:
             flat = [r * span + a for a in at]
@@ -203,6 +214,15 @@ def collate(rows: Rows, idx: Sequence[int], pad_id: int, device: torch.device,
             b["log_q"][r, :n] = frozen[i]
     b["state"] = torch.tensor(list(states), dtype=torch.long)
     out = {k: v.to(device, non_blocking=True) for k, v in b.items()}
+    out["tokens"] = torch.tensor(sum(len(rows.ids[i]) for i in idx))  # as if unshared, EOS in
     if shared:
-        out["root"] = root
+        out["root"] = torch.tensor(root)
     return out
+
+
+def batch_root(rows: Rows, chunks: Sequence[Sequence[int]]) -> int:
+    """The ``root`` for collating ``chunks`` (shared, each of whole examples) as one batch: the
+    leading tokens all their prompts, extended as ``collate`` extends them, share."""
+    ext = {tuple(rows.ids[i][:e]) for c in chunks for i, e in zip(c, own_starts(rows, c),
+                                                                      strict=True)}
+    return shared_root(sorted(ext))

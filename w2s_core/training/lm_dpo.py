@@ -128,7 +128,8 @@ def pair_logps(fwd: Forward, rows: Rows, items: Sequence[int], pad: int) -> torc
     prompt once when the model can share it)."""
     idx = [rows.by_example[i][0] for i in items] + [rows.by_example[i][1] for i in items]
     b = collate(rows, idx, pad, fwd.device, shared=fwd.shares)
-    lp = gen_losses.sequence_logprob(fwd(b), b["labels"], b["tmask"])  # (2B,)
+    lp = gen_losses.sequence_logprob(fwd.states(b), b["labels"], b["tmask"],
+                                     b["pick"])  # (2B,)
     return lp.view(2, len(items)).T
 
 

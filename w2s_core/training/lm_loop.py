@@ -21,7 +21,13 @@ from tqdm.auto import tqdm
 from w2s_core.device import autocast_bf16, pick_device
 from w2s_core.errors import W2SError
 from w2s_core.models.causal import CausalLM
-from w2s_core.models.shared_prompt import head, prompt_target_states, shares_prompts
+from w2s_core.models.shared_prompt import (
+    RootKV,
+    head,
+    prompt_target_states,
+    root_cache,
+    shares_prompts,
+)
 from w2s_core.training.finetune import _accelerator, _batches, _bf16_on, lr_factor
 
 # Llama-family attention and MLP projections; models without them get peft's "all-linear"
@@ -41,9 +47,10 @@ class TargetLogits(nn.Module):
     its rows' targets — runs once and its KV cache is copied to its R rows, whose
     ``input_ids`` then hold only the rest of their targets: the K label sequences of one example
     cost one prompt, not K, and their common prefix one head; the first ``root`` tokens, common
-    to all prompts, run once for the batch. The states are the prompt pass's (E·Lp) then the
-    target pass's (R·Lt). Gradients reach the earlier passes through the cached keys and
-    values."""
+    to all prompts, run once for the batch, or once for several chunks when their cache comes
+    as ``root_kv`` (``Forward.root``). The states are the prompt pass's after the root
+    (E·(Lp − root)) then the target pass's (R·Lt). Gradients reach the earlier passes through
+    the cached keys and values."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -52,7 +59,8 @@ class TargetLogits(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 state: torch.Tensor, pick: torch.Tensor, prompt_ids: torch.Tensor | None = None,
                 prompt_mask: torch.Tensor | None = None,
-                row_prompt: torch.Tensor | None = None, root: int = 0) -> torch.Tensor:
+                row_prompt: torch.Tensor | None = None, root: int = 0,
+                root_kv: RootKV | None = None, spread: bool = True) -> torch.Tensor:
         if prompt_ids is None:
             h = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                          use_cache=False).last_hidden_state  # (R, L, H)
@@ -60,17 +68,22 @@ class TargetLogits(nn.Module):
         else:
             assert prompt_mask is not None and row_prompt is not None
             hp, ht = prompt_target_states(self.model, input_ids, attention_mask, prompt_ids,
-                                          prompt_mask, row_prompt, root)
-            h = torch.cat([hp.flatten(0, 1), ht.flatten(0, 1)])  # (E·Lp + R·Lt, H)
+                                          prompt_mask, row_prompt, root, root_kv)
+            h = torch.cat([hp.flatten(0, 1), ht.flatten(0, 1)])  # (E·(Lp − root) + R·Lt, H)
         z = head(self.model, h.index_select(0, state))  # (N, V)
+        if not spread:  # the state logits themselves: a loss that reads them via ``pick``
+            return z
         # index_select, not z[pick]: its backward adds whole rows (index_add), where advanced
         # indexing's accumulating backward runs element by element on one CPU thread
         return z.index_select(0, pick.flatten()).view(*pick.shape, -1)  # (R, T, V)
 
 
 class Forward:
-    """``net`` on a collated batch under the run's autocast, fp32 logits; counts the rows'
-    tokens (a shared prompt counts once per row, as if unshared: throughput stays comparable)."""
+    """``net`` on a collated batch under the run's autocast, fp32 logits: (R, T, V) per row and
+    target position, or ``states`` (N, V) per distinct predicting state (a loss that only reads
+    log-probs of given tokens needs no more, ``gen_losses.token_logprob``). Counts the rows'
+    tokens (``collate``'s ``tokens``: a shared prompt counts once per row, as if unshared, and
+    the EOS that is a target but no input counts too: throughput stays comparable)."""
 
     def __init__(self, net: nn.Module, device: torch.device, autocast: bool) -> None:
         self.net, self.device, self.autocast = net, device, autocast
@@ -79,16 +92,36 @@ class Forward:
         # whether batches may be collated with shared prompts (``collate(shared=True)``)
         self.shares = isinstance(base, TargetLogits) and shares_prompts(base.model)
 
-    def __call__(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        self.tokens += b["attention_mask"].sum()
+    def __call__(self, b: dict[str, torch.Tensor], spread: bool = True,
+                 root_kv: RootKV | None = None) -> torch.Tensor:
+        self.tokens += int(b["tokens"])  # a CPU count: adding it waits for nothing
         shared: dict[str, Any] = {k: b[k] for k in ("prompt_ids", "prompt_mask", "row_prompt")
                                   if k in b}
         if shared:
-            self.tokens += b["prompt_mask"][b["row_prompt"]].sum()
             shared["root"] = int(b["root"])
+            if root_kv is not None:
+                shared["root_kv"] = root_kv
         with autocast_bf16(self.device, self.autocast):
-            z = self.net(b["input_ids"], b["attention_mask"], b["state"], b["pick"], **shared)
+            z = self.net(b["input_ids"], b["attention_mask"], b["state"], b["pick"], **shared,
+                         spread=spread)
         return z.float()  # losses over a large vocabulary need fp32
+
+    def states(self, b: dict[str, torch.Tensor], root_kv: RootKV | None = None) -> torch.Tensor:
+        """(N, V) fp32 logits of the batch's distinct predicting states (``b["pick"]`` reads
+        them per row and target position)."""
+        return self(b, spread=False, root_kv=root_kv)
+
+    def root(self, b: dict[str, torch.Tensor]) -> RootKV | None:
+        """The KV cache of a shared batch's first ``b["root"]`` prompt tokens
+        (``shared_prompt.root_cache``), for every chunk collated with the same ``root``
+        (``lm_batches.batch_root``): the instruction then runs once per batch, not per chunk.
+        Called outside DDP's forward; its gradients join the chunks' in the one backward."""
+        n = int(b.get("root", 0))
+        if n == 0:
+            return None
+        base = getattr(self.net, "module", self.net)
+        with autocast_bf16(self.device, self.autocast):
+            return root_cache(base.model, b["prompt_ids"][:1, :n])
 
 
 BatchLoss = Callable[[Forward, list[int], float], torch.Tensor]

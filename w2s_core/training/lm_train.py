@@ -30,6 +30,7 @@ from w2s_core.training.lm_batches import (  # noqa: F401  (re-exported for calle
     GenExample,
     LabelSeq,
     Rows,
+    batch_root,
     collate,
     example_chunks,
     flatten,
@@ -117,18 +118,23 @@ def token_targets(z: torch.Tensor, logp: torch.Tensor, labels: torch.Tensor,
     return y
 
 
-def sequence_losses(z: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec,
+def sequence_losses(zs: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec,
                     tau: float) -> torch.Tensor:
-    """Per-row loss, the mean over its target tokens. z: (R, T, V) fp32 → (R,)."""
-    logp = F.log_softmax(z, -1)
-    m = b["tmask"].to(z.dtype)
-    if loss.kind == "ce":  # gathers instead of a dense one-hot: −Σ_v y_v log p_v
-        tok = -logp.gather(-1, b["labels"].unsqueeze(-1)).squeeze(-1)
+    """Per-row loss, the mean over its target tokens. zs: (N, V) fp32 logits of the batch's
+    distinct predicting states, read per row and target position through ``b["pick"]`` (R, T)
+    (``Forward.states``) → (R,)."""
+    m = b["tmask"].to(zs.dtype)
+    if loss.kind == "ce":  # reads log p of given tokens only: on the N states, no (R, T, V)
+        logp = F.log_softmax(zs, -1)  # (N, V)
+        tok = -logp[b["pick"], b["labels"]]  # (R, T)
         a = losses.aux_weight(tau, loss.aux_max, loss.aux_warmup)
         if a > 0:
-            own = -logp.gather(-1, _student_argmax(z, loss).unsqueeze(-1)).squeeze(-1)
-            tok = (1 - a) * tok + a * own
+            own = -logp.gather(-1, _student_argmax(zs, loss).unsqueeze(-1)).squeeze(-1)  # (N,)
+            tok = (1 - a) * tok + a * own[b["pick"]]
         return (tok * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+    # soft / edl targets differ per row where rows share a state: spread to (R, T, V)
+    z = zs.index_select(0, b["pick"].flatten()).view(*b["pick"].shape, -1)
+    logp = F.log_softmax(z, -1)
     log_q = b["log_q"] if "log_q" in b else token_log_q(logp, b, loss)
     y = token_targets(z, logp, b["labels"], log_q, loss, tau)
     if loss.kind == "soft":
@@ -176,15 +182,19 @@ def train_lm(lm: CausalLM, examples: Sequence[GenExample], loss: LossSpec, cfg: 
         # a shared pass carries targets only, and its decoder passes want rows: measured on
         # 2 CPU cores, K = 3, 16 rows a chunk trained 113 row-tokens/s, 8 rows 91
         shared = fwd.shares
-        if shared:
+        root, kv = None, None
+        if shared:  # the instruction all prompts begin with runs once for all chunks
             chunks = example_chunks(rows, items, max(SHARED_CHUNK, 2 * size))
+            root = batch_root(rows, chunks)
         else:
             idx = [r for e in items for r in rows.by_example[e]]
             chunks = [[idx[j] for j in c]
                       for c in length_chunks([len(rows.ids[r]) for r in idx], size)]
         for chunk in chunks:
-            b = collate(rows, chunk, pad, fwd.device, frozen, shared=shared)
-            total = total + (sequence_losses(fwd(b), b, loss, tau) * b["weight"]).sum()
+            b = collate(rows, chunk, pad, fwd.device, frozen, shared=shared, root=root)
+            kv = kv or fwd.root(b)
+            zs = fwd.states(b, root_kv=kv)
+            total = total + (sequence_losses(zs, b, loss, tau) * b["weight"]).sum()
         return total / len(items)
 
     stats = run_loop(lm, cfg, seed, len(examples), batch_loss,
