@@ -193,8 +193,16 @@ def _shared_target_logps(model: Any, prompts: Sequence[list[int]],
     h = shared_prompt_states(model, t_ids.to(device), t_mask.to(device), p_ids.to(device),
                              p_mask.to(device), row.to(device),
                              shared_root(distinct))  # (R, 1 + Lt, H)
-    # state j predicts target token j: the last state (after the last token) is not read
-    return _read(head(model, h[:, :-1]), t_ids, targets)
+    # state j predicts target token j: the last state (after the last token) is not read, nor
+    # are padding's, so the head (a 49k-vocabulary matmul for SmolLM2) runs on real ones only
+    keep = t_mask.bool().to(h.device)  # (R, Lt)
+    z = head(model, h[:, :-1][keep]).float()  # (M, V), row by row
+    lp = z.log_softmax(-1).gather(-1, t_ids.to(h.device)[keep].unsqueeze(-1)).squeeze(-1)
+    flat, at, out = lp.cpu().tolist(), 0, []
+    for t in targets:
+        out.append(flat[at:at + len(t)])
+        at += len(t)
+    return out
 
 
 def _read(logits: torch.Tensor, tgt: torch.Tensor,
