@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup sysdeps run demo test lint bench clean
+.PHONY: setup sysdeps run demo test lint bench clean gpu-prep
 
 setup: $(STAMP)
 
@@ -47,3 +47,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# the files scripts/gpu_checks.sh needs on a lent GPU machine (model shapes, no weights: the
+# weights cannot travel there); SmolLM2-1.7B's published shape for the >= 1B memory check
+gpu-prep: setup
+	$(PY) benchmarks/model_shape.py smollm2-135m .gpu/smollm2-135m
+	$(PY) benchmarks/model_shape.py smollm2-135m .gpu/smollm2-1.7b-shape --set hidden_size=2048 \
+		--set intermediate_size=8192 --set num_hidden_layers=24 --set num_attention_heads=32 \
+		--set num_key_value_heads=32

@@ -59,9 +59,14 @@ def atis(n: int) -> list[str]:
     return list(load_slot_dataset(DataConfig("atis-slots")).texts[-n:])
 
 
-def load(name: str, device: torch.device, sentences: list[str]) -> Any:
+def load(name: str, device: torch.device, sentences: list[str], random_init: bool = False) -> Any:
     """The CausalLM to benchmark: ``tiny`` = a random scratch word-level Llama (no download),
-    anything else through ``load_causal`` (imported here: only needed for real models)."""
+    ``random_init``: random weights of a shape folder's model (``model_shape.py``), anything
+    else through ``load_causal`` (imported here: only needed for real models)."""
+    if random_init:
+        from model_shape import random_causal
+
+        return random_causal(Path(name), device)
     if name == "tiny":
         from w2s_core.models.scratch_lm import build_scratch_lm
 
@@ -145,6 +150,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--random-init", action="store_true", help="--model is a folder of config + "
+                    "tokenizer (model_shape.py): random weights, every beam runs to the cap")
     ap.add_argument("--bf16", action="store_true", help="nbest under bf16 autocast")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--greedy", action="store_true",
@@ -157,7 +164,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     sentences = atis(args.n) if args.atis else utterances(args.n)
-    lm = load(args.model, device, sentences)
+    lm = load(args.model, device, sentences, args.random_init)
     lm.model.to(device).eval()
     prompts = [build_prompt(s) for s in sentences]
     n_params = sum(p.numel() for p in lm.model.parameters())

@@ -10,6 +10,7 @@ shared prompts fewer FLOPs are spent per counted token: then an effective share)
 
     python benchmarks/bench_lm_train.py                         # tiny random model, CPU smoke test
     python benchmarks/bench_lm_train.py --model smollm2-135m    # the real figure (GPU)
+    python benchmarks/bench_lm_train.py --model .gpu/smollm2-135m --random-init  # its shape only
 
 ``--labels K`` gives every prompt K label sequences (the multi-weak case: one per teacher),
 weighted 1/K. The Trainer gets the K·N (prompt, label) rows a user would build for it, K·batch
@@ -81,11 +82,15 @@ def synthetic(n: int, seed: int = 0, labels: int = 1) -> tuple[list[str], list[l
     return prompts, targets
 
 
-def load_model(name: str, texts: list[str], device: str) -> CausalLM:
+def load_model(name: str, texts: list[str], device: str, random_init: bool = False) -> CausalLM:
     if name == "tiny":
         from w2s_core.models.scratch_lm import build_scratch_lm
 
         return build_scratch_lm("word", texts, layers=2, hidden=128, heads=4, seed=0)
+    if random_init:  # a shape folder (model_shape.py): same speed, no weights to carry
+        from model_shape import random_causal
+
+        return random_causal(Path(name), device)
     from w2s_core.models.causal import load_causal  # lazily: only the real model needs it
 
     return load_causal(name, device)
@@ -177,6 +182,8 @@ def main() -> None:
     ap.add_argument("--peak-size", type=int, default=None, help="n of the n×n bf16 matmul")
     ap.add_argument("--threads", type=int, default=0, help="CPU torch threads (0 = default)")
     ap.add_argument("--labels", type=int, default=1, help="label sequences per prompt (K)")
+    ap.add_argument("--random-init", action="store_true", help="--model is a folder of config "
+                    "+ tokenizer (benchmarks/model_shape.py): random weights of that shape")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats of all runs; "
                     "ratios are per repeat, their median is reported")
     args = ap.parse_args()
@@ -190,7 +197,8 @@ def main() -> None:
     device = torch.device("cuda" if cuda else "cpu")
     k = args.labels
     prompts, targets = synthetic(args.steps * args.batch_size, labels=k)
-    lm = load_model(args.model, prompts + [t for ts in targets for t in ts], str(device))
+    lm = load_model(args.model, prompts + [t for ts in targets for t in ts], str(device),
+                    args.random_init)
     state = {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
     n_params = sum(p.numel() for p in lm.model.parameters())  # a tied head counts once
     flat_p = [p for p in prompts for _ in range(k)]
@@ -234,9 +242,14 @@ def main() -> None:
     # interleaved repeats: on a shared machine the speed drifts by 10-20 % between minutes, so
     # each repeat's ratio compares runs made back to back, and the median ratio is reported
     speed: dict[str, list[float]] = {label: [] for label in runs}
+    mem: dict[str, float] = {}  # peak GPU memory of each variant's runs (GiB)
     for r in range(args.repeats):
         for label, run in runs.items():
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
             speed[label].append(run())
+            if cuda:
+                mem[label] = max(mem.get(label, 0.0), torch.cuda.max_memory_allocated() / 2**30)
         print(f"repeat {r + 1}: " + ", ".join(f"{label} {v[-1]:.0f}" for label, v in speed.items()))
         # on a shared machine one reading of the peak can land in a slow minute (seen here:
         # 77 GFLOP/s, where the same matmul gave 165 alone): the best of all readings is kept
@@ -248,7 +261,8 @@ def main() -> None:
         tps, x = statistics.median(v), ratios[label]
         print(f"{label:<30} {tps:8.0f} tokens/s  {statistics.median(x):5.2f}x Trainer "
               f"(repeats {min(x):.2f}-{max(x):.2f})  {6 * n_params * tps / peak:6.1%} of bf16 "
-              f"peak, {6 * n_params * tps / peak32:6.1%} of fp32 peak")
+              f"peak, {6 * n_params * tps / peak32:6.1%} of fp32 peak"
+              + (f", GPU memory peak {mem[label]:.1f} GiB" if label in mem else ""))
     best = max((label for label in runs if label.startswith("train_lm") and "unshared" not in
                 label), key=lambda label: statistics.median(ratios[label]))
     print(f"{best} / Trainer fp32 = {statistics.median(ratios[best]):.2f}x, median of "
