@@ -188,3 +188,28 @@ def test_soft_targets_detached_and_frozen_carry_no_grad_live_does():
     assert conf.grad is not None and conf.grad[:2].abs().sum() > 0
     with pytest.raises(W2SError, match="target mode"):
         bridge.soft_targets(labels, log_q, student, mode="moving")  # type: ignore[arg-type]
+
+
+def test_fixed_target_ce_equals_the_dense_soft_cross_entropy_even_as_p_label_nears_one():
+    """The closed form −q·log p_l − (1 − q)·Σ_{v≠l} p_rest,v·log p_v against y built in full
+    (``soft_targets``, detached) and −Σ_v y_v log p_v: values and gradients, on ordinary states
+    and on one whose label holds all but 1e-12 of the mass (where 1 − p_l cancels)."""
+    g = torch.Generator().manual_seed(5)
+    n, v = 4, 13
+    z = torch.randn(n, v, generator=g, dtype=torch.float64) * 2
+    z[3] = -14.0
+    z[3, 6] = 14.0  # p(6) ≈ 1 − 1e-12
+    z.requires_grad_()
+    pick = torch.tensor([[0, 1, 3], [0, 2, 3]])
+    labels = torch.tensor([[2, 5, 6], [7, 5, 6]])
+    log_q = torch.tensor([[-0.3, -1.2, -1e-3], [0.0, -2.0, -0.5]], dtype=torch.float64)
+    logp = torch.log_softmax(z, -1)
+    got = bridge.fixed_target_ce(logp, pick, labels, log_q)
+    (g_got,) = torch.autograd.grad(got.sum(), z)
+    dense_logp = torch.log_softmax(z, -1)[pick]  # (2, 3, V)
+    y = bridge.soft_targets(labels, log_q, dense_logp, "detached")
+    expect = -(y * dense_logp).sum(-1)
+    (g_exp,) = torch.autograd.grad(expect.sum(), z)
+    torch.testing.assert_close(got, expect, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g_got, g_exp, rtol=1e-7, atol=1e-10)
+    assert torch.isfinite(g_got).all()

@@ -28,6 +28,7 @@ from w2s_core.training.lm_train import (
     LMTrainConfig,
     LossSpec,
     sequence_losses,
+    token_log_q,
     token_targets,
     train_lm,
 )
@@ -189,14 +190,21 @@ def test_soft_with_hard_labels_or_certain_words_equals_ce(bases):
 
 
 def _record_log_q(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """The log q of every soft target built: dense (``soft_targets``: live soft, EDL) or in
+    closed form (``fixed_target_ce``: detached / frozen soft)."""
     seen: list[torch.Tensor] = []
-    real = bridge.soft_targets
+    real, closed = bridge.soft_targets, bridge.fixed_target_ce
 
     def spy(labels, log_q, logp, mode):  # noqa: ANN001, ANN202
         seen.append(log_q.detach().clone())
         return real(labels, log_q, logp, mode)
 
+    def spy_closed(logp, pick, labels, log_q):  # noqa: ANN001, ANN202
+        seen.append(log_q.detach().clone())
+        return closed(logp, pick, labels, log_q)
+
     monkeypatch.setattr(bridge, "soft_targets", spy)
+    monkeypatch.setattr(bridge, "fixed_target_ce", spy_closed)
     return seen
 
 
@@ -264,8 +272,9 @@ def test_aux_mixes_in_the_students_argmax_with_the_ramped_weight(kind: str):
 @pytest.mark.parametrize("kind", ["ce", "soft", "edl"])
 def test_losses_on_shared_states_equal_the_losses_on_their_spread_logits(kind: str):
     """Rows that share a prefix pick the same state (``collate``): the loss read through
-    ``pick`` from the N distinct states equals the loss on (R, T, V) logits copied out per
-    row and position, and so does its gradient with respect to the states."""
+    ``pick`` from the N distinct states (for ce and detached soft targets without any (R, T, V)
+    tensor: ``bridge.fixed_target_ce``) equals the loss on (R, T, V) logits copied out per row
+    and position, and so does its gradient with respect to the states."""
     g = torch.Generator().manual_seed(1)
     n, v = 5, 11
     zs = (torch.randn(n, v, generator=g, dtype=torch.float64) * 2).requires_grad_()
@@ -278,9 +287,18 @@ def test_losses_on_shared_states_equal_the_losses_on_their_spread_logits(kind: s
     spec = LossSpec(kind, aux_max=0.5, aux_warmup=0.1, kl_scale=1e-2)
     got = sequence_losses(zs, b, spec, 0.5)
     (g_got,) = torch.autograd.grad(got.sum(), zs)
-    flat = torch.arange(pick.numel()).view(pick.shape)
     spread = zs[pick.flatten()]  # (R·T, V): the copy the shared path avoids building for ce
-    expect = sequence_losses(spread, {**b, "pick": flat}, spec, 0.5)
+    if kind == "edl":  # spread logits through the library's dense path
+        flat = torch.arange(pick.numel()).view(pick.shape)
+        expect = sequence_losses(spread, {**b, "pick": flat}, spec, 0.5)
+    else:  # dense and by definition: −Σ_v y_v log p_v with y built in full (R, T, V)
+        z = spread.view(*pick.shape, v)
+        logp = torch.log_softmax(z, -1)
+        log_q = token_log_q(logp, b, spec) if kind == "soft" else torch.zeros(pick.shape,
+                                                                               dtype=z.dtype)
+        y = token_targets(z, logp, labels, log_q, spec, 0.5)
+        tok = -(y * logp).sum(-1)
+        expect = (tok * tmask).sum(-1) / tmask.sum(-1)
     (g_exp,) = torch.autograd.grad(expect.sum(), zs)
     torch.testing.assert_close(got, expect)
     torch.testing.assert_close(g_got, g_exp)

@@ -166,3 +166,32 @@ def soft_targets(label_ids: torch.Tensor, log_q: torch.Tensor, student_logp: tor
     rest = torch.softmax(student_logp.masked_fill(onehot, float("-inf")), dim=-1)
     q = log_q.exp().unsqueeze(-1)  # (..., T, 1)
     return q * onehot.to(rest.dtype) + (1 - q) * rest
+
+
+def fixed_target_ce(state_logp: torch.Tensor, pick: torch.Tensor, label_ids: torch.Tensor,
+                    log_q: torch.Tensor) -> torch.Tensor:
+    """−Σ_v y_v log p_v for the detached / frozen soft target y = q·onehot(l) + (1 − q)·p_rest
+    (``soft_targets``), without building y: with p_rest,v = p_v / (1 − p_l) for v ≠ l,
+
+        CE = −q·log p_l − (1 − q) · Σ_{v≠l} sg(p_v)·log p_v / (1 − sg(p_l))
+
+    (sg: no gradient, as the detached target has none), so its gradient in the logits is
+    p − y, the dense loss's. The vocabulary-wide sums are numbers per state: rows that share a
+    state (``lm_batches.collate``) share them, and no (positions × V) tensor is made. Where the
+    label is the state's argmax, 1 − p_l and the sum over v ≠ l come from per-state sums that
+    leave the argmax out (exact as p_l → 1, where 1 − exp(log p_l) cancels); elsewhere
+    p_l ≤ ½ and the sum over all v less the label's term is exact enough.
+    state_logp: (N, V) log-softmax; pick, label_ids, log_q: (..., T) → (..., T).
+    """
+    sg = state_logp.detach()
+    top = sg.argmax(-1, keepdim=True)  # (N, 1)
+    w = sg.exp().scatter(-1, top, 0.0)  # sg(p_v), the argmax left out
+    off_top = (w * state_logp).sum(-1)  # Σ_{v≠top} sg(p_v) log p_v, (N,)
+    p_top, lp_top = sg.gather(-1, top).squeeze(-1).exp(), state_logp.gather(-1, top).squeeze(-1)
+    total = off_top + p_top * lp_top  # Σ_v sg(p_v) log p_v
+    lp_l = state_logp[pick, label_ids]  # log p_l, (..., T)
+    is_top = label_ids == top.squeeze(-1)[pick]
+    rest_sum = torch.where(is_top, off_top[pick], total[pick] - lp_l.detach().exp() * lp_l)
+    rest_mass = torch.where(is_top, w.sum(-1)[pick], -torch.expm1(lp_l.detach()))
+    q = log_q.detach().exp()
+    return -q * lp_l - (1 - q) * rest_sum / rest_mass.clamp_min(torch.finfo(sg.dtype).tiny)

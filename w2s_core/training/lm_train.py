@@ -92,10 +92,13 @@ SHARED_CHUNK = 16
 
 def token_log_q(logp: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec) -> torch.Tensor:
     """Bridge log q_t = ω_t log P_k(word(t)), ω from the student's confidence m_t = max_v P_t.
-    Gradients flow through ω only for ``live`` targets. logp: (R, T, V) → (R, T)."""
+    Gradients flow through ω only for ``live`` targets. logp: (R, T, V), or the states' (N, V)
+    read through ``b["pick"]`` → (R, T)."""
     conf = logp.amax(-1).exp()
     if loss.target_mode != "live":
         conf = conf.detach()
+    if logp.ndim == 2:  # per state: each position reads its state's confidence
+        conf = conf[b["pick"]]
     omega = bridge.split_weights(conf, b["word_ids"], loss.split, loss.temperature)
     return bridge.token_log_targets(b["word_logp"], b["word_ids"], omega)
 
@@ -124,15 +127,21 @@ def sequence_losses(zs: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec
     distinct predicting states, read per row and target position through ``b["pick"]`` (R, T)
     (``Forward.states``) → (R,)."""
     m = b["tmask"].to(zs.dtype)
-    if loss.kind == "ce":  # reads log p of given tokens only: on the N states, no (R, T, V)
+    if loss.kind == "ce" or (loss.kind == "soft" and loss.target_mode != "live"):
+        # a fixed target: the loss reads log p of given tokens (and for soft targets one
+        # vocabulary-wide sum per state), all on the N states, no (R, T, V) tensor
         logp = F.log_softmax(zs, -1)  # (N, V)
-        tok = -logp[b["pick"], b["labels"]]  # (R, T)
+        if loss.kind == "ce":
+            tok = -logp[b["pick"], b["labels"]]  # (R, T)
+        else:
+            log_q = b["log_q"] if "log_q" in b else token_log_q(logp, b, loss)
+            tok = bridge.fixed_target_ce(logp, b["pick"], b["labels"], log_q)
         a = losses.aux_weight(tau, loss.aux_max, loss.aux_warmup)
         if a > 0:
             own = -logp.gather(-1, _student_argmax(zs, loss).unsqueeze(-1)).squeeze(-1)  # (N,)
             tok = (1 - a) * tok + a * own[b["pick"]]
         return (tok * m).sum(-1) / m.sum(-1).clamp_min(1.0)
-    # soft / edl targets differ per row where rows share a state: spread to (R, T, V)
+    # live soft and EDL targets differ per row where rows share a state: spread to (R, T, V)
     z = zs.index_select(0, b["pick"].flatten()).view(*b["pick"].shape, -1)
     logp = F.log_softmax(z, -1)
     log_q = b["log_q"] if "log_q" in b else token_log_q(logp, b, loss)
