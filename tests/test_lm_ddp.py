@@ -3,6 +3,7 @@ the weights of one process that trains on both halves of every batch."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,11 @@ def test_two_process_ddp_training_equals_one_process(tmp_path: Path) -> None:
     # one process, 4 utterances a step; two processes, 2 each (accelerate's micro-batch is
     # batch_size × processes, split rank::world): the same 4 per step, gradients averaged
     subprocess.run([sys.executable, str(WORKER), "4", str(tmp_path / "one")], check=True)
+    # gloo on the loopback interface: a CI container's hostname need not resolve to one
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc_per_node", "2", str(WORKER), "2", str(tmp_path / "ddp")],
-                   check=True, capture_output=True, timeout=300)
+                   check=True, capture_output=True, timeout=300, env=env)
     one = torch.load(tmp_path / "one_0.pt")
     r0, r1 = torch.load(tmp_path / "ddp_0.pt"), torch.load(tmp_path / "ddp_1.pt")
     assert torch.equal(r0, r1)  # the ranks' gradients were all-reduced, every parameter
