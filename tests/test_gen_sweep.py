@@ -392,6 +392,20 @@ def test_report_shows_slu_f1_by_method_and_the_dpo_section(gen: SimpleNamespace,
                             [f"dpo_margin_{end}"] for r in mine["run_id"]])
             assert d[f"margin_{end}"] == pytest.approx(want)
     assert "policy margin" in out
+    # one option apart (the bridge modes for bayes, the joint score): paired a − b, seed 0
+    con = {(c["label"], c["method"], c["k"]): c for c in rep["contrasts"]}
+    assert {(lab, m) for lab, m, _ in con} == {
+        ("target_mode=frozen − target_mode=detached", "bayes"),
+        ("target_mode=live − target_mode=detached", "bayes"),
+        ("target_mode=live − target_mode=frozen", "bayes"),
+        ("joint_score=per_char − joint_score=sum", "joint")}
+    for c in con.values():  # the mean over teacher subsets of each subset's seed-0 difference
+        f1 = {s: tr[(tr["setting"] == s) & (tr["method"] == c["method"]) & (tr["seed"] == 0)
+                    & (tr["k"] == c["k"])].set_index("subset")["slu_f1"] for s in (c["a"], c["b"])}
+        diff = (f1[c["a"]] - f1[c["b"]]).dropna()
+        assert c["pairs"] == len(diff) > 0 and c["mean"] == pytest.approx(diff.mean())
+    assert "one option changed, all else equal" in out
+    assert "target_mode=live − target_mode=detached" in out
 
 
 # ---------------------------------------------------------------- resume (mutates the workspace)
@@ -494,6 +508,31 @@ def test_the_task_field_leaves_classification_run_ids_unchanged() -> None:
     assert gen.run_id != cls.run_id
     assert RunSpec.from_dict(gen.stored_config()).run_id == gen.run_id
     assert gen.index_row()["task"] == "generation" and cls.index_row()["task"] == "classification"
+
+
+def test_the_target_modes_config_grows_the_same_experiment(tmp_path: Path) -> None:
+    """configs/gen-target-modes.yaml: the CPU study's experiment, single-soft at K = 1 and
+    naive-soft at K = 3 for seeds 0–2 in each bridge target mode (one setting per mode), the
+    ceiling per seed, no DPO."""
+    from w2s_core.experiments.config import load_config, load_configs
+    from w2s_core.experiments.gen_runs import GenerationRuns
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    items = load_configs(root / "gen-target-modes.yaml")
+    assert {c.experiment_id() for c in items} == \
+        {load_config(root / "gen-cpu-study.yaml").experiment_id()}
+    runs = [r for c in items for r in GenerationRuns(
+        Sweep(c, tmp_path, progress=False, log=lambda _m: None),
+        SimpleNamespace(data_seed=0, pairs=lambda _s: []), None,
+        "cpu").plan()]  # type: ignore[arg-type]
+    transfer = sorted((p.method, len(p.subset), p.seed, p.options["target_mode"])
+                      for p, _ in runs if p.kind == "transfer")
+    assert transfer == sorted((m, k, s, t) for m, k in (("single-soft", 1), ("naive-soft", 3))
+                              for s in (0, 1, 2) for t in ("detached", "frozen", "live"))
+    assert {p.seed for p, _ in runs if p.kind == "ceiling"} == {0, 1, 2}
+    assert not [k for _, ks in runs for k in ks]
+    modes = {p.setting: p.options["target_mode"] for p, _ in runs if p.kind == "transfer"}
+    assert sorted(modes.values()) == ["detached", "frozen", "live"]  # a setting per mode
 
 
 def test_the_cpu_study_seeds_config_grows_the_same_experiment(tmp_path: Path) -> None:

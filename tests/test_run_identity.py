@@ -62,6 +62,46 @@ def test_setting_labels_name_only_what_differs():
     assert setting_labels({"x": a}) == {"x": "as configured"}
 
 
+def test_setting_contrasts_pair_settings_that_differ_in_exactly_one_option():
+    """frozen − detached etc. on runs matched on data, subset, seed and aux, per (method, aux,
+    K); the library default is the reference; settings two options apart are not paired."""
+    from scipy import stats
+
+    opts = {"A": ("detached", 1.0), "B": ("frozen", 1.0), "C": ("live", 1.0),
+            "D": ("frozen", 0.3)}
+    known = {s: {"train": {"lr": 1e-3}, "options": {"target_mode": m, "temperature": t}}
+             for s, (m, t) in opts.items()}
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in "ABCD":
+        for seed in range(3):
+            for method, subset, k in (("naive-soft", "x+y", 2), ("single-soft", "x", 1)):
+                rows.append({"kind": "transfer", "setting": s, "method": method, "k": k,
+                             "subset": subset, "seed": seed, "data_seed": 0, "aux": False,
+                             "slu_f1": float(rng.uniform())})
+    rows.append({**rows[-1], "seed": 7, "setting": "C"})  # no partner in A or B: not paired
+    runs = pd.DataFrame(rows)
+    defaults = {"options": {"target_mode": "detached", "temperature": 1.0}}
+    out = tables.setting_contrasts(runs, known, defaults, "slu_f1")
+    assert sorted(set(out["label"])) == sorted([
+        "target_mode=frozen − target_mode=detached", "target_mode=live − target_mode=detached",
+        "target_mode=live − target_mode=frozen",  # neither is the default: sorted order
+        "temperature=0.3 − temperature=1"])  # D against B only: D is two options from A, C
+    assert len(out) == 4 * 2  # per method (K kept apart), never pooled
+    v = runs.set_index(["setting", "method", "seed"])["slu_f1"]
+    for _, row in out.iterrows():
+        diff = np.array([v[(row["a"], row["method"], s)] - v[(row["b"], row["method"], s)]
+                         for s in range(3)])
+        half = stats.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
+        assert row["pairs"] == 3 and row["n"] == 3 and row["unit"] == "seed"
+        assert row["mean"] == pytest.approx(diff.mean())
+        assert (row["lo"], row["hi"]) == pytest.approx((diff.mean() - half, diff.mean() + half))
+    assert tables.setting_contrasts(runs, {"A": known["A"]}, defaults, "slu_f1").empty
+    # without recorded defaults (an older experiment) the value that sorts first is b
+    old = tables.setting_contrasts(runs, known, None, "slu_f1")
+    assert "temperature=1 − temperature=0.3" in set(old["label"])
+
+
 @pytest.fixture
 def cfg(small_csv, tiny_encoder_dir, fresh_cache, torch_single_thread):
     return ExperimentConfig(
@@ -102,10 +142,22 @@ def test_option_sets_are_kept_apart_in_store_report_and_comparisons(cfg, tmp_pat
     assert len(bn) == 4  # 2 settings × aux off/on: never pooled over either
     assert set(map(tuple, bn[["setting", "aux"]].to_numpy())) == {
         (s, x) for s in tr.setting.unique() for x in (False, True)}
+    # one option apart: kl_scale 0.1 − the default 1, paired on subset and seed per method/aux
+    assert meta["option_defaults"]["options"]["kl_scale"] == 1.0
+    con = pd.DataFrame(rep["contrasts"])
+    assert set(con["label"]) == {"kl_scale=0.1 − kl_scale=1"}
+    side = tr.pivot_table(index=["method", "aux", "k", "subset", "seed"],
+                          columns="opt_kl_scale", values="accuracy", aggfunc="first")
+    want = (side[0.1] - side[1.0]).groupby(["method", "aux", "k"]).mean()
+    acc = con[con.metric == "accuracy"].set_index(["method", "aux", "k"])["mean"]
+    assert len(want) >= 4 and len(acc) == len(want)  # methods × aux, each paired
+    assert np.allclose(acc.loc[want.index], want)
     out = subprocess.run([sys.executable, "-m", "w2s_core.cli", "report", "--workspace",
                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, check=True)
     assert "option setting" in out.stdout and "kl_scale=0.1" in out.stdout
     assert "Intervals:" in out.stdout
+    assert "one option changed, all else equal" in out.stdout
+    assert "kl_scale=0.1 − kl_scale=1" in out.stdout
 
 
 def test_bayes_minus_naive_is_reported_per_aux_setting_from_matched_pairs(cfg, tmp_path):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from w2s_core.cli_gen import gen_table
+from w2s_core.cli_gen import contrast_lines, gen_table
 from w2s_core.errors import W2SError
 from w2s_core.paths import workspace_dir
 
@@ -261,6 +261,7 @@ def _table(r: dict[str, Any]) -> str:
             lines.append(f"{c['a']} − {c['b']} (K ≥ 2, {'with' if c['aux'] else 'without'} "
                          f"aux, paired over {c['pairs']} runs): {what} {_fmt(c['mean'])} "
                          f"{_ci(c)}")
+    lines += contrast_lines(r.get("contrasts") or [])
     if r.get("intervals"):
         lines += ["", r["intervals"]]
     return "\n".join(lines)

@@ -70,6 +70,7 @@ def gen_table(r: dict[str, Any]) -> str:
         for a in [x for x in r.get("aux") or [] if x["setting"] == setting]:
             lines.append(f"  aux − no aux ({a['method']}, SLU-F1): {_fmt(a['mean'])} {_ci(a)} "
                          f"({a['pairs']} pairs)")
+    lines += contrast_lines(r.get("contrasts") or [])
     if r.get("dpo"):
         lines += ["", "(c)DPO after transfer: SLU-F1 before → after, paired Δ over seeds"]
         for d in r["dpo"]:
@@ -81,3 +82,19 @@ def gen_table(r: dict[str, Any]) -> str:
     if r.get("intervals"):
         lines += ["", f"intervals: {r['intervals']}"]
     return "\n".join(lines)
+
+
+def contrast_lines(contrasts: list[dict[str, Any]]) -> list[str]:
+    """Settings that differ in one option, paired on matched runs (both tasks' reports)."""
+    if not contrasts:
+        return []
+    what = {"slu_f1": "SLU-F1", "accuracy": "accuracy"}
+    width = max(len(c["label"]) for c in contrasts)
+    lines = ["", "one option changed, all else equal: a − b on runs matched on data, teacher "
+             "subset, seed and aux"]
+    for c in contrasts:
+        metric = "PGR" if c["metric"].startswith("pgr") else what.get(c["metric"], c["metric"])
+        lines.append(f"  {c['label']:{width}}  {c['method']:17} {'with' if c['aux'] else 'w/o'}"
+                     f" aux K={c['k']}: {metric} {_fmt(c['mean'])} {_ci(c)} ({c['pairs']} "
+                     f"pairs, {_units(c['n_units'], c['unit'])})")
+    return lines

@@ -94,7 +94,7 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
         "student": cfg["student"], "floor": floor,
         "warnings": warns + provenance.mixed(meta.get("provenance") or []),
         "teachers": _records(teacher_table(exp)), "settings": {}, "recovery": [],
-        "score": [], "comparisons": [], "aux": [], "dpo": [], "ceiling": [],
+        "score": [], "comparisons": [], "aux": [], "dpo": [], "ceiling": [], "contrasts": [],
         "n_runs": int(len(runs)), "intervals": "", "agreement": {}}
     if runs.empty:
         return out
@@ -116,10 +116,12 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     # exact span F1 beside SLU-F1: SLU-F1 credits a slot of the right type with a wrong value
     # most of a TP, so a student that answers the common types with any value scores ~0.3
     span = tables.recovery_table(runs, "span_f1", floor)
+    contrasts = tables.setting_contrasts(runs, meta.get("settings") or {},
+                                         meta.get("option_defaults"), "slu_f1", floor)
     out.update(ceiling=_records(ceil), recovery=_records(rec), score=_records(score),
-               span=_records(span),
+               span=_records(span), contrasts=_records(contrasts),
                aux=_records(aux), dpo=_records(dpo),
                comparisons=_records(pd.concat(comps, ignore_index=True)) if comps else [])
-    notes = [t for t in (rec, score, ceil, *comps, aux, dpo) if not t.empty]
+    notes = [t for t in (rec, score, ceil, *comps, aux, dpo, contrasts) if not t.empty]
     out["intervals"] = interval_note(pd.concat(notes, ignore_index=True)) if notes else ""
     return out

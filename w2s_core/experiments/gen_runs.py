@@ -93,12 +93,11 @@ class GenerationRuns:
                                 kids.append(RunSpec(eid, "dpo", m, sub, False, seed, ds, train,
                                                     {**self.opts, "dpo": d}, task="generation"))
                         out.append((spec, kids))
-        settings = self.sw.meta.setdefault("settings", {})
+        settings = self.sw.meta.get("settings") or {}
         new = {s.setting: {"train": train, "options": s.options} for p, kids in out
                for s in [p, *kids] if s.setting not in settings}
-        if new:
-            settings.update(new)
-            self.sw._save_meta()
+        defaults = plain(dataclasses.asdict(type(self.cfg.gen_options)()))
+        self.sw.record_settings(new, {"options": defaults})
         return out
 
     # ------------------------------------------------------------ targets

@@ -82,7 +82,7 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
                            "warnings": warns,
                            "teachers": _records(teacher_table(exp)), "floor": floor,
                            "settings": {}, "recovery": [], "comparisons": [], "ceiling": [],
-                           "n_runs": int(len(runs)), "intervals": ""}
+                           "contrasts": [], "n_runs": int(len(runs)), "intervals": ""}
     if runs.empty:
         return out
     tr = tables.transfer(runs)
@@ -97,6 +97,12 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     comps = [c for c in comps if not c.empty]
     if comps:
         out["comparisons"] = _records(pd.concat(comps, ignore_index=True))
-    notes = [t for t in (rec, ceil, *comps) if not t.empty]
+    contrasts = [tables.setting_contrasts(runs, meta.get("settings") or {},
+                                          meta.get("option_defaults"), metric, floor)
+                 for metric in ("pgr", "accuracy")]
+    contrasts = [c for c in contrasts if not c.empty]
+    if contrasts:
+        out["contrasts"] = _records(pd.concat(contrasts, ignore_index=True))
+    notes = [t for t in (rec, ceil, *comps, *contrasts) if not t.empty]
     out["intervals"] = interval_note(pd.concat(notes, ignore_index=True)) if notes else ""
     return out

@@ -160,9 +160,27 @@ def setting_labels(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
                                        for f in flat.values()}) > 1]
     out = {}
     for s, f in flat.items():
-        parts = [f"{k.rsplit('.', 1)[-1]}={_short(f.get(k))}" for k in varying]
+        parts = [option_label(k, f.get(k)) for k in varying]
         out[s] = " · ".join(parts) or s
     return out
+
+
+def option_label(key: str, value: Any) -> str:
+    """``"options.target_mode", "frozen"`` → ``"target_mode=frozen"``."""
+    return f"{key.rsplit('.', 1)[-1]}={_short(value)}"
+
+
+def option_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The flattened option keys (``options.target_mode``, ``train.lr`` …) whose values differ
+    between settings ``a`` and ``b``, each with (a's value, b's value)."""
+    fa, fb = _flatten(a), _flatten(b)
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+            if json.dumps(fa.get(k), sort_keys=True) != json.dumps(fb.get(k), sort_keys=True)}
+
+
+def flat_options(d: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested options → ``{"options.kl_scale": 1.0, …}`` (how settings are compared)."""
+    return _flatten(d)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

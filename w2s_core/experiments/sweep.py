@@ -277,13 +277,19 @@ class Sweep:
                                                 seed=seed, targets=targets: StudentJob(
                                                     method.family, *targets(),
                                                     cfg.options.aux_max if aux else 0.0, seed)))
-        settings = self.meta.setdefault("settings", {})
+        settings = self.meta.get("settings") or {}
         new = {e[0].setting: {"train": train, "options": None if e[0].options is None
                               else options} for e in plan if e[0].setting not in settings}
-        if new:
-            settings.update(new)
-            self._save_meta()
+        self.record_settings(new, {"options": plain(dataclasses.asdict(type(cfg.options)()))})
         return plan
+
+    def record_settings(self, new: dict[str, Any], defaults: dict[str, Any]) -> None:
+        """Add ``new`` option settings to experiment.json, with the library's option defaults
+        (which side of a one-option contrast is the reference: ``tables.setting_contrasts``)."""
+        if new or self.meta.get("option_defaults") != defaults:
+            self.meta.setdefault("settings", {}).update(new)
+            self.meta["option_defaults"] = defaults
+            self._save_meta()
 
     def _entry(self, spec: RunSpec, extra: dict[str, Any],
                make: Callable[[], StudentJob]) -> Entry:

@@ -8,11 +8,20 @@ resampling is chosen and named by ``w2s_core.metrics.stats.summarize_runs``.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from w2s_core.errors import W2SError
-from w2s_core.experiments.runspec import GROUP_KEYS, PAIR_KEYS, setting_labels
+from w2s_core.experiments.runspec import (
+    GROUP_KEYS,
+    PAIR_KEYS,
+    flat_options,
+    option_diff,
+    option_label,
+    setting_labels,
+)
 from w2s_core.metrics.intervals import paired_summary, summarize_runs
 
 FLOORS = ("mean", "best", "vote", "joint")  # vote: classification; joint: generation
@@ -93,6 +102,50 @@ def compare(runs: pd.DataFrame, a: str, b: str, metric: str = "pgr", floor: str 
     except W2SError:  # no run of a matches one of b (e.g. other subsets): nothing to compare
         return pd.DataFrame()
     return out.assign(a=a, b=b, metric=col)
+
+
+def setting_contrasts(runs: pd.DataFrame, known: dict, defaults: dict | None = None,
+                      metric: str = "accuracy", floor: str = "mean", *,
+                      n_boot: int = 2000) -> pd.DataFrame:
+    """One option changed, all else equal: ``a − b`` for every pair of option settings that
+    differ in exactly one option (``target_mode=frozen − target_mode=detached``), on transfer
+    runs matched on data seed, teacher subset, student seed, aux and method, per (method, aux,
+    K) — the same teachers, data and minibatch order, only that option differs, so the paired
+    difference isolates it. ``known``: experiment.json's ``settings``; ``defaults``: its
+    ``option_defaults`` — the side holding the library default is the reference b (else the
+    value that sorts first). Settings that differ in two or more options are not paired."""
+    col = value_column(metric, floor)
+    tr = transfer(runs)
+    if tr.empty or col not in tr.columns:
+        return pd.DataFrame()
+    tr = tr.assign(_v=pd.to_numeric(tr[col], errors="coerce"))
+    present = sorted(s for s in set(tr["setting"]) if s in known)
+    default = flat_options(defaults or {})
+    frames = []
+    for i, s1 in enumerate(present):
+        for s2 in present[i + 1:]:
+            diff = option_diff(known[s1], known[s2])
+            if len(diff) != 1:
+                continue
+            [(key, (v1, v2))] = diff.items()
+            # the reference b: the library default, else the value that sorts first
+            ref_first = _same(v2, default.get(key)) or (
+                not _same(v1, default.get(key)) and str(v2) < str(v1))
+            (a, va), (b, vb) = ((s1, v1), (s2, v2)) if ref_first else ((s2, v2), (s1, v1))
+            try:
+                out = paired_summary(tr[tr["setting"].isin([a, b])], a, b, "_v",
+                                     method_col="setting", pair_on=["data_seed", "subset", "seed"],
+                                     by=["method", "aux", "k"], n_boot=n_boot)
+            except W2SError:  # no run of one setting matches a run of the other
+                continue
+            frames.append(out.assign(a=a, b=b, option=key.rsplit(".", 1)[-1],
+                                     label=f"{option_label(key, va)} − {option_label(key, vb)}",
+                                     metric=col))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _same(x: object, y: object) -> bool:
+    return y is not None and json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True)
 
 
 def ceiling_table(runs: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
