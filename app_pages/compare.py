@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages import _data as data
 from app_pages import _ui as ui
-from w2s_core.experiments import store
+from w2s_core.experiments import store, tables
 from w2s_core.viz import compare as cmp
 from w2s_core.viz.runs import identity_labels
 
@@ -60,6 +60,23 @@ def body(c: ui.Ctx) -> None:
         st.caption("The configs are identical." if only else "No configs.")
     else:
         ui.table(diff, "compare-configs")
+    _contrasts(c)
+
+
+def _contrasts(c: ui.Ctx) -> None:
+    """Option settings one option apart, as paired differences on matched runs (what
+    `w2s report` prints under "one option changed, all else equal")."""
+    metric, name = ("slu_f1", "SLU-F1") if c.is_generation else ("accuracy", "Accuracy")
+    con = cmp.contrast_table(tables.setting_contrasts(
+        c.all_runs, c.meta.get("settings") or {}, c.meta.get("option_defaults"), metric))
+    if con.empty:
+        return
+    st.subheader("One option changed, all else equal")
+    st.caption("Option settings of this experiment that differ in exactly one option: "
+               f"{name} of a − b on transfer runs matched on data replicate, teacher subset, "
+               "seed and aux, per method and K (b holds the library default). Unit of the "
+               f"interval: {', '.join(sorted(set(con['unit'])))}.")
+    ui.chart(cmp.contrast_figure(con, name), con, "compare-option-contrasts")
 
 
 ui.guard(body)

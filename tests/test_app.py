@@ -323,6 +323,8 @@ def test_a_chosen_data_replicate_is_what_one_run_views_show(ident, monkeypatch) 
     ok(at)
     assert all("data seed" in o and "kl_scale=" in o
                for o in at.multiselect(key="w_runs").options if not o.startswith("ceiling"))
+    # its two settings differ in two options (evidence and kl_scale): nothing to pair
+    assert "compare-option-contrasts" not in specs(at) and "compare-metrics" in specs(at)
 
 
 def _agreement(p: np.ndarray, ref: np.ndarray) -> float:

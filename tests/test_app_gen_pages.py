@@ -263,6 +263,22 @@ def test_compare_puts_generation_runs_side_by_side(gen: Any, monkeypatch) -> Non
     assert side.shape[1] == 3 and "DPO" in side.columns[-1]
     assert float(side.loc["delta_slu_f1"].iloc[-1]) == pytest.approx(
         idx.loc[dpo, "delta_slu_f1"])
+    # the option settings one option apart: bayes in the three bridge target modes, each
+    # point the mean over teacher subsets of the seed-0 SLU-F1 difference (runs matched)
+    spec = specs(at)["compare-option-contrasts"]
+    points = dict(zip(spec["data"][0]["y"], arr(spec["data"][0]["x"]), strict=True))
+    tr = idx[(idx["kind"] == "transfer") & (idx["seed"] == 0)]
+
+    def f1(mode: str, k: int) -> pd.Series:
+        r = tr[(tr["method"] == "bayes") & (tr["k"] == k) & (tr["opt_target_mode"] == mode)]
+        return r.set_index("subset")["slu_f1"]
+
+    ks = sorted(tr.loc[tr["method"] == "bayes", "k"].unique())
+    for a, b in (("frozen", "detached"), ("live", "detached"), ("live", "frozen")):
+        for k in ks:
+            name = f"target_mode={a} − target_mode={b} · bayes · K={k}"
+            assert points[name] == pytest.approx((f1(a, k) - f1(b, k)).mean())
+    assert len(points) == 3 * len(ks) + len(tr.loc[tr["method"] == "joint", "k"].unique())
 
 
 # ---------------------------------------------------------------- talk

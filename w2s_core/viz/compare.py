@@ -86,3 +86,38 @@ def config_diff(configs: Mapping[str, Mapping[str, Any]], only_diff: bool = Fals
     # one dtype per column so the table renders (and exports) the same way everywhere
     return df.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
                   else str(v)).reset_index()
+
+
+def contrast_table(con: pd.DataFrame) -> pd.DataFrame:
+    """``tables.setting_contrasts`` as shown: one row per (contrast, method, aux, K)."""
+    if con.empty:
+        return pd.DataFrame()
+    out = con.assign(contrast=con["label"], aux=con["aux"].map({True: "yes", False: "no"}),
+                     K=con["k"], difference=con["mean"])
+    return out[["contrast", "method", "aux", "K", "difference", "lo", "hi", "pairs", "n_units",
+                "unit"]].reset_index(drop=True)
+
+
+def contrast_figure(table: pd.DataFrame, metric: str) -> go.Figure:
+    """A forest plot of one-option contrasts: each row's paired mean difference a − b with its
+    interval (none when one unit), and a line at 0 (no effect)."""
+    if table.empty:
+        return empty_figure("No two option settings differ in exactly one option")
+    names = [f"{r.contrast} · {r.method} · K={r.K}" + (" · aux" if r.aux == "yes" else "")
+             for r in table.itertuples()]
+    mean = table["difference"].astype(float)
+    lo = pd.to_numeric(table["lo"], errors="coerce")
+    hi = pd.to_numeric(table["hi"], errors="coerce")
+    fig = go.Figure(go.Scatter(
+        x=mean, y=names, mode="markers",
+        marker={"color": [method_color(m) for m in table["method"]], "size": 10},
+        error_x={"type": "data", "symmetric": False, "array": (hi - mean).fillna(0),
+                 "arrayminus": (mean - lo).fillna(0)},
+        customdata=np.stack([lo, hi, table["pairs"]], axis=1),
+        hovertemplate="%{y}<br>a − b = %{x:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"
+                      "<br>%{customdata[2]} pairs<extra></extra>"))
+    fig.add_vline(x=0, line={"color": "grey", "dash": "dot"})
+    fig.update_yaxes(autorange="reversed")
+    return finish(fig, f"One option changed, all else equal: {metric} difference a − b",
+                  height=max(260, 60 + 36 * len(table)), x=f"{metric} difference",
+                  legend=False)
