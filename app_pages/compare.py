@@ -72,6 +72,12 @@ def _contrasts(c: ui.Ctx) -> None:
     if con.empty:
         return
     st.subheader("One option changed, all else equal")
+    labels = sorted(set(con["contrast"]))
+    chosen = ui.select_many("contrasts", "Contrasts", labels, labels[:3],
+                            placeholder="pick one or more option contrasts")
+    con = con[con["contrast"].isin(chosen)].reset_index(drop=True)
+    if con.empty:
+        return
     st.caption("Option settings of this experiment that differ in exactly one option: "
                f"{name} of a − b on transfer runs matched on data replicate, teacher subset, "
                "seed and aux, per method and K (b holds the library default). Unit of the "

@@ -265,6 +265,10 @@ def test_compare_puts_generation_runs_side_by_side(gen: Any, monkeypatch) -> Non
         idx.loc[dpo, "delta_slu_f1"])
     # the option settings one option apart: bayes in the three bridge target modes, each
     # point the mean over teacher subsets of the seed-0 SLU-F1 difference (runs matched)
+    pick = at.multiselect(key="w_contrasts")
+    assert len(pick.value) == 3 and len(pick.options) == 4  # 3 bridge-mode pairs + joint score
+    pick.set_value(pick.options).run()
+    ok(at)
     spec = specs(at)["compare-option-contrasts"]
     points = dict(zip(spec["data"][0]["y"], arr(spec["data"][0]["x"]), strict=True))
     tr = idx[(idx["kind"] == "transfer") & (idx["seed"] == 0)]
