@@ -535,6 +535,30 @@ def test_the_target_modes_config_grows_the_same_experiment(tmp_path: Path) -> No
     assert sorted(modes.values()) == ["detached", "frozen", "live"]  # a setting per mode
 
 
+def test_the_edl_ablation_config_grows_the_same_experiment(tmp_path: Path) -> None:
+    """configs/gen-edl-ablation.yaml: bayes at K = 3, seeds 0–2, in the default setting, without
+    the KL term and with softplus evidence (one option changed each); its dpo.after: [] plans
+    no DPO run."""
+    from w2s_core.experiments.config import load_config, load_configs
+    from w2s_core.experiments.gen_config import GenOptions
+    from w2s_core.experiments.gen_runs import GenerationRuns
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    items = load_configs(root / "gen-edl-ablation.yaml")
+    assert {c.experiment_id() for c in items} == \
+        {load_config(root / "gen-cpu-study.yaml").experiment_id()}
+    runs = [r for c in items for r in GenerationRuns(
+        Sweep(c, tmp_path, progress=False, log=lambda _m: None),
+        SimpleNamespace(data_seed=0, pairs=lambda _s: []), None,
+        "cpu").plan()]  # type: ignore[arg-type]
+    d = GenOptions()
+    transfer = sorted((p.method, len(p.subset), p.seed, p.options["kl_scale"],
+                       p.options["evidence"]) for p, _ in runs if p.kind == "transfer")
+    assert transfer == sorted(("bayes", 3, s, kl, ev) for s in (0, 1, 2) for kl, ev in (
+        (d.kl_scale, d.evidence), (0.0, d.evidence), (d.kl_scale, "softplus")))
+    assert not [k for _, ks in runs for k in ks]
+
+
 def test_the_cpu_study_seeds_config_grows_the_same_experiment(tmp_path: Path) -> None:
     """configs/gen-cpu-study-seeds.yaml adds runs to gen-cpu-study.yaml's experiment (every item
     has its id): the ceiling and naive-soft / bayes at K = 3, ± aux, for seeds 0–2 with DPO after
