@@ -80,7 +80,7 @@ def gen_table(r: dict[str, Any]) -> str:
                          f"{_fmt(d['after'])}  Δ {_fmt(d['mean'])} {_ci(d)} "
                          f"({d['n']} runs, {d['pairs']:.0f} pairs each{margin})")
     if r.get("intervals"):
-        lines += ["", f"intervals: {r['intervals']}"]
+        lines += ["", r["intervals"]]
     return "\n".join(lines)
 
 
