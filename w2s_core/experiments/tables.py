@@ -141,7 +141,10 @@ def setting_contrasts(runs: pd.DataFrame, known: dict, defaults: dict | None = N
             frames.append(out.assign(a=a, b=b, option=key.rsplit(".", 1)[-1],
                                      label=f"{option_label(key, va)} − {option_label(key, vb)}",
                                      metric=col))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True).sort_values(
+        ["label", "method", "aux", "k"], ignore_index=True)
 
 
 def _same(x: object, y: object) -> bool:
