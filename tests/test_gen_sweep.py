@@ -510,21 +510,27 @@ def test_the_task_field_leaves_classification_run_ids_unchanged() -> None:
     assert gen.index_row()["task"] == "generation" and cls.index_row()["task"] == "classification"
 
 
-def test_the_target_modes_config_grows_the_same_experiment(tmp_path: Path) -> None:
-    """configs/gen-target-modes.yaml: the CPU study's experiment, single-soft at K = 1 and
-    naive-soft at K = 3 for seeds 0–2 in each bridge target mode (one setting per mode), the
-    ceiling per seed, no DPO."""
+def _study_config_plan(name: str, tmp_path: Path) -> list:
+    """Every item of ``configs/<name>`` planned (nothing trained); each item must grow the CPU
+    study's experiment (configs/gen-cpu-study.yaml's id)."""
     from w2s_core.experiments.config import load_config, load_configs
     from w2s_core.experiments.gen_runs import GenerationRuns
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    items = load_configs(root / "gen-target-modes.yaml")
+    items = load_configs(root / name)
     assert {c.experiment_id() for c in items} == \
         {load_config(root / "gen-cpu-study.yaml").experiment_id()}
-    runs = [r for c in items for r in GenerationRuns(
+    return [r for c in items for r in GenerationRuns(
         Sweep(c, tmp_path, progress=False, log=lambda _m: None),
         SimpleNamespace(data_seed=0, pairs=lambda _s: []), None,
         "cpu").plan()]  # type: ignore[arg-type]
+
+
+def test_the_target_modes_config_grows_the_same_experiment(tmp_path: Path) -> None:
+    """configs/gen-target-modes.yaml: the CPU study's experiment, single-soft at K = 1 and
+    naive-soft at K = 3 for seeds 0–2 in each bridge target mode (one setting per mode), the
+    ceiling per seed, no DPO."""
+    runs = _study_config_plan("gen-target-modes.yaml", tmp_path)
     transfer = sorted((p.method, len(p.subset), p.seed, p.options["target_mode"])
                       for p, _ in runs if p.kind == "transfer")
     assert transfer == sorted((m, k, s, t) for m, k in (("single-soft", 1), ("naive-soft", 3))
@@ -539,18 +545,9 @@ def test_the_edl_ablation_config_grows_the_same_experiment(tmp_path: Path) -> No
     """configs/gen-edl-ablation.yaml: bayes at K = 3, seeds 0–2, in the default setting, without
     the KL term and with softplus evidence (one option changed each); its dpo.after: [] plans
     no DPO run."""
-    from w2s_core.experiments.config import load_config, load_configs
     from w2s_core.experiments.gen_config import GenOptions
-    from w2s_core.experiments.gen_runs import GenerationRuns
 
-    root = Path(__file__).resolve().parents[1] / "configs"
-    items = load_configs(root / "gen-edl-ablation.yaml")
-    assert {c.experiment_id() for c in items} == \
-        {load_config(root / "gen-cpu-study.yaml").experiment_id()}
-    runs = [r for c in items for r in GenerationRuns(
-        Sweep(c, tmp_path, progress=False, log=lambda _m: None),
-        SimpleNamespace(data_seed=0, pairs=lambda _s: []), None,
-        "cpu").plan()]  # type: ignore[arg-type]
+    runs = _study_config_plan("gen-edl-ablation.yaml", tmp_path)
     d = GenOptions()
     transfer = sorted((p.method, len(p.subset), p.seed, p.options["kl_scale"],
                        p.options["evidence"]) for p, _ in runs if p.kind == "transfer")
