@@ -66,7 +66,8 @@ def body(c: ui.Ctx) -> None:
 def _contrasts(c: ui.Ctx) -> None:
     """Option settings one option apart, as paired differences on matched runs (what
     `w2s report` prints under "one option changed, all else equal")."""
-    metric, name = ("slu_f1", "SLU-F1") if c.is_generation else ("accuracy", "Accuracy")
+    metric = tables.score_column(c.all_runs)  # the task's headline score, as the report
+    name = "SLU-F1" if metric == "slu_f1" else "Accuracy"
     con = cmp.contrast_table(tables.setting_contrasts(
         c.all_runs, c.meta.get("settings") or {}, c.meta.get("option_defaults"), metric))
     if con.empty:
