@@ -168,3 +168,82 @@ def test_sequence_logprob_matches_manual_gather_with_ignored_labels():
     torch.testing.assert_close(by_state, got, rtol=1e-12, atol=1e-12)
     with pytest.raises(W2SError, match="shapes differ"):
         gen_losses.sequence_logprob(flat[order], labels, mask, pick[:, :4])
+
+
+def _lm_scale_logits(v: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits as a pretrained LM gives them (SmolLM2-135M on ATIS targets: the target's logit
+    is 25–37 at 80 % of positions, far above the e^20 evidence clamp) and a soft target whose
+    label token is not the student's argmax."""
+    gen = torch.Generator().manual_seed(3)
+    z = 30.0 + 3.0 * torch.randn(2, 3, v, generator=gen, dtype=torch.float64)
+    y = torch.softmax(torch.randn(2, 3, v, generator=gen, dtype=torch.float64), -1) * 0.2
+    label = (z.argmax(-1) + 1) % v
+    y.scatter_add_(-1, label.unsqueeze(-1), torch.full((2, 3, 1), 0.8, dtype=torch.float64))
+    return z, y
+
+
+@pytest.mark.parametrize("support", [None, 4])
+def test_token_edl_nll_is_exact_and_trains_at_lm_scale_logits(support: int | None):
+    """At an LM's logits the NLL (kl_scale 0) equals the loop over α = e^z + 1 (Python floats,
+    no clamp) and its gradient is the closed form ∂/∂z_v = Σ_c y_c (e_v/S − [v = c] e_v/α_v).
+    Revision 1 clamped the evidence at e^20: every token here got α = e^20 + 1, so the loss
+    was log V for any z and its gradient 0 — the student learnt nothing from it."""
+    z, y = _lm_scale_logits()
+    z.requires_grad_(True)
+    mask = torch.ones(2, 3)
+    loss = gen_losses.token_edl_loss(z, y, mask, tau=1.0, kl_scale=0.0, support=support)
+    loss.sum().backward()
+    for i in range(2):
+        per = []
+        for t in range(3):
+            zz, yy = z[i, t].detach().tolist(), y[i, t].tolist()
+            if support is not None:  # top-k of the target + the rest's evidence summed
+                top = sorted(range(len(yy)), key=lambda j: -yy[j])[:support]
+                rest = [j for j in range(len(yy)) if j not in top]
+                e = [math.exp(zz[j]) for j in top] + [sum(math.exp(zz[j]) for j in rest)]
+                yy = [yy[j] for j in top] + [1.0 - sum(yy[j] for j in top)]
+            else:
+                e = [math.exp(x) for x in zz]
+            per.append(_edl_position([x + 1.0 for x in e], yy, 0.0, "expected-onehot"))
+        assert math.isclose(float(loss[i].detach()), sum(per) / 3, rel_tol=1e-9)
+    if support is None:
+        e = z.detach().exp()
+        s = (e + 1).sum(-1, keepdim=True)
+        want = (e / s - y * e / (e + 1)) / 3  # Σ_c y_c = 1; each sequence averages 3 positions
+        assert torch.allclose(z.grad, want, rtol=1e-9, atol=1e-12)
+        # Σe ≫ V: the NLL is the soft cross-entropy, and the label's logit is pushed up hard
+        ce = -(y * torch.log_softmax(z.detach(), -1)).sum(-1).mean(-1)
+        assert torch.allclose(loss.detach(), ce, rtol=1e-12)
+        label = y.argmax(-1, keepdim=True)
+        assert (z.grad.gather(-1, label) < -0.1).all()
+
+
+def test_token_kl_is_float64_exact_and_clamped_at_lm_scale_logits():
+    """Moderate logits: the fp32 loss's KL matches torch.distributions in float64. An LM's
+    logits: the per-position KL (~10^5 and more) is held at KL_MAX, so the loss is the NLL plus
+    kl_scale·KL_MAX at each position and its gradient is the NLL's alone (the fp32 KL there
+    was rounding noise of ±4·10^6 nats, and its gradient ~e^z per token)."""
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(1, 2, 6, generator=gen)
+    y = torch.softmax(torch.randn(1, 2, 6, generator=gen), -1)
+    got = gen_losses.token_edl_loss(z, y, torch.ones(1, 2), tau=1.0, kl_scale=0.3)
+    per = [_edl_position((z[0, j].double().exp() + 1).tolist(), y[0, j].double().tolist(), 0.3,
+                         "expected-onehot") for j in range(2)]
+    assert math.isclose(float(got[0]), sum(per) / 2, rel_tol=1e-5)
+
+    # an LM-like spread of logits over a 4,096-token vocabulary: KL(Dir(α̃) ‖ Dir(1)) ≈ 5·10^4
+    zl = 10.0 + 8.0 * torch.randn(1, 3, 4096, generator=gen)
+    yl = torch.softmax(torch.randn(1, 3, 4096, generator=gen), -1)
+    alpha = torch.exp(zl.double().clamp(max=20.0)) + 1.0
+    exact = [float(kl_divergence(Dirichlet(x), Dirichlet(torch.ones_like(x))))
+             for x in yl[0].double() + (1 - yl[0].double()) * alpha[0]]
+    assert min(exact) > gen_losses.KL_MAX
+    mask, w = torch.ones(1, 3), 1e-4
+    a = zl.clone().requires_grad_(True)
+    with_kl = gen_losses.token_edl_loss(a, yl, mask, tau=1.0, kl_scale=w, kl_target="soft-y")
+    with_kl.sum().backward()
+    b = zl.clone().requires_grad_(True)
+    nll = gen_losses.token_edl_loss(b, yl, mask, tau=1.0, kl_scale=0.0)
+    nll.sum().backward()
+    assert torch.allclose(with_kl, nll + w * gen_losses.KL_MAX, rtol=1e-6)
+    assert torch.equal(a.grad, b.grad)

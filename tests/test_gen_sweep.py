@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 from gen_workspace import EPS, MAIN, N_TEST, N_TRANSFER, TEACHERS
 
+from w2s_core import catalog
 from w2s_core.catalog import gen_methods
 from w2s_core.cli import main
 from w2s_core.data.prompts import format_slots
 from w2s_core.data.registry import load_slot_dataset
 from w2s_core.data.schema import DataConfig
 from w2s_core.errors import W2SError
-from w2s_core.experiments import store
+from w2s_core.experiments import gen_report, store
 from w2s_core.experiments.config import ExperimentConfig
 from w2s_core.experiments.gen_config import DPOSettings, GenerationConfig, GenOptions
 from w2s_core.experiments.runspec import RunSpec
@@ -439,6 +440,44 @@ def test_a_rerun_trains_nothing_and_a_lost_run_is_recomputed_alone(gen: SimpleNa
     assert lost in set(store.read_parquet(gen.exp.run_index)["run_id"])
 
 
+def test_a_run_of_an_older_method_revision_is_left_out_and_recomputed_alone(
+        gen: SimpleNamespace) -> None:
+    """A fix that changes a method's results bumps its catalog revision: stored runs of the
+    older revision keep their id but are left out of every table (with a warning that names
+    the fix) until the next sweep recomputes them in place, alone."""
+    runs_dir = gen.exp.root / "runs"
+    old = next(r for r, c in gen.configs.items() if c["kind"] == "transfer"
+               and c["method"] == "bayes" and c["subset"] == ["gpt-word"] and not c["aux"])
+    assert gen.configs[old]["revision"] == catalog.revision("generation", "bayes") == 2
+    assert gen.configs[next(r for r, c in gen.configs.items()
+                            if c["method"] == "naive-soft")]["revision"] == 1
+    n = len(store.load_runs(gen.exp)[0])
+    path = runs_dir / old / "config.json"
+    # as if stored by revision 1 (the index is derived from the run folders: rebuild it)
+    store.write_json(path, {**store.read_json(path), "revision": 1})
+    gen.exp.run_index.unlink()
+    df, warns = store.load_runs(gen.exp)
+    assert old not in set(df["run_id"]) and len(df) == n - 1
+    assert [w for w in warns if "left out" in w] == [
+        "1 generation run(s) of bayes left out: computed by an older revision of the method ("
+        + catalog.method_info("generation", "bayes").revision_note  # type: ignore[union-attr]
+        + "); rerun `w2s sweep` with the same config to recompute them"]
+    rep = gen_report.report(gen.exp)
+    assert rep["n_runs"] == len(df) and any("left out" in w for w in rep["warnings"])
+
+    before = _mtimes(runs_dir)
+    logs: list[str] = []
+    Sweep(gen.cfg, gen.ws, progress=False, log=logs.append).run()
+    assert any("already complete, 1 to train" in x for x in logs), logs
+    after = _mtimes(runs_dir)
+    assert {k.split("/")[0] for k in after if after[k] != before.get(k)} == {old}
+    assert store.read_json(path)["revision"] == 2
+    redone = store.read_json(runs_dir / old / "metrics.json")
+    assert redone["slu_f1"] == pytest.approx(gen.metrics[old]["slu_f1"])  # same code, same run
+    df, warns = store.load_runs(gen.exp)
+    assert old in set(df["run_id"]) and not [w for w in warns if "left out" in w]
+
+
 # ---------------------------------------------------------------- config (no sweep)
 def test_the_quick_demo_plans_every_method_once(tmp_path: Path) -> None:
     """The quick demo's promise (every method at least once, DPO with each ε), from its plan:
@@ -543,16 +582,17 @@ def test_the_target_modes_config_grows_the_same_experiment(tmp_path: Path) -> No
 
 def test_the_edl_ablation_config_grows_the_same_experiment(tmp_path: Path) -> None:
     """configs/gen-edl-ablation.yaml: bayes at K = 3, seeds 0–2, in the default setting, without
-    the KL term and with softplus evidence (one option changed each); its dpo.after: [] plans
-    no DPO run."""
+    the KL term and with softplus evidence (one option changed each), and bayes-restricted in
+    the default setting; its dpo.after: [] plans no DPO run."""
     from w2s_core.experiments.gen_config import GenOptions
 
     runs = _study_config_plan("gen-edl-ablation.yaml", tmp_path)
     d = GenOptions()
     transfer = sorted((p.method, len(p.subset), p.seed, p.options["kl_scale"],
                        p.options["evidence"]) for p, _ in runs if p.kind == "transfer")
-    assert transfer == sorted(("bayes", 3, s, kl, ev) for s in (0, 1, 2) for kl, ev in (
-        (d.kl_scale, d.evidence), (0.0, d.evidence), (d.kl_scale, "softplus")))
+    assert transfer == sorted([("bayes", 3, s, kl, ev) for s in (0, 1, 2) for kl, ev in (
+        (d.kl_scale, d.evidence), (0.0, d.evidence), (d.kl_scale, "softplus"))]
+        + [("bayes-restricted", 3, s, d.kl_scale, d.evidence) for s in (0, 1, 2)])
     assert not [k for _, ks in runs for k in ks]
 
 

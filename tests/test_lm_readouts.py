@@ -61,15 +61,21 @@ def test_hard_gold_labels_give_calibration_from_the_plain_forward(bases):  # noq
         assert r["evidence"] == [] and r["vacuity"] == []
 
 
-def test_edl_readouts_are_the_dirichlets_closed_forms(bases):  # noqa: F811
+@pytest.mark.parametrize("scale", [1.0, 40.0])
+def test_edl_readouts_are_the_dirichlets_closed_forms(bases, scale):  # noqa: F811
+    """scale 40: the output layer scaled until the logits reach an LM's (above the e^20 clamp
+    that revision 1 read these from: every α was e^20 + 1 there)."""
     lm = fresh(bases, "char")
+    with torch.no_grad():
+        lm.model.get_output_embeddings().weight.mul_(scale)
     t = TARGETS[0]
     ex = GenExample(PROMPTS[0], [LabelSeq(t, word_logps(t, 3)), LabelSeq(TARGETS[1])],
                     [0.7, 0.3])
     full = token_readouts(lm, [ex], LossSpec("edl"), max_length=256)
     assert [(r["label"], r["weight"]) for r in full] == [(0, 0.7), (1, 0.3)]
-    z = _full_logits(lm, ex.prompt, full[0]["token_ids"])
-    alpha = z.exp() + 1.0  # exp evidence (these logits are far below its clamp)
+    z = _full_logits(lm, ex.prompt, full[0]["token_ids"]).double()
+    assert (z.amax(-1) > 20).all() if scale > 1 else (z.abs() < 20).all()
+    alpha = z.exp() + 1.0  # exp evidence, in float64: no clamp needed up to z ≈ 700
     s = alpha.sum(-1)
     assert full[0]["evidence"] == pytest.approx((s - z.shape[-1]).tolist(), rel=1e-4)
     assert full[0]["vacuity"] == pytest.approx((z.shape[-1] / s).tolist(), rel=1e-4)

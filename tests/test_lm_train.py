@@ -269,6 +269,24 @@ def test_aux_mixes_in_the_students_argmax_with_the_ramped_weight(kind: str):
             torch.testing.assert_close(sequence_losses(zs, b, spec, tau), expect)
 
 
+def test_edl_aux_hardens_the_students_argmax_at_lm_scale_logits():
+    """At an LM's logits (most above the e^20 evidence clamp) the aux term must harden the
+    student's true argmax; argmax of the clamped evidence returned the lowest token id among
+    the thousands tied at e^20 (revision 1)."""
+    g = torch.Generator().manual_seed(1)
+    r, t, v = 2, 3, 50
+    z = 30.0 + 3.0 * torch.randn(r, t, v, generator=g)
+    labels = torch.randint(0, v, (r, t), generator=g)
+    log_q = -torch.rand(r, t, generator=g)
+    logp = torch.log_softmax(z, -1)
+    spec = LossSpec("edl", aux_max=0.6, aux_warmup=0.2, kl_scale=0.0)
+    own = torch.nn.functional.one_hot(z.argmax(-1), v).float()
+    assert (z.argmax(-1) != (z > 20).float().argmax(-1)).any()  # the clamp's pick differs
+    base = bridge.soft_targets(labels, log_q, logp)
+    torch.testing.assert_close(token_targets(z, logp, labels, log_q, spec, 0.5),
+                               0.4 * base + 0.6 * own)
+
+
 @pytest.mark.parametrize("kind", ["ce", "soft", "edl"])
 def test_losses_on_shared_states_equal_the_losses_on_their_spread_logits(kind: str):
     """Rows that share a prefix pick the same state (``collate``): the loss read through

@@ -126,3 +126,32 @@ def test_gradients_flow_and_are_finite_for_extreme_logits():
     loss = losses.bayesian_multi_weak(z, p, torch.ones(1), 1.0).sum()
     loss.backward()
     assert torch.isfinite(z.grad).all() and math.isfinite(loss.item())
+
+
+@pytest.mark.parametrize("kind", ["exp", "softplus", "relu"])
+def test_log_alpha_is_log_of_evidence_plus_one_without_a_clamp(kind):
+    """log α = log(g(z) + 1) written out in Python floats, from small logits to an LM's (where
+    the clamped ``evidence`` gives every token e^20) and beyond fp32's exp range."""
+    z = [-30.0, -2.0, 0.0, 0.7, 19.0, 25.0, 40.0, 95.0]
+    g = {"exp": math.exp, "softplus": lambda x: math.log1p(math.exp(x)) if x < 30 else x,
+         "relu": lambda x: max(x, 0.0)}[kind]
+    want = [math.log(g(x) + 1.0) for x in z]
+    got = losses.log_alpha(torch.tensor(z, dtype=torch.float64), kind).tolist()
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-14)
+
+
+def test_edl_predictive_is_the_dirichlet_mean_at_any_logit():
+    """The classification read-outs (α/S, α, log α/S) at logits above the e^20 clamp: α/S and
+    its log from float64 α = e^z + 1 (the clamped α ties every class above 20 at 1/C)."""
+    from w2s_core.methods.registry import MethodOptions, log_predictive, predictive
+
+    z = torch.tensor([[30.0, 25.0, 0.0], [1.0, -1.0, 0.5], [80.0, 85.0, 10.0]])
+    alpha = z.double().exp() + 1.0
+    mean = alpha / alpha.sum(-1, keepdim=True)
+    probs, a = predictive("edl-onehot", z, MethodOptions())
+    assert torch.allclose(probs.double(), mean, rtol=1e-5) and a is not None
+    assert torch.allclose(a, alpha, rtol=1e-6)  # log α is fp32, exponentiated in float64
+    lp = log_predictive("edl-onehot", z, MethodOptions())
+    assert torch.allclose(lp.double(), alpha.log() - alpha.sum(-1, keepdim=True).log(),
+                          atol=1e-4)
+    assert probs.argmax(-1).tolist() == [0, 0, 1]  # the clamp tied row 2 (both above 20)

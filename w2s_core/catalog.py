@@ -51,6 +51,10 @@ class MethodInfo:
     family: Family | GenFamily
     min_k: int = 1
     max_k: int | None = None
+    # bumped when a fix changes what the method computes: stored runs of an older revision are
+    # left out of reports and recomputed by the next sweep (``experiments.store.split_stale``)
+    revision: int = 1
+    revision_note: str = ""  # what the last bump fixed (printed beside the stale runs)
 
     def applies_to(self, k: int) -> bool:
         """Whether the method is defined for an ensemble of ``k`` teachers."""
@@ -161,6 +165,10 @@ _METHODS = (
 )
 
 
+# revision 2 of the token-EDL methods (2026-11-30)
+_EDL_FIX = ("revision 1 clamped the evidence at e^20, below a pretrained LM's logits, so the "
+            "token EDL loss barely trained the student")
+
 # Generation methods (slot filling, METHOD.md §3): each turns the K teachers' N-best outputs into
 # label sequences for the student and names the token loss it trains with.
 _GEN_METHODS = (
@@ -173,10 +181,23 @@ _GEN_METHODS = (
     MethodInfo("joint", "Joint decoding: pooled N-best reranked by Σ_k λ_k teacher-forced "
                "log-likelihood; one hard target", _BWS, "ce", min_k=2),
     MethodInfo("bayes", "Bayesian Multi-Weak token EDL over the full vocabulary Dirichlet",
-               _EDL, "edl", min_k=1),
+               _EDL, "edl", min_k=1, revision=2, revision_note=_EDL_FIX),
     MethodInfo("bayes-restricted", "Bayesian Multi-Weak token EDL, restricted support: top-k "
-               "tokens + one 'other' bucket", _EDL, "edl", min_k=1),
+               "tokens + one 'other' bucket", _EDL, "edl", min_k=1, revision=2,
+               revision_note=_EDL_FIX),
 )
+
+
+def method_info(task: str, method: str) -> MethodInfo | None:
+    """The catalog entry of a method of ``task`` (None for ceilings and unknown names)."""
+    pool = _GEN_METHODS if task == "generation" else _METHODS
+    return next((m for m in pool if m.name == method), None)
+
+
+def revision(task: str, method: str) -> int:
+    """The current revision of a method's results (1 for ceilings and unknown names)."""
+    info = method_info(task, method)
+    return 1 if info is None else info.revision
 
 
 def gen_methods() -> list[MethodInfo]:

@@ -202,13 +202,13 @@ class GenerationRuns:
         sw = self.sw
         plan = self.plan()
         total = sum(1 + len(k) for _, k in plan)
-        done = sum(sw.exp.run_complete(s.run_id) for p, k in plan for s in [p, *k])
+        done = sum(sw.exp.run_done(s) for p, k in plan for s in [p, *k])
         sw.log(f"data seed {self.sp.data_seed}: {total} generation runs planned, {done} "
                f"already complete, {total - done} to train")
         bar = tqdm(total=total, initial=done, desc="students", disable=not sw.progress)
         for spec, kids in plan:
-            todo = [k for k in kids if not sw.exp.run_complete(k.run_id)]
-            if sw.exp.run_complete(spec.run_id) and not todo:
+            todo = [k for k in kids if not sw.exp.run_done(k)]
+            if sw.exp.run_done(spec) and not todo:
                 continue
             ceiling = self._ceiling(spec.seed)
             t0 = time.time()
@@ -220,7 +220,7 @@ class GenerationRuns:
                              self.cfg.generation.student_train, spec.seed,
                              progress=sw.progress, log=sw.log, device=self.device)
             parent_slu = None
-            if not sw.exp.run_complete(spec.run_id):
+            if not sw.exp.run_done(spec):
                 preds, met = self.evaluate(lm, spec, ceiling)
                 met.update(train_seconds=time.time() - t0, tokens_per_s=stats.get(
                     "tokens_per_s"), truncated=stats.get("truncated"))

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from w2s_core import catalog
+
 Kind = Literal["ceiling", "transfer", "dpo"]  # dpo: preference optimisation after a transfer run
 
 # Run-index columns that identify a run (everything else in a row is a metric).
@@ -117,8 +119,10 @@ class RunSpec:
 
     def stored_config(self, **extra: Any) -> dict[str, Any]:
         """``config.json``: the identity plus derived read-outs (e.g. the resolved λ) that the
-        identity determines and so must not enter the hash."""
-        return {"run_id": self.run_id, **self.to_dict(), **extra}
+        identity determines and so must not enter the hash, and the method's revision (a
+        bug fix's bump makes the stored result stale without changing the run id)."""
+        return {"run_id": self.run_id, **self.to_dict(),
+                "revision": catalog.revision(self.task, self.method), **extra}
 
     def index_row(self) -> dict[str, Any]:
         """The run-index columns of this run (metrics are appended by the store)."""

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from w2s_core import catalog
 from w2s_core.errors import W2SError
 from w2s_core.experiments.runspec import OPTION_COLUMNS, RunSpec, config_hash
 
@@ -131,6 +132,15 @@ class ExperimentDir:
     def run_complete(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / "metrics.json").exists()
 
+    def run_done(self, spec: RunSpec) -> bool:
+        """Complete and computed by the method's current revision: a sweep redoes the rest."""
+        if not self.run_complete(spec.run_id):
+            return False
+        if catalog.revision(spec.task, spec.method) == 1:
+            return True  # never revised: no need to read the config
+        stored = read_json(self.run_dir(spec.run_id) / "config.json").get("revision") or 1
+        return int(stored) >= catalog.revision(spec.task, spec.method)
+
 
 def teacher_stem(name: str, identity: dict[str, Any]) -> str:
     """File stem of a teacher's cache: a slug of its name plus a hash of its full identity
@@ -203,6 +213,9 @@ def save_run(exp: ExperimentDir, run_id: str, config: dict[str, Any], preds: pd.
     """``extra``: further parquet files of the run (name → frame), written before metrics.json
     so a run that has its metrics has all of them."""
     d = exp.run_dir(run_id)
+    # a stale run being recomputed must read as incomplete until its new metrics are written,
+    # or an interrupt would leave the new config beside the old results
+    (d / "metrics.json").unlink(missing_ok=True)
     exp.run_index.unlink(missing_ok=True)  # the index is derived: stale once a run is added
     write_json(d / "config.json", config)
     write_parquet(d / "predictions.parquet", preds)
@@ -223,11 +236,18 @@ def nan_to_none(obj: Any) -> Any:
 
 
 def load_runs(exp: ExperimentDir, use_index: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """One row per complete run (config fields + metrics) and a list of warnings.
+    """One row per complete, current run (config fields + metrics) and a list of warnings.
 
     Uses the run index when allowed and newer than every run folder, else reads the run
     folders; a corrupt run is skipped with a warning that names it, the rest still loads.
+    Stale runs (``split_stale``) are left out with a warning.
     """
+    df, warns = _load_rows(exp, use_index)
+    df, stale = split_stale(df)
+    return df, warns + stale
+
+
+def _load_rows(exp: ExperimentDir, use_index: bool) -> tuple[pd.DataFrame, list[str]]:
     runs_root = exp.root / "runs"
     warns: list[str] = []
     if not runs_root.is_dir():
@@ -249,8 +269,29 @@ def load_runs(exp: ExperimentDir, use_index: bool = True) -> tuple[pd.DataFrame,
             warns.append(f"run {d.name} skipped: {e}")
             continue
         rows.append(run_row(cfg, met))
-    df = pd.DataFrame(rows)
-    return df, warns
+    return pd.DataFrame(rows), warns
+
+
+def split_stale(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Runs whose method has been revised since they were computed (``catalog``'s revision,
+    bumped by a fix that changes results) are left out, with one warning per method: their
+    run id is unchanged, so the next sweep of the same config recomputes them in place."""
+    if df.empty or "method" not in df:
+        return df, []
+    # an index written before revisions existed has no column: those runs are revision 1
+    rev = df["revision"].fillna(1) if "revision" in df else pd.Series(1, index=df.index)
+    task = df["task"].fillna("classification") if "task" in df else \
+        pd.Series("classification", index=df.index)
+    now = [catalog.revision(str(t), str(m)) for t, m in zip(task, df["method"], strict=True)]
+    stale = rev.to_numpy() < np.asarray(now)
+    warns = []
+    for (task, method), g in df[stale].groupby(["task", "method"], sort=True):
+        info = catalog.method_info(str(task), str(method))
+        why = f" ({info.revision_note})" if info is not None and info.revision_note else ""
+        warns.append(f"{len(g)} {task} run(s) of {method} left out: computed by an older "
+                     f"revision of the method{why}; rerun `w2s sweep` with the same config to "
+                     "recompute them")
+    return df[~stale].reset_index(drop=True), warns
 
 
 def run_spec(cfg: dict[str, Any]) -> RunSpec:
@@ -276,6 +317,7 @@ def run_row(cfg: dict[str, Any], met: dict[str, Any]) -> dict[str, Any]:
     row = run_spec(cfg).index_row()
     row["run_id"] = cfg.get("run_id", row["run_id"])
     row.update({k: v for k, v in met.items() if not isinstance(v, (dict, list))})
+    row["revision"] = int(cfg.get("revision") or 1)
     return row
 
 

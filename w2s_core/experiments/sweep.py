@@ -293,7 +293,7 @@ class Sweep:
 
     def _entry(self, spec: RunSpec, extra: dict[str, Any],
                make: Callable[[], StudentJob]) -> Entry:
-        return spec, extra, None if self.exp.run_complete(spec.run_id) else make
+        return spec, extra, None if self.exp.run_done(spec) else make
 
     def _weights(self, sub: tuple[str, ...], p: np.ndarray) -> np.ndarray:
         w = self.cfg.options.weights

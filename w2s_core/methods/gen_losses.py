@@ -16,18 +16,22 @@ from w2s_core.errors import W2SError
 from w2s_core.methods import losses
 
 KLTarget = Literal["expected-onehot", "soft-y"]
+# The token KL's clamp, nats per position: at the default kl_scale 1e-4 the regulariser adds at
+# most 1 nat, the NLL's order, so it can shape a small model's Dirichlet without swamping the
+# NLL. At a pretrained LM's logits the KL is ~5·10^5, so the clamp holds and the KL term has no
+# gradient: there token EDL trains on its NLL alone (the authors' code clamped the KL too).
+KL_MAX = 1e4
 
 
-def _restrict(z: torch.Tensor, target: torch.Tensor, k: int,
-              kind: losses.Evidence) -> tuple[torch.Tensor, torch.Tensor]:
-    """α and y over the target's top-k tokens plus one "other" bucket: (..., T, k+1) each.
+def restrict(z: torch.Tensor, target: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and y over the target's top-k tokens plus one "other" bucket: (..., T, k+1) each.
 
-    α_other = g(logsumexp(z_rest)) + 1. With exp evidence g(logsumexp z_rest) = Σ_rest exp(z_j)
-    is exactly the summed evidence of the remaining tokens — the Dirichlet aggregation property
-    (merging categories adds their evidence) but with ONE +1 pseudo-count instead of V − k,
-    which is the point: 50k pseudo-counts would swamp the signal. For softplus/relu the same
-    logsumexp is a smooth max of the remaining logits (the bucket is as confident as its most
-    confident member). y_other = 1 − Σ_top y, the target's remaining mass.
+    z_other = logsumexp(z_rest), so with exp evidence g(z_other) = Σ_rest exp(z_j) is exactly
+    the summed evidence of the remaining tokens — the Dirichlet aggregation property (merging
+    categories adds their evidence) but with ONE +1 pseudo-count instead of V − k, which is the
+    point: 50k pseudo-counts would swamp the signal. For softplus/relu the same logsumexp is a
+    smooth max of the remaining logits (the bucket is as confident as its most confident
+    member). y_other = 1 − Σ_top y, the target's remaining mass.
     """
     v = z.shape[-1]
     if not 1 <= k < v:
@@ -37,10 +41,9 @@ def _restrict(z: torch.Tensor, target: torch.Tensor, k: int,
     z_top = z.gather(-1, top)
     rest = torch.ones_like(z, dtype=torch.bool).scatter_(-1, top, False)
     z_other = z.masked_fill(~rest, float("-inf")).logsumexp(-1, keepdim=True)  # (..., T, 1)
-    alpha = losses.evidence(torch.cat([z_top, z_other], -1), kind) + 1.0
     y_top = target.gather(-1, top)
     y_other = (1.0 - y_top.sum(-1, keepdim=True)).clamp_min(0.0)
-    return alpha, torch.cat([y_top, y_other], -1)
+    return torch.cat([z_top, z_other], -1), torch.cat([y_top, y_other], -1)
 
 
 def token_edl_loss(z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, tau: float, *,
@@ -55,27 +58,30 @@ def token_edl_loss(z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ta
     removed; "soft-y" = KL(Dir(y + (1 − y)α) ‖ Dir(1)). The default kl_scale is small because the
     KL over a whole vocabulary is orders larger than over a few classes.
     support=k: the restricted-support Dirichlet over the target's top-k tokens + "other" (see
-    ``_restrict``). A sequence with no unmasked position scores 0.
+    ``restrict``). A sequence with no unmasked position scores 0. The NLL is exact at any logit
+    (log space); the KL reads evidence clamped at e^20 (``losses.evidence``), is computed in
+    float64 and is clamped at ``KL_MAX`` per position.
     z: (..., T, V) logits; target: (..., T, V) soft targets; mask: (..., T) → (...).
     """
     if z.shape != target.shape or z.shape[:-1] != mask.shape:
         raise W2SError(f"shapes differ: logits {tuple(z.shape)}, target {tuple(target.shape)}, "
                        f"mask {tuple(mask.shape)}", "pass (..., T, V) logits and targets with a "
                        "(..., T) mask")
-    if support is None:
-        alpha, y = losses.evidence(z, evidence) + 1.0, target
-    else:
-        alpha, y = _restrict(z, target, support, evidence)
-    per_tok = losses.edl_nll(alpha, y)  # (..., T)
+    zc, y = (z, target) if support is None else restrict(z, target, support)
+    # the NLL in log space (exact at an LM's logits of 20-40); the KL on clamped evidence
+    per_tok = losses.edl_nll_log(losses.log_alpha(zc, evidence), y)  # (..., T)
     w = losses.kl_anneal(tau, kl_scale)
     if w != 0.0:
+        # float64: at an LM's logits thousands of tokens hold α ≈ e^20 and fp32's lnΓ terms
+        # cancel to noise of ±4·10^6 nats around a true KL of ~5·10^5 (SmolLM2 on ATIS)
+        alpha, yd = losses.evidence(zc.double(), evidence) + 1.0, y.double()
         if kl_target == "expected-onehot":
-            reg = (y * losses.edl_kl_each_onehot(alpha)).sum(-1)
+            reg = (yd * losses.edl_kl_each_onehot(alpha)).sum(-1)
         elif kl_target == "soft-y":
-            reg = losses.edl_kl(alpha, y)
+            reg = losses.edl_kl(alpha, yd)
         else:
             raise W2SError(f"unknown KL target {kl_target!r}", "use 'expected-onehot' or 'soft-y'")
-        per_tok = per_tok + w * reg
+        per_tok = per_tok + w * reg.clamp(max=KL_MAX).to(per_tok.dtype)
     m = mask.to(per_tok.dtype)
     return (per_tok * m).sum(-1) / m.sum(-1).clamp_min(1.0)
 

@@ -130,8 +130,9 @@ def predictive(family: Family, z: torch.Tensor, opts: MethodOptions
     """Predicted probabilities (softmax, or the Dirichlet mean α/S for EDL) and α (EDL only)."""
     if family == "ce":
         return torch.softmax(z, -1), None
-    alpha = losses.evidence(z, opts.evidence) + 1.0
-    return alpha / alpha.sum(-1, keepdim=True), alpha
+    log_a = losses.log_alpha(z, opts.evidence)
+    # α/S = softmax(log α): exact where α itself would overflow; α read out in float64
+    return torch.softmax(log_a, -1), log_a.double().exp()
 
 
 def log_predictive(family: Family, z: torch.Tensor, opts: MethodOptions) -> torch.Tensor:
@@ -139,5 +140,4 @@ def log_predictive(family: Family, z: torch.Tensor, opts: MethodOptions) -> torc
     predictions keep their order (α/S rounds to 1.0 in fp32 long before log α − log S does)."""
     if family == "ce":
         return torch.log_softmax(z, -1)
-    log_alpha = torch.log(losses.evidence(z, opts.evidence) + 1.0)
-    return log_alpha - torch.logsumexp(log_alpha, -1, keepdim=True)
+    return torch.log_softmax(losses.log_alpha(z, opts.evidence), -1)

@@ -16,6 +16,7 @@ For the same weighted label sequences the trainer takes (``GenExample``), one re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,12 +84,11 @@ def _batch(z: torch.Tensor, b: dict[str, torch.Tensor], idx: list[int], rows: An
     conf, pred = logp.max(-1)  # (R, T)
     ev = vac = None
     if loss.kind == "edl":
-        if loss.support is None:
-            alpha = losses.evidence(z, loss.evidence) + 1.0  # type: ignore[arg-type]
-        else:
-            alpha, _ = gen_losses._restrict(z, y, loss.support, loss.evidence)  # type: ignore[arg-type]
-        strength = alpha.sum(-1)  # (R, T)
-        ev, vac = strength - alpha.shape[-1], alpha.shape[-1] / strength
+        zc = z if loss.support is None else gen_losses.restrict(z, y, loss.support)[0]
+        # log S in float64 from the exact log α: S reaches e^40 at an LM's logits
+        log_s = losses.log_alpha(zc.double(), loss.evidence).logsumexp(-1)  # type: ignore[arg-type]
+        c = zc.shape[-1]
+        ev, vac = log_s.exp() - c, (math.log(c) - log_s).exp()
     recs = []
     for r, i in enumerate(idx):
         n = len(rows.ids[i]) - rows.start[i]

@@ -106,7 +106,9 @@ def token_log_q(logp: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec) 
 def _student_argmax(z: torch.Tensor, loss: LossSpec) -> torch.Tensor:
     """argmax of the student's predictive: softmax(z) for ce/soft, α/S = (g(z)+1)/S for edl."""
     z = z.detach()
-    return (losses.evidence(z, loss.evidence) if loss.kind == "edl" else z).argmax(-1)
+    # log α, not the clamped evidence: at an LM's logits (> 20) the clamp ties thousands of
+    # tokens and argmax would return the lowest token id among them
+    return (losses.log_alpha(z, loss.evidence) if loss.kind == "edl" else z).argmax(-1)
 
 
 def token_targets(z: torch.Tensor, logp: torch.Tensor, labels: torch.Tensor,
