@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Dirichlet, kl_divergence
 
 from w2s_core.errors import W2SError
-from w2s_core.methods import gen_losses
+from w2s_core.methods import gen_losses, losses
 
 
 def _kl_uniform(alpha: list[float]) -> float:
@@ -247,3 +247,32 @@ def test_token_kl_is_float64_exact_and_clamped_at_lm_scale_logits():
     nll.sum().backward()
     assert torch.allclose(with_kl, nll + w * gen_losses.KL_MAX, rtol=1e-6)
     assert torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("kl_target", ["expected-onehot", "soft-y"])
+def test_token_kl_skips_only_positions_the_bound_proves_clamped(kl_target: str):
+    """Positions of small and of LM-scale logits side by side: every position's loss is the
+    NLL plus kl_scale·min(KL, KL_MAX), KL from torch.distributions in float64 on the clamped
+    evidence, whichever way ``_token_kl`` got it; masked positions score nothing."""
+    gen = torch.Generator().manual_seed(11)
+    v = 2048
+    z = torch.randn(1, 4, v, generator=gen)
+    z[0, 1] = 10.0 + 8.0 * torch.randn(v, generator=gen)  # KL ~ 2·10^4: the bound decides
+    z[0, 3] = 10.0 + 8.0 * torch.randn(v, generator=gen)  # masked out
+    y = torch.softmax(torch.randn(1, 4, v, generator=gen), -1)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    w = 1e-3
+    got = gen_losses.token_edl_loss(z, y, mask, tau=1.0, kl_scale=w, kl_target=kl_target)
+    nll = gen_losses.token_edl_loss(z, y, mask, tau=1.0, kl_scale=0.0)
+    kls = []
+    for j in range(3):
+        alpha = torch.exp(z[0, j].double().clamp(max=20.0)) + 1.0
+        yd = y[0, j].double()
+        if kl_target == "soft-y":
+            kls.append(_kl_uniform((yd + (1 - yd) * alpha).tolist()))
+        else:  # the label's evidence removed, weighted by y: 2,048 Dirichlet KLs
+            s = losses.edl_kl_each_onehot(alpha[None])[0]
+            kls.append(float((yd * s).sum()))
+    assert kls[1] > gen_losses.KL_MAX > max(kls[0], kls[2])
+    want = float(nll[0]) + w * sum(min(k, gen_losses.KL_MAX) for k in kls) / 3
+    assert math.isclose(float(got[0]), want, rel_tol=1e-5)

@@ -155,3 +155,28 @@ def test_edl_predictive_is_the_dirichlet_mean_at_any_logit():
     assert torch.allclose(lp.double(), alpha.log() - alpha.sum(-1, keepdim=True).log(),
                           atol=1e-4)
     assert probs.argmax(-1).tolist() == [0, 0, 1]  # the clamp tied row 2 (both above 20)
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0, 12.0])
+def test_kl_uniform_lower_bound_holds_and_is_tight(scale):
+    """The Stirling bound under KL(Dir(α̃) ‖ Dir(1)) from torch.distributions (float64) for both
+    EDL targets' α̃ (one entry of α set to 1; y + (1 − y)α), and within 0.582·C + 1 nats of
+    KL(Dir(α) ‖ Dir(1)) once taken at S itself."""
+    g = torch.Generator().manual_seed(int(scale * 10))
+    c = 40
+    for _ in range(5):
+        alpha = torch.exp(scale * torch.randn(c, generator=g, dtype=torch.float64)).clamp(
+            max=math.exp(20.0)) + 1.0
+        bound = float(losses.kl_uniform_lower_bound(alpha.log()))
+        y = torch.softmax(torch.randn(c, generator=g, dtype=torch.float64), -1)
+        tilde = [y + (1 - y) * alpha] + [alpha.clone().index_fill_(0, torch.tensor([j]), 1.0)
+                                         for j in range(c)]
+        for a in tilde:
+            kl = float(kl_divergence(Dirichlet(a), Dirichlet(torch.ones_like(a))))
+            assert bound <= kl + 1e-9
+        full = float(kl_divergence(Dirichlet(alpha), Dirichlet(torch.ones_like(alpha))))
+        top = float(alpha.max())
+        # the bound at S itself (no entry removed) is within the Stirling slack of the KL
+        tight = bound + (c - 0.5) * (math.log(float(alpha.sum())) - math.log(
+            float(alpha.sum()) - top + 1.0))
+        assert 0.0 <= full - tight <= 0.582 * c + 1.0
