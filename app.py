@@ -202,7 +202,10 @@ page = st.navigation({
 })
 if c.experiments.empty and page.title == recovery_page.title:
     st.switch_page(lab_page)
-if c.warnings:  # one warning for all unreadable runs; everything else keeps working
-    names = "; ".join(w.replace(str(c.ws), "…") for w in c.warnings)
-    st.warning(f"{len(c.warnings)} unreadable item(s) left out: {names}", icon=ui.WARNING)
+for w in [w for w in c.warnings if ui.STALE in w]:  # a fixed method: its own warning
+    st.warning(w, icon=ui.WARNING)
+unreadable = [w for w in c.warnings if ui.STALE not in w]
+if unreadable:  # one warning for all unreadable runs; everything else keeps working
+    names = "; ".join(w.replace(str(c.ws), "…") for w in unreadable)
+    st.warning(f"{len(unreadable)} unreadable item(s) left out: {names}", icon=ui.WARNING)
 page.run()

@@ -27,6 +27,7 @@ LAB_PAGE = "app_pages/lab.py"
 # Icons are Material symbols (":material/<name>:"): their font ships with Streamlit, whereas emoji
 # need an emoji font that a headless Debian Chromium lacks (it drew empty boxes).
 WARNING = ":material/warning:"
+STALE = store.STALE  # the words of a stale-run warning (a method fixed since the run)
 
 
 # ---------------------------------------------------------------- stamps and cached loaders

@@ -297,6 +297,34 @@ def test_an_utterance_without_stored_targets_says_so(gen_workspace: Any, disk: D
     assert str(preds.at[second, "text"]) in [c.value for c in at.code]  # the rest still shows
 
 
+def test_stale_runs_are_left_out_with_one_warning_naming_the_fix(gen_workspace: Any,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Runs stored by an older revision of their method (here every bayes run, as revision 1
+    wrote them) leave the dashboard's run index, with one warning that names the fix."""
+    from w2s_core import catalog
+    from w2s_core.experiments import store
+
+    ws = tmp_path / "ws"
+    shutil.copytree(gen_workspace.ws, ws)
+    exp = next((ws / "experiments").iterdir())
+    stale = []
+    for d in sorted((exp / "runs").iterdir()):
+        cfg = store.read_json(d / "config.json")
+        if cfg["method"] == "bayes":
+            store.write_json(d / "config.json", {**cfg, "revision": 1})
+            stale.append(d.name)
+    (exp / "runs.parquet").unlink()
+    at = open_page(ws, monkeypatch, page="app_pages/recovery.py")
+    note = catalog.method_info("generation", "bayes").revision_note  # type: ignore[union-attr]
+    named = [w.value for w in at.warning if "bayes" in w.value]
+    assert len(named) == 1 and named[0].startswith(f"{len(stale)} generation run(s) of bayes") \
+        and note in named[0], [w.value for w in at.warning]
+    assert not [w.value for w in at.warning if "unreadable" in w.value]
+    runs = at.session_state["_ctx"].all_runs
+    assert stale and not set(stale) & set(runs["run_id"]) and "bayes" not in set(runs["method"])
+
+
 # ---------------------------------------------------------------- DPO
 def test_dpo_delta_is_after_minus_before_and_pairs_are_stored(gen_workspace: Any, disk: Disk,
                                                              monkeypatch) -> None:

@@ -272,6 +272,10 @@ def _load_rows(exp: ExperimentDir, use_index: bool) -> tuple[pd.DataFrame, list[
     return pd.DataFrame(rows), warns
 
 
+# the words every stale-run warning carries (the dashboard shows these apart from unreadable runs)
+STALE = "computed by an older revision of the method"
+
+
 def split_stale(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Runs whose method has been revised since they were computed (``catalog``'s revision,
     bumped by a fix that changes results) are left out, with one warning per method: their
@@ -288,9 +292,8 @@ def split_stale(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     for (task, method), g in df[stale].groupby(["task", "method"], sort=True):
         info = catalog.method_info(str(task), str(method))
         why = f" ({info.revision_note})" if info is not None and info.revision_note else ""
-        warns.append(f"{len(g)} {task} run(s) of {method} left out: computed by an older "
-                     f"revision of the method{why}; rerun `w2s sweep` with the same config to "
-                     "recompute them")
+        warns.append(f"{len(g)} {task} run(s) of {method} left out: {STALE}{why}; rerun "
+                     "`w2s sweep` with the same config to recompute them")
     return df[~stale].reset_index(drop=True), warns
 
 
