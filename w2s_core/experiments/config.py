@@ -405,9 +405,8 @@ def gen_demo_config(quick: bool = False) -> ExperimentConfig:
     tokenizers); student SmolLM2-135M. quick: a smoke run of the whole pipeline sized for 15 min
     on a 2-core CPU without bf16 units — 128/24/16 utterances, 3 beams, one seed, no aux; every
     method once: the single-teacher methods at K = 1, the multi-teacher and Bayesian ones at
-    K = 3; the student 6 steps of 4 utterances per run; (c)DPO with each ε after naive-soft
-    (in this budget the EDL students do not write JSON, so their beams would teach nothing)
-    on 8 prompts for one epoch. Its SLU-F1 values are a smoke test, not evidence:
+    K = 3; the student 6 steps of 4 utterances per run; (c)DPO with each ε after bayes (the
+    paper's protocol) on 8 prompts for one epoch. Its SLU-F1 values are a smoke test, not evidence:
     ``configs/gen-cpu-study.yaml`` is the larger CPU study (128/64/48)."""
     if not quick:
         return ExperimentConfig(name="gen-demo", task="generation",
@@ -420,7 +419,7 @@ def gen_demo_config(quick: bool = False) -> ExperimentConfig:
         g, num_beams=3, n_best=3, scratch=scratch,
         teacher_train=dataclasses.replace(g.teacher_train, epochs=2.0),
         student_train=dataclasses.replace(g.student_train, epochs=1.0, lr=3e-4, batch_size=4),
-        dpo=dataclasses.replace(g.dpo, after=("naive-soft",), max_prompts=8, beams=4,
+        dpo=dataclasses.replace(g.dpo, max_prompts=8, beams=4,
                                 train=dataclasses.replace(g.dpo.train, epochs=1.0)))
     return ExperimentConfig(name="gen-demo-quick", task="generation",
                             data=DataConfig("atis-slots", n_weak=128, n_transfer=24,
