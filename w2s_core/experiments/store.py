@@ -325,14 +325,19 @@ def run_row(cfg: dict[str, Any], met: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_run_index(exp: ExperimentDir) -> pd.DataFrame:
-    df, warns = load_runs(exp, use_index=False)
+    """Rebuild the index from the run folders; returns the current runs. Stale runs stay in
+    the index (with their revision), so every reader of it still leaves them out and warns."""
+    df, warns = _load_rows(exp, use_index=False)
     for w in warns:
         warnings.warn(w, stacklevel=2)
     if len(df):
         write_parquet(exp.run_index, df)
     else:
         exp.run_index.unlink(missing_ok=True)
-    return df
+    current, stale = split_stale(df)
+    for w in stale:
+        warnings.warn(w, stacklevel=2)
+    return current
 
 
 def load_run_predictions(exp: ExperimentDir, run_id: str) -> pd.DataFrame:
