@@ -54,8 +54,10 @@ def generation(c: ui.Ctx) -> None:
         return
     ui.chart(pv.token_vacuity_figure(summary), summary, "token-vacuity")
     data.run_caption(c, labels)
+    # an LM's token evidence reaches e^35: printf's %g prints that as 16 digits in the browser
     ui.table(summary, "token-evidence", column_config={
-        col: st.column_config.NumberColumn(format="%.4g") for col in pv.TOKEN_SUMMARY[4:]})
+        col: st.column_config.NumberColumn(format="%.3e" if col == "mean_evidence" else "%.4g")
+        for col in pv.TOKEN_SUMMARY[4:]})
     st.caption("Per bayes method's run and target label (the teacher whose top-1 is the "
                "target, “joint”, or all pooled): mean evidence Σ(α − 1) and vacuity C / S of "
                "the token Dirichlet over the target tokens, and vacuity on the tokens the "
