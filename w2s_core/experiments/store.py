@@ -134,12 +134,11 @@ class ExperimentDir:
 
     def run_done(self, spec: RunSpec) -> bool:
         """Complete and computed by the method's current revision: a sweep redoes the rest."""
-        if not self.run_complete(spec.run_id):
-            return False
-        if catalog.revision(spec.task, spec.method) == 1:
-            return True  # never revised: no need to read the config
+        now = catalog.revision(spec.task, spec.method)
+        if not self.run_complete(spec.run_id) or now == 1:  # never revised: no config read
+            return self.run_complete(spec.run_id)
         stored = read_json(self.run_dir(spec.run_id) / "config.json").get("revision") or 1
-        return int(stored) >= catalog.revision(spec.task, spec.method)
+        return int(stored) >= now
 
 
 def teacher_stem(name: str, identity: dict[str, Any]) -> str:
