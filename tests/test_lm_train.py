@@ -16,7 +16,7 @@ from checks import decoder_tokens
 
 from w2s_core.data.prompts import build_prompt, encode, format_slots
 from w2s_core.errors import W2SError
-from w2s_core.methods import bridge, losses
+from w2s_core.methods import bridge, gen_losses, losses
 from w2s_core.models.causal import CausalLM
 from w2s_core.models.features import cpu_has_fast_bf16
 from w2s_core.training import lm_train
@@ -199,9 +199,9 @@ def _record_log_q(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
         seen.append(log_q.detach().clone())
         return real(labels, log_q, logp, mode)
 
-    def spy_closed(logp, pick, labels, log_q):  # noqa: ANN001, ANN202
+    def spy_closed(logp, pick, labels, log_q, values=None):  # noqa: ANN001, ANN202
         seen.append(log_q.detach().clone())
-        return closed(logp, pick, labels, log_q)
+        return closed(logp, pick, labels, log_q, values)
 
     monkeypatch.setattr(bridge, "soft_targets", spy)
     monkeypatch.setattr(bridge, "fixed_target_ce", spy_closed)
@@ -285,6 +285,51 @@ def test_edl_aux_hardens_the_students_argmax_at_lm_scale_logits():
     base = bridge.soft_targets(labels, log_q, logp)
     torch.testing.assert_close(token_targets(z, logp, labels, log_q, spec, 0.5),
                                0.4 * base + 0.6 * own)
+
+
+@pytest.mark.parametrize(("scale", "support", "kl_scale", "on_states"),
+                         [(30.0, None, 1e-3, True), (1.0, None, 0.0, True),
+                          (1.0, None, 1e-3, False), (30.0, 4, 1e-3, False)])
+@pytest.mark.parametrize("mode", ["detached", "frozen"])
+def test_token_edl_on_states_equals_the_dense_loss(monkeypatch, scale: float,
+                                                   support: int | None, kl_scale: float,
+                                                   on_states: bool, mode: str):
+    """Token EDL with fixed targets takes the N-state path (no (R, T, V) target) exactly when
+    its KL has no gradient: full support and either every position's KL provably at KL_MAX, as
+    at an LM's logits (scale 30), or no KL (at logits of scale 1 α/S is far from softmax(z),
+    so EDL's NLL is not cross-entropy there). Its loss and gradient equal
+    ``gen_losses.token_edl_loss`` on the dense targets ``token_targets`` builds, with aux on.
+    A KL below its clamp, or a restricted support (its top-k follows each row's target), takes
+    the dense path."""
+    g = torch.Generator().manual_seed(3)
+    n, v = 5, 2048  # a vocabulary large enough for the KL to pass KL_MAX = 1e4
+    zs = (scale + 3.0 * torch.randn(n, v, generator=g, dtype=torch.float64)).requires_grad_()
+    pick = torch.tensor([[0, 1, 2, 0], [0, 1, 3, 4], [0, 4, 0, 0]])
+    tmask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    labels = torch.randint(0, v, pick.shape, generator=g)
+    labels[1, 2] = int(zs[3].argmax())  # one label that is its state's argmax
+    b = {"labels": labels, "tmask": tmask, "pick": pick,
+         "word_ids": torch.tensor([[0, 0, 1, -1], [0, 1, 1, 2], [0, 0, -1, -1]]),
+         "word_logp": -torch.rand(3, 3, generator=g, dtype=torch.float64)}
+    if mode == "frozen":
+        b["log_q"] = -torch.rand(pick.shape, generator=g, dtype=torch.float64)
+    spec = LossSpec("edl", target_mode=mode, support=support, kl_scale=kl_scale, aux_max=0.5,
+                    aux_warmup=0.1)
+    calls = []
+    real = bridge.soft_targets
+    monkeypatch.setattr(bridge, "soft_targets", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = sequence_losses(zs, b, spec, 0.5)
+    assert bool(calls) is not on_states
+    (g_got,) = torch.autograd.grad(got.sum(), zs)
+    z = zs[pick.flatten()].view(*pick.shape, v)  # dense, by the library's definitions
+    logp = torch.log_softmax(z, -1)
+    log_q = b["log_q"] if mode == "frozen" else token_log_q(logp, b, spec)
+    y = token_targets(z, logp, labels, log_q, spec, 0.5)
+    expect = gen_losses.token_edl_loss(z, y, tmask, 0.5, kl_scale=kl_scale, support=support)
+    (g_exp,) = torch.autograd.grad(expect.sum(), zs)
+    torch.testing.assert_close(got, expect)
+    torch.testing.assert_close(g_got, g_exp)
+    assert bool(gen_losses.kl_at_clamp(zs.detach(), "exp").all()) is (scale == 30.0)
 
 
 @pytest.mark.parametrize("kind", ["ce", "soft", "edl"])

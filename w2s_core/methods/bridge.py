@@ -169,7 +169,7 @@ def soft_targets(label_ids: torch.Tensor, log_q: torch.Tensor, student_logp: tor
 
 
 def fixed_target_ce(state_logp: torch.Tensor, pick: torch.Tensor, label_ids: torch.Tensor,
-                    log_q: torch.Tensor) -> torch.Tensor:
+                    log_q: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
     """−Σ_v y_v log p_v for the detached / frozen soft target y = q·onehot(l) + (1 − q)·p_rest
     (``soft_targets``), without building y: with p_rest,v = p_v / (1 − p_l) for v ≠ l,
 
@@ -181,17 +181,22 @@ def fixed_target_ce(state_logp: torch.Tensor, pick: torch.Tensor, label_ids: tor
     label is the state's argmax, 1 − p_l and the sum over v ≠ l come from per-state sums that
     leave the argmax out (exact as p_l → 1, where 1 − exp(log p_l) cancels); elsewhere
     p_l ≤ ½ and the sum over all v less the label's term is exact enough.
+    ``values`` (N, V): −Σ_v y_v x_v for another x with the same y (p_rest still from
+    ``state_logp``), e.g. x = log(α/S) for token EDL's NLL, cross-entropy against the
+    Dirichlet mean.
     state_logp: (N, V) log-softmax; pick, label_ids, log_q: (..., T) → (..., T).
     """
+    x = state_logp if values is None else values
     sg = state_logp.detach()
     top = sg.argmax(-1, keepdim=True)  # (N, 1)
     w = sg.exp().scatter(-1, top, 0.0)  # sg(p_v), the argmax left out
-    off_top = (w * state_logp).sum(-1)  # Σ_{v≠top} sg(p_v) log p_v, (N,)
-    p_top, lp_top = sg.gather(-1, top).squeeze(-1).exp(), state_logp.gather(-1, top).squeeze(-1)
-    total = off_top + p_top * lp_top  # Σ_v sg(p_v) log p_v
-    lp_l = state_logp[pick, label_ids]  # log p_l, (..., T)
+    off_top = (w * x).sum(-1)  # Σ_{v≠top} sg(p_v) x_v, (N,)
+    p_top, x_top = sg.gather(-1, top).squeeze(-1).exp(), x.gather(-1, top).squeeze(-1)
+    total = off_top + p_top * x_top  # Σ_v sg(p_v) x_v
+    lp_l = sg[pick, label_ids]  # log p_l, (..., T), no gradient: it only weighs
+    x_l = x[pick, label_ids]
     is_top = label_ids == top.squeeze(-1)[pick]
-    rest_sum = torch.where(is_top, off_top[pick], total[pick] - lp_l.detach().exp() * lp_l)
-    rest_mass = torch.where(is_top, w.sum(-1)[pick], -torch.expm1(lp_l.detach()))
+    rest_sum = torch.where(is_top, off_top[pick], total[pick] - lp_l.exp() * x_l)
+    rest_mass = torch.where(is_top, w.sum(-1)[pick], -torch.expm1(lp_l))
     q = log_q.detach().exp()
-    return -q * lp_l - (1 - q) * rest_sum / rest_mass.clamp_min(torch.finfo(sg.dtype).tiny)
+    return -q * x_l - (1 - q) * rest_sum / rest_mass.clamp_min(torch.finfo(sg.dtype).tiny)

@@ -90,9 +90,7 @@ def _token_kl(zc: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evidence: l
     if kl_target not in ("expected-onehot", "soft-y"):
         raise W2SError(f"unknown KL target {kl_target!r}", "use 'expected-onehot' or 'soft-y'")
     ysum = y.sum(-1).double()
-    with torch.no_grad():
-        bound = losses.kl_uniform_lower_bound(torch.log1p(losses.evidence(zc, evidence)))
-    exact = mask.bool() & ~((bound * ysum.clamp(max=1.0) >= 1.01 * KL_MAX)
+    exact = mask.bool() & ~((kl_bound(zc, evidence) * ysum.clamp(max=1.0) >= 1.01 * KL_MAX)
                             & (ysum <= 1.0 + 1e-6))
     reg = torch.where(mask.bool(), KL_MAX, 0.0).double()
     if bool(exact.any()):
@@ -102,6 +100,21 @@ def _token_kl(zc: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evidence: l
               else losses.edl_kl(a, yd))
         reg = reg.masked_scatter(exact, kl.clamp(max=KL_MAX))
     return reg
+
+
+def kl_bound(zc: torch.Tensor, evidence: losses.Evidence) -> torch.Tensor:
+    """``losses.kl_uniform_lower_bound`` of the clamped evidence the token KL reads, without
+    gradient: a lower bound on each position's KL for any target y ≥ 0 with Σy = 1, so where it
+    reaches 1.01·KL_MAX the clamped KL is the constant KL_MAX (1 % margin for rounding).
+    zc: (..., C) logits → (...) float64."""
+    with torch.no_grad():
+        return losses.kl_uniform_lower_bound(torch.log1p(losses.evidence(zc, evidence)))
+
+
+def kl_at_clamp(zc: torch.Tensor, evidence: losses.Evidence) -> torch.Tensor:
+    """Where the token KL of every target y with Σy = 1 is provably clamped at KL_MAX (so it
+    adds KL_MAX·λ_τ and no gradient): zc (..., C) → (...) bool."""
+    return kl_bound(zc, evidence) >= 1.01 * KL_MAX
 
 
 def dpo_loss(pi_w: torch.Tensor, pi_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,
