@@ -90,7 +90,7 @@ def _token_kl(zc: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evidence: l
     if kl_target not in ("expected-onehot", "soft-y"):
         raise W2SError(f"unknown KL target {kl_target!r}", "use 'expected-onehot' or 'soft-y'")
     ysum = y.sum(-1).double()
-    exact = mask.bool() & ~((kl_bound(zc, evidence) * ysum.clamp(max=1.0) >= 1.01 * KL_MAX)
+    exact = mask.bool() & ~((_kl_bound(zc, evidence) * ysum.clamp(max=1.0) >= 1.01 * KL_MAX)
                             & (ysum <= 1.0 + 1e-6))
     reg = torch.where(mask.bool(), KL_MAX, 0.0).double()
     if bool(exact.any()):
@@ -102,7 +102,7 @@ def _token_kl(zc: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evidence: l
     return reg
 
 
-def kl_bound(zc: torch.Tensor, evidence: losses.Evidence) -> torch.Tensor:
+def _kl_bound(zc: torch.Tensor, evidence: losses.Evidence) -> torch.Tensor:
     """``losses.kl_uniform_lower_bound`` of the clamped evidence the token KL reads, without
     gradient: a lower bound on each position's KL for any target y ≥ 0 with Σy = 1, so where it
     reaches 1.01·KL_MAX the clamped KL is the constant KL_MAX (1 % margin for rounding).
@@ -114,7 +114,7 @@ def kl_bound(zc: torch.Tensor, evidence: losses.Evidence) -> torch.Tensor:
 def kl_at_clamp(zc: torch.Tensor, evidence: losses.Evidence) -> torch.Tensor:
     """Where the token KL of every target y with Σy = 1 is provably clamped at KL_MAX (so it
     adds KL_MAX·λ_τ and no gradient): zc (..., C) → (...) bool."""
-    return kl_bound(zc, evidence) >= 1.01 * KL_MAX
+    return _kl_bound(zc, evidence) >= 1.01 * KL_MAX
 
 
 def dpo_loss(pi_w: torch.Tensor, pi_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,

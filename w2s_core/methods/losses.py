@@ -74,6 +74,12 @@ def log_alpha(z: torch.Tensor, kind: Evidence = "exp") -> torch.Tensor:
     raise ValueError(f"unknown evidence function {kind!r}")
 
 
+def log_dirichlet_mean(z: torch.Tensor, kind: Evidence = "exp") -> torch.Tensor:
+    """log(α/S) = log_softmax(log α): the log of EDL's predictive, exact where α overflows.
+    EDL's NLL is the cross-entropy against it. z: (..., C) → (..., C)."""
+    return torch.log_softmax(log_alpha(z, kind), -1)
+
+
 def edl_nll_log(log_a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``edl_nll`` from log α: Σ_c y_c (logsumexp_j log α_j − log α_c), finite for any α.
 

@@ -140,4 +140,4 @@ def log_predictive(family: Family, z: torch.Tensor, opts: MethodOptions) -> torc
     predictions keep their order (α/S rounds to 1.0 in fp32 long before log α − log S does)."""
     if family == "ce":
         return torch.log_softmax(z, -1)
-    return torch.log_softmax(losses.log_alpha(z, opts.evidence), -1)
+    return losses.log_dirichlet_mean(z, opts.evidence)

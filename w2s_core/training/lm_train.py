@@ -136,7 +136,7 @@ def sequence_losses(zs: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec
         # vocabulary-wide sum per state), all on the N states, no (R, T, V) tensor
         logp = F.log_softmax(zs, -1)  # (N, V)
         # EDL's NLL is cross-entropy against the Dirichlet mean α/S: the same sums over x
-        x = logp if loss.kind != "edl" else F.log_softmax(losses.log_alpha(zs, loss.evidence), -1)
+        x = logp if loss.kind != "edl" else losses.log_dirichlet_mean(zs, loss.evidence)
         if loss.kind == "ce":
             tok = -logp[b["pick"], b["labels"]]  # (R, T)
         else:
