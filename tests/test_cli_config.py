@@ -9,7 +9,8 @@ import pytest
 
 from w2s_core import cli
 from w2s_core.errors import W2SError
-from w2s_core.experiments.config import ExperimentConfig, demo_config, gen_demo_config, load_config
+from w2s_core.experiments.config import ExperimentConfig, demo_config, gen_demo_config
+from w2s_core.experiments.config_files import load_config
 
 CONFIG = """
 name: t
@@ -111,7 +112,7 @@ def test_a_partial_nested_mapping_keeps_the_fields_own_defaults():
     scratch teachers' (2e-3, 16, 768), not LMTrainConfig()'s (1e-4, 8, 256)."""
     import dataclasses
 
-    from w2s_core.experiments.config import from_dict
+    from w2s_core.experiments.config_files import from_dict
     from w2s_core.experiments.gen_config import GenerationConfig, ScratchConfig
 
     g = from_dict(GenerationConfig, {"scratch": {"hidden": 96, "train": {"epochs": 12}},

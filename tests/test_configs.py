@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s_core.experiments.config import load_configs
+from w2s_core.experiments.config_files import load_configs
 
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parent.parent / "configs").iterdir()
                  if p.suffix in (".yaml", ".yml", ".toml"))

@@ -165,7 +165,7 @@ def test_generation_yaml_keeps_an_explicit_classification_dataset_and_refuses_it
     import pytest
 
     from w2s_core.errors import W2SError
-    from w2s_core.experiments.config import load_config
+    from w2s_core.experiments.config_files import load_config
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: generation\ndata: {name: tweets}\n")

@@ -557,7 +557,7 @@ def test_the_task_field_leaves_classification_run_ids_unchanged() -> None:
 def _study_config_plan(name: str, tmp_path: Path) -> list:
     """Every item of ``configs/<name>`` planned (nothing trained); each item must grow the CPU
     study's experiment (configs/gen-cpu-study.yaml's id)."""
-    from w2s_core.experiments.config import load_config, load_configs
+    from w2s_core.experiments.config_files import load_config, load_configs
     from w2s_core.experiments.gen_runs import GenerationRuns
 
     root = Path(__file__).resolve().parents[1] / "configs"
@@ -606,7 +606,7 @@ def test_the_cpu_study_seeds_config_grows_the_same_experiment(tmp_path: Path) ->
     has its id): the ceiling and naive-soft / bayes at K = 3, ± aux, for seeds 0–2 with DPO after
     each seed's bayes without aux; joint with the summed and the per_char score — the runs
     README's generation intervals come from."""
-    from w2s_core.experiments.config import load_config, load_configs
+    from w2s_core.experiments.config_files import load_config, load_configs
     from w2s_core.experiments.gen_runs import GenerationRuns
 
     root = Path(__file__).resolve().parents[1] / "configs"

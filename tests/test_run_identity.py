@@ -305,7 +305,7 @@ def test_your_own_weak_labels_run_through_w2s_sweep(tmp_path, tiny_encoder_dir, 
 
 def test_a_suite_config_runs_one_protocol_on_several_data_sets(tmp_path):
     from w2s_core.errors import W2SError
-    from w2s_core.experiments.config import load_config, load_configs
+    from w2s_core.experiments.config_files import load_config, load_configs
 
     f = tmp_path / "suite.yaml"
     f.write_text("teachers: [tfidf-logreg, minilm-l3]\nseeds: [0]\n"

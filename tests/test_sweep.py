@@ -273,7 +273,7 @@ def test_method_sizes_at_a_k_where_the_method_does_not_apply_is_refused(task, si
 
 
 def test_method_sizes_from_yaml_lists_is_the_same_config(tmp_path):
-    from w2s_core.experiments.config import load_config
+    from w2s_core.experiments.config_files import load_config
 
     p = tmp_path / "c.yaml"
     p.write_text("teachers: [tfidf-logreg, minilm-l3]\nmethods: [single, naive, bayes]\n"

@@ -134,7 +134,8 @@ def experiment_path(exp_id: str, workspace: PathLike = None) -> Path:
 def run_experiment(config: Any, workspace: PathLike = None, *, progress: bool = True) -> str:
     """Run (or resume) an experiment; returns its id. ``config``: an ExperimentConfig, a dict in
     the config-file format, or a path to a YAML/TOML file."""
-    from w2s_core.experiments.config import ExperimentConfig, from_dict, load_config
+    from w2s_core.experiments.config import ExperimentConfig
+    from w2s_core.experiments.config_files import from_dict, load_config
     from w2s_core.experiments.sweep import Sweep
 
     if isinstance(config, (str, Path)):

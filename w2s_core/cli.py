@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd in ("demo", "sweep"):
         from w2s_core.api import run_experiment
-        from w2s_core.experiments.config import demo_config, load_configs
+        from w2s_core.experiments.config import demo_config
+        from w2s_core.experiments.config_files import load_configs
 
         cfgs = [demo_config(args.quick, args.task)] if args.cmd == "demo" \
             else load_configs(args.config)
