@@ -3,14 +3,13 @@
 Format (documented for users in docs/STORAGE.md): JSON for configs and metrics, parquet for
 per-example predictions, every write atomic (temp file + ``os.replace``) so an interrupted
 sweep never leaves a half-written file under a final name. A run is complete exactly when its
-``metrics.json`` exists; that file is written last. No pickle anywhere.
+``metrics.json`` exists; that file is written last. No pickle anywhere. The atomic file helpers
+themselves are in ``atomic.py``; callers reach them through this module (``store.read_json``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,77 +18,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from w2s_core import catalog
 from w2s_core.errors import W2SError
+from w2s_core.experiments.atomic import (
+    json_default,
+    nan_to_none,
+    read_json,
+    read_parquet,
+    write_json,
+    write_parquet,
+)
 from w2s_core.experiments.runspec import OPTION_COLUMNS, RunSpec, config_hash
 
 EXPERIMENTS = "experiments"
 RUN_INDEX = "runs.parquet"
-
-
-# ---------------------------------------------------------------- atomic writes
-def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        # Ctrl-C or disk full mid-write: drop the temp file, keep whatever was there before.
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    def _w(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            # no fsync: the rename already makes Ctrl-C/crash safe, and a file torn by a power
-            # cut is detected on read (corrupt JSON → named, skipped, recomputed)
-            json.dump(nan_to_none(obj), f, indent=1, sort_keys=True, default=_json_default)
-
-    _atomic(path, _w)
-
-
-def write_parquet(path: Path, df: pd.DataFrame) -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    _atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise W2SError(f"corrupt JSON file {path} ({e.__class__.__name__})",
-                       "delete it; the sweep recomputes it on the next run") from None
-
-
-def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    try:
-        return pq.read_table(path, columns=columns).to_pandas()
-    except FileNotFoundError:
-        raise
-    except (pa.ArrowInvalid, OSError) as e:
-        raise W2SError(f"corrupt or truncated parquet file {path} ({str(e)[:80]})",
-                       "delete it; the sweep recomputes it on the next run") from None
 
 
 # ---------------------------------------------------------------- layout
@@ -221,17 +164,6 @@ def save_run(exp: ExperimentDir, run_id: str, config: dict[str, Any], preds: pd.
     for name, df in (extra or {}).items():
         write_parquet(d / name, df)
     write_json(d / "metrics.json", nan_to_none(metrics))  # last: marks the run complete
-
-
-def nan_to_none(obj: Any) -> Any:
-    """Strict JSON has no NaN: an undefined metric (e.g. PGR with ceiling ≤ floor) is null."""
-    if isinstance(obj, dict):
-        return {k: nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [nan_to_none(v) for v in obj]
-    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def load_runs(exp: ExperimentDir, use_index: bool = True) -> tuple[pd.DataFrame, list[str]]:
@@ -370,7 +302,7 @@ def append_progress(exp: ExperimentDir, event: dict[str, Any]) -> None:
     for a single writer, and readers skip a torn last line."""
     exp.root.mkdir(parents=True, exist_ok=True)
     with open(exp.progress, "a", encoding="utf-8") as f:
-        f.write(json.dumps(event, default=_json_default) + "\n")
+        f.write(json.dumps(event, default=json_default) + "\n")
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:
