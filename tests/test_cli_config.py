@@ -10,7 +10,7 @@ import pytest
 from w2s_core import cli
 from w2s_core.errors import W2SError
 from w2s_core.experiments.config import ExperimentConfig, demo_config, gen_demo_config
-from w2s_core.experiments.config_files import load_config
+from w2s_core.experiments.config_files import load_config, load_configs
 
 CONFIG = """
 name: t
@@ -155,6 +155,24 @@ def test_the_cpu_study_config_is_the_quick_demo_at_its_former_size():
     got = load_config(Path(__file__).resolve().parents[1] / "configs" / "gen-cpu-study.yaml")
     assert got == want
     assert got.experiment_id() == want.experiment_id() == "gen-cpu-study-cc4f740865a5"
+
+
+def test_the_demo_slice_config_is_the_full_generation_demo_experiment():
+    """configs/gen-demo-slice.yaml (README's full-demo data on CPU) writes into the full demo's
+    experiment: its teachers and ceiling are the demo's, and its runs are runs the demo plans
+    (one seed, no aux, methods and sizes among the demo's) or, for per_char joint, one more
+    option setting of the same experiment."""
+    from pathlib import Path
+
+    demo = gen_demo_config(quick=False)
+    items = load_configs(Path(__file__).resolve().parents[1] / "configs" / "gen-demo-slice.yaml")
+    assert len(items) == 4
+    for c in items:
+        assert c.experiment_id() == demo.experiment_id()
+        assert set(c.methods) <= set(demo.methods) and set(c.seeds) <= set(demo.seeds)
+        assert set(c.aux) <= set(demo.aux) and set(c.sizes or ()) <= {1, 2, 3}
+        assert c.generation.dpo.after == ()
+    assert {c.gen_options.joint_score for c in items} == {"sum", "per_char"}
 
 
 def test_run_ids_ignore_device_but_not_results():
