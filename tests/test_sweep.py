@@ -14,7 +14,7 @@ from w2s_core import api
 from w2s_core.data.schema import DataConfig
 from w2s_core.experiments import protocol, store
 from w2s_core.experiments.config import ExperimentConfig
-from w2s_core.experiments.sweep import subsets
+from w2s_core.experiments.subsets import subsets
 from w2s_core.training.probe import ProbeConfig
 
 POS = ["good", "great", "wonderful", "happy", "excellent", "amazing", "fantastic", "loved"]

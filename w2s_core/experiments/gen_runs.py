@@ -18,6 +18,7 @@ from w2s_core.experiments import gen_protocol as gp
 from w2s_core.experiments import gen_store, store
 from w2s_core.experiments.gen_teachers import Teachers
 from w2s_core.experiments.runspec import RunSpec, plain
+from w2s_core.experiments.subsets import subsets
 from w2s_core.methods import gen_methods as gm
 from w2s_core.metrics.classification import pgr, pgr_defined
 from w2s_core.metrics.generation import generation_metrics, per_utterance
@@ -74,7 +75,6 @@ class GenerationRuns:
         for seed in cfg.seeds:
             out.append((RunSpec(eid, "ceiling", "ceiling", (), False, seed, ds, train,
                                 task="generation"), []))
-        from w2s_core.experiments.sweep import subsets
 
         dpo = cfg.generation.dpo
         for sub in subsets(cfg.teachers, cfg.max_subsets, cfg.subset_seed, cfg.sizes):
