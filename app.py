@@ -20,6 +20,7 @@ from w2s_core.viz.colors import method_label
 from w2s_core.viz.runs import (
     aux_options,
     data_seed_options,
+    default_method,
     floors_for,
     k_options,
     method_options,
@@ -149,7 +150,7 @@ def sidebar() -> ui.Ctx:
                               where=sb, fmt=subset_label)
     sel["method"] = ui.select("method", "Method", method_options(c.runs), where=sb,
                               fmt=lambda m: f"{m} — {method_label(m)}",
-                              default="bayes")
+                              default=default_method(c.runs, sel["subset"]))
     sel["aux"] = ui.select("aux", "Auxiliary confidence loss", aux_options(c.runs), where=sb,
                            kind="radio", fmt=AUX_LABELS.get, default="off", horizontal=True)
     sel["seed"] = ui.select("seed", "Seeds", ["all", *seed_options(c.runs)], where=sb,

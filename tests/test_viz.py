@@ -79,6 +79,21 @@ def test_run_selection() -> None:
     assert R.transfer_runs(pd.DataFrame()).empty and R.k_options(pd.DataFrame()) == []
 
 
+def test_the_default_method_has_a_run_of_the_chosen_subset() -> None:
+    """A partial sweep (the demo slice: single-hard only at K = 1, naive-soft and joint at
+    K = 3) must not open the sidebar on a method the chosen subset lacks."""
+    rows = [{"run_id": f"{m}-{sub}", "kind": "transfer", "method": m, "k": len(sub.split("+")),
+             "aux": False, "seed": 0, "subset": sub}
+            for m, sub in (("single-hard", "b"), ("naive-soft", "a+b+c"), ("joint", "a+b+c"))]
+    runs = pd.DataFrame(rows)
+    assert R.default_method(runs, "a+b+c") == "naive-soft"  # method order, not table order
+    assert R.default_method(runs, "b") == "single-hard"
+    with_bayes = pd.concat([runs, pd.DataFrame([{**rows[1], "run_id": "x", "method": "bayes"}])])
+    assert R.default_method(with_bayes, "a+b+c") == "bayes"  # preferred where it has a run
+    assert R.default_method(with_bayes, "b") == "single-hard"
+    assert R.default_method(runs, "zz") is None and R.default_method(pd.DataFrame(), "b") is None
+
+
 def _identity_runs() -> pd.DataFrame:
     """Two option settings (s1, s2) × two data replicates; s1 and s2 share a training setting
     (t1), s3 trains differently (t2); one ceiling per (training setting, replicate)."""

@@ -139,6 +139,17 @@ def method_options(runs: pd.DataFrame) -> list[str]:
     return order_methods(df["method"].dropna().unique().tolist()) if not df.empty else []
 
 
+def default_method(runs: pd.DataFrame, subset: str, prefer: str = "bayes") -> str | None:
+    """The sidebar's method when the user picked none: ``prefer`` if it has a run of ``subset``,
+    else the first method (in method order) that has one, so a page never opens on a method
+    this subset lacks (a partial sweep: single-teacher methods only at K = 1)."""
+    df = transfer_runs(runs)
+    if df.empty:
+        return None
+    have = order_methods(df.loc[df["subset"] == subset, "method"].dropna().unique().tolist())
+    return prefer if prefer in have else (have[0] if have else None)
+
+
 def seed_options(runs: pd.DataFrame) -> list[int]:
     if runs.empty or "seed" not in runs.columns:
         return []
