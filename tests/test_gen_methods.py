@@ -134,9 +134,17 @@ def test_unanimous_teachers_give_one_over_k_plus_two() -> None:
                     np.full(3, 1 / 3)) == pytest.approx(1 / 5)
 
 
-def test_teachers_all_against_the_pair_give_k_plus_one_over_k_plus_two() -> None:
+def test_votes_against_the_pairs_order_cap_eps_at_one_half() -> None:
+    """The pair's order comes from the λ-weighted scores; votes that dispute it make the pair
+    uncertain (ε = 1/2), never reversed (ε > 1/2 would train toward the rejected beam)."""
     assert pair_eps(np.array([-5.0, -5.0]), np.array([-1.0, -2.0]), np.array([0.5, 0.5])) \
-        == pytest.approx(3 / 4)
+        == pytest.approx(0.5)  # uncapped (1 + 2) / 4
+    # one confident teacher outweighs two: the mean score picks candidate 0 over 1, while
+    # teachers 1 and 2 vote for 1 (n_l = 2, uncapped ε = 3 / 5)
+    s = np.array([[-1.0, -0.9], [-1.0, -0.9], [-0.1, -3.0]])  # (K teachers, C candidates)
+    lam = np.full(3, 1 / 3)
+    assert dpo_pair(lam @ s) == (0, 1)
+    assert pair_eps(s[:, 0], s[:, 1], lam) == pytest.approx(0.5)
 
 
 def test_a_split_ensemble_gives_one_half() -> None:
@@ -155,7 +163,11 @@ def test_votes_are_weighted_by_lambda_and_lambda_is_normalised() -> None:
     s_w, s_l = np.array([-1.0, -3.0]), np.array([-2.0, -2.0])  # teacher 2 votes for l
     # n_l = K · λ_2: 2 · 0.25 = 0.5 → 1.5 / 4; 2 · 0.75 = 1.5 → 2.5 / 4
     assert pair_eps(s_w, s_l, np.array([0.75, 0.25])) == pytest.approx(1.5 / 4)
-    assert pair_eps(s_w, s_l, np.array([0.25, 0.75])) == pytest.approx(2.5 / 4)
+    assert pair_eps(s_w, s_l, np.array([0.4, 0.6])) == pytest.approx(0.5)  # 2.2 / 4, capped
+    s_w3, s_l3 = np.array([-1.0, -1.0, -3.0]), np.array([-2.0, -2.0, -2.0])  # teacher 3: l
+    # n_l = 3 · λ_3: 3 · 0.3 = 0.9 → 1.9 / 5; 3 · 0.1 = 0.3 → 1.3 / 5
+    assert pair_eps(s_w3, s_l3, np.array([0.4, 0.3, 0.3])) == pytest.approx(1.9 / 5)
+    assert pair_eps(s_w3, s_l3, np.array([0.6, 0.3, 0.1])) == pytest.approx(1.3 / 5)
     assert pair_eps(s_w, s_l, np.array([3.0, 1.0])) == pytest.approx(1.5 / 4)
 
 

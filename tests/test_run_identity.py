@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from test_sweep import NEG, POS, small_csv
 
-from w2s_core import api
+from w2s_core import api, catalog
 from w2s_core.data.schema import DataConfig
 from w2s_core.experiments import store, tables
 from w2s_core.experiments.config import ExperimentConfig
@@ -353,3 +353,23 @@ def test_mixed_resolved_settings_are_flagged():
     notes = mixed([a, {**a, "precision": "fp32"}])
     assert len(notes) == 1 and "bf16, fp32" in notes[0] and "never pool" in notes[0]
     assert len(mixed([a, {**a, "device": "cuda", "versions": {"torch": "2.14.0"}}])) == 2
+
+
+def test_a_conditional_revision_makes_only_the_runs_with_that_option_stale():
+    """The live-target fix (revision 2 of the soft methods) changed only runs with
+    ``target_mode: live``: their stored revision-1 results are stale, while detached and
+    frozen runs of the same method, computed by unchanged code, stay valid."""
+    assert catalog.revision("generation", "naive-soft", {"target_mode": "live"}) == 2
+    assert catalog.revision("generation", "naive-soft", {"target_mode": "detached"}) == 1
+    assert catalog.revision("generation", "naive-soft") == 1  # a ceiling-like run: no options
+    assert catalog.revision("generation", "single-hard", {"target_mode": "live"}) == 1
+    df = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "task": "generation",
+                       "method": ["naive-soft", "naive-soft", "single-soft", "single-soft"],
+                       "opt_target_mode": ["live", "detached", "live", "frozen"],
+                       "revision": [1, 1, 2, 1]})
+    kept, warns = store.split_stale(df)
+    assert list(kept["run_id"]) == ["b", "c", "d"]
+    assert len(warns) == 1 and warns[0].startswith("1 generation run(s) of naive-soft left out")
+    spec = RunSpec("e", "transfer", "naive-soft", ("t1", "t2"), False, 0, 0, {"student": "s"},
+                   {"target_mode": "live"}, task="generation")
+    assert spec.stored_config()["revision"] == 2

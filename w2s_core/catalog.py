@@ -13,8 +13,9 @@ Public API: ``datasets() -> list[DatasetInfo]``, ``models() -> list[ModelInfo]``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from w2s_core.models.spec import ModelSpec
 
@@ -55,6 +56,9 @@ class MethodInfo:
     # left out of reports and recomputed by the next sweep (``experiments.store.split_stale``)
     revision: int = 1
     revision_note: str = ""  # what the last bump fixed (printed beside the stale runs)
+    # the bump applies only to runs whose options hold these values (e.g. live targets): a fix
+    # of one option's code path must not make every other run of the method stale
+    revised_if: tuple[tuple[str, Any], ...] = ()
 
     def applies_to(self, k: int) -> bool:
         """Whether the method is defined for an ensemble of ``k`` teachers."""
@@ -165,6 +169,12 @@ _METHODS = (
 )
 
 
+# revision 2 of the soft methods' live targets (2026-12-01)
+_LIVE_FIX = ("revision 1 trained live targets with cross-entropy, not the KL of METHOD.md §3: "
+             "with targets that carry gradient the two differ by −∇H(y), which also sharpened "
+             "the targets")
+_LIVE = (("target_mode", "live"),)
+
 # revision 2 of the token-EDL methods (2026-11-30)
 _EDL_FIX = ("revision 1 clamped the evidence at e^20, below a pretrained LM's logits, so the "
             "token EDL loss barely trained the student")
@@ -175,9 +185,11 @@ _GEN_METHODS = (
     MethodInfo("single-hard", "one teacher's top-1 output, hard token cross-entropy",
                "Burns et al. 2023", "ce", min_k=1, max_k=1),
     MethodInfo("single-soft", "one teacher's top-1 output as token soft labels via the word "
-               "bridge", _BWS, "soft", min_k=1, max_k=1),
-    MethodInfo("naive-soft", "Naive Multi-Weak: Σ_k λ_k soft CE to each teacher's bridged "
-               "output (λ fixed / mean / dynamic)", _BWS, "soft", min_k=2),
+               "bridge", _BWS, "soft", min_k=1, max_k=1, revision=2, revision_note=_LIVE_FIX,
+               revised_if=_LIVE),
+    MethodInfo("naive-soft", "Naive Multi-Weak: Σ_k λ_k KL to each teacher's bridged "
+               "output (λ fixed / mean / dynamic)", _BWS, "soft", min_k=2, revision=2,
+               revision_note=_LIVE_FIX, revised_if=_LIVE),
     MethodInfo("joint", "Joint decoding: pooled N-best reranked by Σ_k λ_k teacher-forced "
                "log-likelihood; one hard target", _BWS, "ce", min_k=2),
     MethodInfo("bayes", "Bayesian Multi-Weak token EDL over the full vocabulary Dirichlet",
@@ -194,10 +206,16 @@ def method_info(task: str, method: str) -> MethodInfo | None:
     return next((m for m in pool if m.name == method), None)
 
 
-def revision(task: str, method: str) -> int:
-    """The current revision of a method's results (1 for ceilings and unknown names)."""
+def revision(task: str, method: str, options: Mapping[str, Any] | None = None) -> int:
+    """The current revision of a method's results with these run options (1 for ceilings,
+    unknown names, and runs outside a conditional bump's ``revised_if``)."""
     info = method_info(task, method)
-    return 1 if info is None else info.revision
+    if info is None:
+        return 1
+    opts = options or {}
+    if any(opts.get(k) != v for k, v in info.revised_if):
+        return 1
+    return info.revision
 
 
 def gen_methods() -> list[MethodInfo]:

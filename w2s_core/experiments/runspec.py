@@ -122,7 +122,7 @@ class RunSpec:
         identity determines and so must not enter the hash, and the method's revision (a
         bug fix's bump makes the stored result stale without changing the run id)."""
         return {"run_id": self.run_id, **self.to_dict(),
-                "revision": catalog.revision(self.task, self.method), **extra}
+                "revision": catalog.revision(self.task, self.method, self.options), **extra}
 
     def index_row(self) -> dict[str, Any]:
         """The run-index columns of this run (metrics are appended by the store)."""

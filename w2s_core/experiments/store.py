@@ -77,7 +77,7 @@ class ExperimentDir:
 
     def run_done(self, spec: RunSpec) -> bool:
         """Complete and computed by the method's current revision: a sweep redoes the rest."""
-        now = catalog.revision(spec.task, spec.method)
+        now = catalog.revision(spec.task, spec.method, spec.options)
         if not self.run_complete(spec.run_id) or now == 1:  # never revised: no config read
             return self.run_complete(spec.run_id)
         stored = read_json(self.run_dir(spec.run_id) / "config.json").get("revision") or 1
@@ -217,7 +217,10 @@ def split_stale(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     rev = df["revision"].fillna(1) if "revision" in df else pd.Series(1, index=df.index)
     task = df["task"].fillna("classification") if "task" in df else \
         pd.Series("classification", index=df.index)
-    now = [catalog.revision(str(t), str(m)) for t, m in zip(task, df["method"], strict=True)]
+    # a conditional bump reads the run's options from their opt_<name> columns
+    opts = df[[c for c in df.columns if c.startswith("opt_")]].rename(columns=lambda c: c[4:])
+    now = [catalog.revision(str(t), str(m), o) for t, m, o in
+           zip(task, df["method"], opts.to_dict("records"), strict=True)]
     stale = rev.to_numpy() < np.asarray(now)
     warns = []
     for (task, method), g in df[stale].groupby(["task", "method"], sort=True):

@@ -99,11 +99,14 @@ def pair_eps(s_w: np.ndarray, s_l: np.ndarray, lam: np.ndarray) -> float:
     n_w = K·Σ_k λ_k [s_k(w) > s_k(l)] and n_l likewise (a tie gives half a vote to each),
     the posterior Beta(1 + n_w, 1 + n_l) has mean flip probability ε = (1 + n_l)/(2 + K).
     Unanimous teachers give ε = 1/(K+2) (cDPO-like smoothing that shrinks with K); a split
-    ensemble gives ε → 1/2 (the pair teaches nothing).
-    s_w, s_l: (K,) teacher scores of chosen and rejected; lam: (K,) → ε in (0, 1).
+    ensemble gives ε → 1/2 (the pair teaches nothing). ε is capped at 1/2: the pair's order
+    comes from the λ-weighted *scores* (``dpo_pair``), and when the votes dispute it (one
+    confident teacher outweighing the others) the ensemble is unsure, not sure of the reverse
+    — ε > 1/2 would train the policy toward the rejected beam.
+    s_w, s_l: (K,) teacher scores of chosen and rejected; lam: (K,) → ε in (0, 1/2].
     """
     lam = np.asarray(lam, dtype=np.float64) / np.sum(lam)
     k = len(lam)
     vote_l = np.where(s_l > s_w, 1.0, np.where(s_l == s_w, 0.5, 0.0))
     n_l = k * float(lam @ vote_l)
-    return (1.0 + n_l) / (2.0 + k)
+    return min((1.0 + n_l) / (2.0 + k), 0.5)

@@ -155,7 +155,11 @@ def sequence_losses(zs: torch.Tensor, b: dict[str, torch.Tensor], loss: LossSpec
     log_q = b["log_q"] if "log_q" in b else token_log_q(logp, b, loss)
     y = token_targets(z, logp, b["labels"], log_q, loss, tau)
     if loss.kind == "soft":
-        tok = -(y * logp).sum(-1)  # losses.soft_cross_entropy(z, y), reusing logp
+        # KL(y ‖ p) = Σ y log y − Σ y log p (METHOD.md §3). With a fixed target the Σ y log y
+        # term is a constant, but live targets carry gradient, and cross-entropy alone would add
+        # −∇H(y): a push to sharpen the targets themselves. The clamp keeps 0·log 0 (a token
+        # whose probability underflowed) at 0 with a finite gradient.
+        tok = (y * (y.clamp_min(1e-30).log() - logp)).sum(-1)
         return (tok * m).sum(-1) / m.sum(-1).clamp_min(1.0)
     return gen_losses.token_edl_loss(z, y, b["tmask"], tau, evidence=loss.evidence,  # type: ignore[arg-type]
                                      kl_scale=loss.kl_scale, support=loss.support)
