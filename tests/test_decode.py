@@ -94,8 +94,9 @@ def _reference(lm: CausalLM, prompt: str, text: str) -> tuple[list[int], list[fl
     return t, [logp[len(p) + j - 1, t[j]].item() for j in range(len(t))]
 
 
-def _generate_one(lm: CausalLM, prompt: str, beams: int, new: int) -> list[str]:
-    """Texts of ``model.generate`` on one unpadded prompt, cut at EOS."""
+def generate_raw(lm: CausalLM, prompt: str, beams: int, new: int) -> list[list[int]]:
+    """The new token ids of each beam of ``model.generate`` on one unpadded prompt: the plain
+    per-utterance loop the batched decoders are checked against."""
     tok = lm.tokenizer
     ids = torch.tensor([tok(prompt)["input_ids"]])
     with torch.no_grad():
@@ -103,8 +104,14 @@ def _generate_one(lm: CausalLM, prompt: str, beams: int, new: int) -> list[str]:
                                 num_return_sequences=beams, do_sample=False, max_new_tokens=new,
                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                                 early_stopping=beams > 1)
+    return out[:, ids.shape[1]:].tolist()
+
+
+def _generate_one(lm: CausalLM, prompt: str, beams: int, new: int) -> list[str]:
+    """Texts of ``model.generate`` on one unpadded prompt, cut at EOS."""
+    tok = lm.tokenizer
     texts = []
-    for seq in out[:, ids.shape[1]:].tolist():
+    for seq in generate_raw(lm, prompt, beams, new):
         seq = seq[: seq.index(tok.eos_token_id)] if tok.eos_token_id in seq else seq
         texts.append(tok.decode(seq, skip_special_tokens=True))
     return texts
@@ -223,7 +230,7 @@ def test_truncation_is_counted() -> None:
     stats = {}
     long_target = TARGETS[3]  # 61 characters
     c = score(lm, PROMPTS[:1], [[long_target]], max_length=24, stats=stats)[0][0]
-    assert stats == {"truncated_prompts": 1, "truncated_targets": 1}
+    assert stats == {"truncated_prompts": 1, "truncated_targets": 1, "offset_fallback": 0}
     assert len(c.token_ids) == 24 - 8  # the prompt keeps 8 tokens, the target the rest
     assert c.eos_logp == 0.0 and c.logp == pytest.approx(sum(c.token_logps))
     assert c.norm == pytest.approx(c.logp / 16)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from checks import one_line_error
 
 from w2s_core.data.builtin import _norm
+from w2s_core.data.registry import load_slot_dataset
 from w2s_core.data.schema import DataConfig
 from w2s_core.data.slots import (
     SlotDataset,
@@ -142,6 +144,68 @@ def test_slurp_mismatch_counted_and_missing_field_error(tmp_path: Path) -> None:
         load_slurp_jsonl(bad)
 
 
+def test_slurp_hub_path_reads_through_the_same_rows_as_a_local_file(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    from w2s_core.data import slots
+
+    seen: list[str] = []
+    real_rows = slots.slurp_rows
+
+    def spy(records, source, *args):  # type: ignore[no-untyped-def]
+        seen.append(source)
+        return real_rows(records, source, *args)
+
+    monkeypatch.setattr(slots, "slurp_rows", spy)
+    local = load_slot_dataset(DataConfig("slurp", path=str(FIX / "slurp_tiny.jsonl")))
+    lines = (FIX / "slurp_tiny.jsonl").read_text(encoding="utf-8").splitlines()
+    calls: list[tuple[str, object]] = []
+
+    def fake_hub(repo: str, split: object = None, **kw: object) -> list[dict]:
+        calls.append((repo, split))
+        return [json.loads(line) for line in lines]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    for path, split in (("hub:someone/slurp@test", "test"), ("hub:someone/slurp", "train")):
+        hub = load_slot_dataset(DataConfig("slurp", path=path))
+        assert calls[-1] == ("someone/slurp", split)
+        assert (hub.ids, hub.texts, hub.slots, hub.slot_types) == (
+            local.ids, local.texts, local.slots, local.slot_types)
+        assert hub.info["source"] == f"hub:someone/slurp@{split}"
+    assert len(local) == 12 and "slurp-3012" in local.ids
+    assert seen == ["slurp_tiny.jsonl", "hub:someone/slurp@test", "hub:someone/slurp@train"]
+
+
+def test_slurp_hub_offline_and_bad_names_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    msg = one_line_error(lambda: load_slot_dataset(DataConfig("slurp", path="hub:x/y")),
+                         "could not load hub:x/y@train: the Hugging Face hub is unreachable")
+    assert "local JSONL copy" in msg
+    for bad in ("hub:justaname", "hub:x/y@", "hub:a/b/c"):
+        one_line_error(lambda bad=bad: load_slot_dataset(DataConfig("slurp", path=bad)),
+                       "is not a hub dataset name")
+    one_line_error(lambda: load_slot_dataset(DataConfig("slurp")), "needs data.path")
+
+
+def test_slurp_renamed_columns_read_massive(tmp_path: Path) -> None:
+    # MASSIVE's own fields: utt / annot_utt (SLURP's bracket annotation), no slurp_id
+    base = {"locale": "en-US", "partition": "train", "scenario": "alarm", "intent": "alarm_set"}
+    path = _write_jsonl(tmp_path / "massive.jsonl", [
+        {**base, "id": "0", "utt": "wake me up at nine am on friday",
+         "annot_utt": "wake me up at [time : nine am] on [date : friday]"},
+        {**base, "id": "1", "utt": "olly quiet", "annot_utt": "olly quiet"}])
+    cfg = DataConfig("slurp", path=str(path), text_column="utt", label_column="annot_utt")
+    ds = load_slot_dataset(cfg)
+    assert ds.texts == ["wake me up at nine am on friday", "olly quiet"]
+    assert ds.slots == [[("time", "nine am"), ("date", "friday")], []]
+    assert ds.ids == ["slurp-1", "slurp-2"] and ds.slot_types == ("date", "time")
+    assert ds.info["entity_mismatches"] == 0  # no entities field: nothing to compare
+    msg = one_line_error(lambda: load_slot_dataset(DataConfig("slurp", path=str(path))),
+                         "massive.jsonl: record 1 has no string 'sentence'")
+    assert "data.text_column" in msg
+
+
 # ---------------------------------------------------------------- user JSONL
 
 def test_user_jsonl_loads_with_ids_and_dedup(tmp_path: Path) -> None:
@@ -187,6 +251,88 @@ def test_user_jsonl_errors(tmp_path: Path, record: dict, kwargs: dict, message: 
 def test_user_jsonl_missing_file(tmp_path: Path) -> None:
     with pytest.raises(W2SError, match="slot file not found"):
         load_slots_jsonl(tmp_path / "nope.jsonl")
+
+
+def _slots_file(path: Path, **kw: object) -> DataConfig:
+    return DataConfig("slots-file", path=str(path), **kw)  # type: ignore[arg-type]
+
+
+def test_slots_file_ids_come_from_id_column(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "f.jsonl", [
+        {"uid": "r-7", "text": "wake me at six", "slots": [{"type": "time", "filler": "six"}]},
+        {"uid": 12, "text": "hello", "slots": []}])
+    assert load_slot_dataset(_slots_file(path, id_column="uid")).ids == ["r-7", "12"]
+    assert load_slot_dataset(_slots_file(path)).ids == ["f-1", "f-2"]  # no "id": numbered
+    partial = _write_jsonl(tmp_path / "p.jsonl", [
+        {"id": "a", "text": "x", "slots": []}, {"text": "y", "slots": []}])
+    # unset id_column: "id" only when every record has a unique one (as a classification file)
+    assert load_slot_dataset(_slots_file(partial)).ids == ["p-1", "p-2"]
+
+
+def test_slots_file_missing_or_repeated_ids_are_errors(tmp_path: Path) -> None:
+    gap = _write_jsonl(tmp_path / "gap.jsonl", [
+        {"uid": "a", "text": "x", "slots": []}, {"text": "y", "slots": []}])
+    one_line_error(lambda: load_slot_dataset(_slots_file(gap, id_column="uid")),
+                   "gap.jsonl: record 2 has no id in 'uid'")
+    # the repeat has the same text, so deduplication alone would have hidden it
+    dup = _write_jsonl(tmp_path / "dup.jsonl", [
+        {"uid": "a", "text": "x", "slots": []}, {"uid": "b", "text": "y", "slots": []},
+        {"uid": "a", "text": "x", "slots": []}])
+    one_line_error(lambda: load_slot_dataset(_slots_file(dup, id_column="uid")),
+                   "dup.jsonl: record 3 repeats the id 'a' of record 1")
+
+
+def test_slots_file_honours_its_encoding(tmp_path: Path) -> None:
+    line = ('{"id": "a1", "text": "pay 20 € at the café", "slots": [{"type": "amount", '
+            '"filler": "20 €"}, {"type": "place", "filler": "café"}]}\n')
+    path = tmp_path / "win.jsonl"
+    path.write_bytes(line.encode("cp1252"))  # € is byte 0x80 in cp1252, not UTF-8
+    ds = load_slot_dataset(_slots_file(path, encoding="cp1252"))
+    assert ds.texts == ["pay 20 € at the café"]
+    assert ds.slots == [[("amount", "20 €"), ("place", "café")]] and ds.ids == ["a1"]
+    # '{"id": "a1", "text": "pay 20 ' is 29 characters, so the € byte sits at offset 29
+    msg = one_line_error(lambda: load_slot_dataset(_slots_file(path)),
+                         "win.jsonl is not utf-8 text \\(byte 0x80 at offset 29\\)")
+    assert "encoding: cp1252" in msg
+
+
+def test_slots_file_header_declares_the_slot_types(tmp_path: Path) -> None:
+    header = {"slot_types": ["toloc.city", "fromloc.city", "depart_date"]}
+    good = {"text": "fly to boston", "slots": [{"type": "toloc.city", "filler": "boston"}]}
+    typo = {"text": "from denver", "slots": [{"type": "TOLOC.CITY", "filler": "denver"}]}
+    ds = load_slot_dataset(_slots_file(_write_jsonl(tmp_path / "h.jsonl", [header, good])))
+    # the declared list is the inventory, types that never occur included; the header is
+    # record 1, so the one utterance is record 2
+    assert ds.slot_types == ("depart_date", "fromloc.city", "toloc.city")
+    assert ds.ids == ["h-2"] and ds.slots == [[("toloc.city", "boston")]]
+    bad = _write_jsonl(tmp_path / "t.jsonl", [header, good, typo])
+    msg = one_line_error(lambda: load_slot_dataset(_slots_file(bad)),
+                         "t.jsonl: record 3: unknown slot type 'TOLOC.CITY' "
+                         "\\(did you mean 'toloc.city'\\?\\)")
+    assert "slot_types header on line 1" in msg
+    assert "declared: depart_date, fromloc.city, toloc.city" in msg
+    # without a header the typo silently becomes a new slot type: what the header prevents
+    loose = load_slot_dataset(_slots_file(_write_jsonl(tmp_path / "l.jsonl", [good, typo])))
+    assert loose.slot_types == ("TOLOC.CITY", "toloc.city")
+
+
+@pytest.mark.parametrize(("records", "message"), [
+    ([{"text": "a", "slots": []}, {"slot_types": ["x"]}],
+     "record 2 declares slot_types, but only line 1 may"),
+    ([{"slot_types": ["x"], "text": "a", "slots": []}], "has other fields \\(slots, text\\)"),
+    ([{"slot_types": []}, {"text": "a", "slots": []}], "must list slot type names"),
+    ([{"slot_types": "x"}, {"text": "a", "slots": []}], "must list slot type names"),
+])
+def test_slots_file_bad_headers(tmp_path: Path, records: list[dict], message: str) -> None:
+    path = _write_jsonl(tmp_path / "b.jsonl", records)
+    one_line_error(lambda: load_slot_dataset(_slots_file(path)), message)
+
+
+def test_header_and_allowed_types_must_agree(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "b.jsonl", [{"slot_types": ["x"]}, {"text": "a", "slots": []}])
+    assert load_slots_jsonl(path, allowed_types=["x"]).slot_types == ("x",)
+    one_line_error(lambda: load_slots_jsonl(path, allowed_types=["y"]),
+                   "slot_types header differs from allowed_types")
 
 
 # ---------------------------------------------------------------- schema

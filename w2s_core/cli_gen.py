@@ -15,6 +15,39 @@ def _ci(row: dict[str, Any]) -> str:
     return f"[{_fmt(row['lo'])}, {_fmt(row['hi'])}]"
 
 
+def _signed(x: Any) -> str:
+    return "  n/a" if x is None or x != x else f"{x:+.3f}"
+
+
+def _diff(row: dict[str, Any]) -> str:
+    """A difference with its run-level interval, or, for a one-pair row, the test-utterance
+    bootstrap interval (``gen_utterance``); its caption goes in ``_utt_note``."""
+    u = row.get("utt")
+    if not u:
+        return f"{_fmt(row['mean'])} {_ci(row)}"
+    return f"{_signed(u['mean'])} [{_signed(u['lo'])}, {_signed(u['hi'])}]"
+
+
+def _utt_note(row: dict[str, Any]) -> str:
+    return f"; {row['utt']['interval']}" if row.get("utt") else ""
+
+
+def gain_lines(r: dict[str, Any], setting: str) -> list[str]:
+    """Student − best single teacher of its subset (test): SLU-F1 and exact span F1."""
+    rows = [g for g in r.get("gain") or [] if g["setting"] == setting]
+    if not rows:
+        return []
+    lines = ["student − best single teacher of its subset (test; weak-to-strong gain):"]
+    for g in rows:
+        s, p = g["slu_f1"], g["span_f1"]
+        lines.append(f"  {g['method']:17} {'with' if g['aux'] else 'w/o'} aux K={g['k']} − "
+                     f"{g['teacher']}: SLU-F1 {_signed(s['mean'])} [{_signed(s['lo'])}, "
+                     f"{_signed(s['hi'])}], span F1 {_signed(p['mean'])} [{_signed(p['lo'])}, "
+                     f"{_signed(p['hi'])}] ({g['n']} run{'s' if g['n'] != 1 else ''}; "
+                     f"{g['interval']})")
+    return lines
+
+
 def _units(n: int, unit: str) -> str:
     name = {"data_seed": "data replicate", "subset": "teacher subset", "seed": "seed"}.get(
         unit, unit)
@@ -65,11 +98,12 @@ def gen_table(r: dict[str, Any]) -> str:
             lines.append("paired differences (a − b on matched subset, seed, data, aux):")
         for c in comps:
             lines.append(f"  {c['a']} − {c['b']} ({c['metric']}, "
-                         f"{'with' if c['aux'] else 'w/o'} aux): {_fmt(c['mean'])} {_ci(c)} "
-                         f"({c['pairs']} pairs, {_units(c['n_units'], c['unit'])})")
+                         f"{'with' if c['aux'] else 'w/o'} aux): {_diff(c)} "
+                         f"({c['pairs']} pairs, {_units(c['n_units'], c['unit'])}{_utt_note(c)})")
         for a in [x for x in r.get("aux") or [] if x["setting"] == setting]:
             lines.append(f"  aux − no aux ({a['method']}, SLU-F1): {_fmt(a['mean'])} {_ci(a)} "
                          f"({a['pairs']} pairs)")
+        lines += gain_lines(r, setting)
     lines += contrast_lines(r.get("contrasts") or [])
     if r.get("dpo"):
         lines += ["", "(c)DPO after transfer: SLU-F1 before → after, paired Δ over seeds"]
@@ -95,6 +129,6 @@ def contrast_lines(contrasts: list[dict[str, Any]]) -> list[str]:
     for c in contrasts:
         metric = "PGR" if c["metric"].startswith("pgr") else what.get(c["metric"], c["metric"])
         lines.append(f"  {c['label']:{width}}  {c['method']:17} {'with' if c['aux'] else 'w/o'}"
-                     f" aux K={c['k']}: {metric} {_fmt(c['mean'])} {_ci(c)} ({c['pairs']} "
-                     f"pairs, {_units(c['n_units'], c['unit'])})")
+                     f" aux K={c['k']}: {metric} {_diff(c)} ({c['pairs']} "
+                     f"pairs, {_units(c['n_units'], c['unit'])}{_utt_note(c)})")
     return lines

@@ -3,11 +3,11 @@
 Every utterance carries a list of (slot type, value) pairs, the gold of the generation
 task (see ``w2s_core.metrics.slu.format_slots`` for the JSON target). Loaders drop repeated
 texts like the classification data (``builtin.dedupe``), so a text never lands in two splits.
+Reading the JSONL sources (SLURP, a hub copy, a user's file) lives in ``slot_files``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +16,12 @@ from typing import Any
 import numpy as np
 
 from w2s_core.data.builtin import ATIS, dedupe, package_file
-from w2s_core.data.files import _read_rows, _source
 from w2s_core.data.schema import DataConfig
+from w2s_core.data.slot_files import Pairs, slurp_records, slurp_rows, user_rows
+from w2s_core.data.slot_files import parse_annotation as parse_annotation  # re-exported
 from w2s_core.data.splits import SPLITS, split_info, split_sizes
 from w2s_core.errors import W2SError
 from w2s_core.metrics.slu import JOIN
-
-Pairs = list[tuple[str, str]]
-
-# "[time : five am]": the type has no colon or bracket; the filler runs to the closing bracket.
-_BRACKET = re.compile(r"\[([^\[\]:]+):([^\[\]]*)\]")
 
 
 @dataclass(frozen=True)
@@ -163,72 +159,34 @@ def load_atis_slots(cfg: DataConfig | None = None) -> SlotDataset:
 
 # ---------------------------------------------------------------- JSONL (SLURP, user files)
 
-def parse_annotation(annotation: str) -> Pairs:
-    """SLURP's ``sentence_annotation`` ("wake me up at [time : five am]") → pairs, in order."""
-    return [(" ".join(t.split()), " ".join(v.split())) for t, v in _BRACKET.findall(annotation)]
-
-
-def load_slurp_jsonl(path: str | Path, name: str = "slurp") -> SlotDataset:
-    """A SLURP split in SLURP's own JSONL format (``slurp/{train,devel,test}.jsonl``).
-
-    Text = ``sentence``; pairs come from the brackets of ``sentence_annotation``, which hold
-    the filler text itself (``entities`` hold only token ids into ``tokens``). When
-    ``entities`` is present, its type sequence is compared with the brackets' and the
-    disagreements are counted in ``info["entity_mismatches"]`` rather than fatal, so one odd
-    line does not lose a split. Ids are ``slurp-{slurp_id}`` (record number if absent).
+def load_slurp_jsonl(path: str | Path, name: str = "slurp", text_field: str = "sentence",
+                     annotation_field: str = "sentence_annotation") -> SlotDataset:
+    """SLURP in its own JSONL format: a local file (``slurp/{train,devel,test}.jsonl``) or a
+    hub copy ``hub:OWNER/NAME[@SPLIT]`` (default split train), read alike by
+    ``datasets.load_dataset``. ``text_field``/``annotation_field`` rename ``sentence`` /
+    ``sentence_annotation`` (MASSIVE: ``utt`` / ``annot_utt``, the same bracket format);
+    ``info["entity_mismatches"]`` counts records whose ``entities`` disagree with the brackets.
     """
-    file = _source(str(path), "SLURP file")
-    rows, mismatches = [], 0
-    for n, rec in enumerate(_read_rows(file), 1):
-        for key in ("sentence", "sentence_annotation"):
-            if not isinstance(rec.get(key), str):
-                raise W2SError(f"{file.name}: record {n} has no string '{key}'",
-                               "give every line SLURP's sentence and sentence_annotation fields")
-        pairs = parse_annotation(rec["sentence_annotation"])
-        entities = rec.get("entities")
-        if isinstance(entities, list):
-            types = [e.get("type") if isinstance(e, dict) else None for e in entities]
-            mismatches += types != [t for t, _ in pairs]
-        rows.append((f"slurp-{rec.get('slurp_id', n)}", " ".join(rec["sentence"].split()), pairs))
-    return _finish(name, rows, {"source": str(file.name), "entity_mismatches": mismatches})
+    records, source = slurp_records(str(path))
+    rows, mismatches = slurp_rows(records, source, text_field, annotation_field)
+    return _finish(name, rows, {"source": source, "entity_mismatches": mismatches})
 
 
 def load_slots_jsonl(path: str | Path, text_field: str = "text", slots_field: str = "slots",
                      allowed_types: Sequence[str] | None = None,
-                     name: str | None = None) -> SlotDataset:
+                     name: str | None = None, id_field: str | None = None,
+                     encoding: str = "utf-8") -> SlotDataset:
     """A user's JSONL: ``{"text": ..., "slots": [{"type": ..., "filler": ...}, ...]}`` per line.
 
-    An optional ``id`` field gives the ids (else ``{stem}-{record}``). With ``allowed_types``
-    every slot type must be one of them, and they become the dataset's slot-type inventory.
+    Ids come from ``id_field`` (every record needs a unique one), else from "id" when every
+    record has a unique one, else ``{stem}-{record}``. The slot types may be declared by
+    ``allowed_types`` or by a first-line header ``{"slot_types": [...]}``: then every slot
+    type must be one of them (a typo is an error, not a new type), and they become the
+    dataset's slot-type inventory.
     """
-    file = _source(str(path), "slot file")
-    allowed = set(allowed_types) if allowed_types is not None else None
-    rows = []
-    for n, rec in enumerate(_read_rows(file), 1):
-        where = f"{file.name}: record {n}"
-        if not isinstance(rec.get(text_field), str):
-            raise W2SError(f"{where} has no string field '{text_field}'",
-                           "add it, or set text_field to the field holding the text")
-        slots = rec.get(slots_field)
-        if not isinstance(slots, list):
-            raise W2SError(f"{where} has no list field '{slots_field}'",
-                           'add "slots": [] (empty when the text has no slot) or set slots_field')
-        pairs = []
-        for slot in slots:
-            if not (isinstance(slot, dict) and isinstance(slot.get("type"), str)
-                    and isinstance(slot.get("filler"), str)
-                    and slot["type"].strip() and slot["filler"].strip()):
-                raise W2SError(f"{where}: slot {slot!r} lacks a non-empty 'type' or 'filler'",
-                               'write each slot as {"type": "...", "filler": "..."}')
-            slot_type, filler = slot["type"].strip(), " ".join(slot["filler"].split())
-            if allowed is not None and slot_type not in allowed:
-                raise W2SError(f"{where}: unknown slot type '{slot_type}'",
-                               f"use one of {sorted(allowed)} or extend allowed_types")
-            pairs.append((slot_type, filler))
-        ident = rec.get("id")
-        rows.append((str(ident) if ident is not None else f"{file.stem}-{n}",
-                     " ".join(rec[text_field].split()), pairs))
-    return _finish(name or file.stem, rows, {"source": file.name}, sorted(allowed or ()))
+    rows, declared, file = user_rows(path, text_field, slots_field, allowed_types, id_field,
+                                     encoding)
+    return _finish(name or file.stem, rows, {"source": file.name}, declared)
 
 
 # ---------------------------------------------------------------- splits
@@ -254,20 +212,25 @@ def split_slots(ds: SlotDataset, cfg: DataConfig) -> tuple[dict[str, np.ndarray]
 # ---------------------------------------------------------------- registry loaders (DataConfig)
 
 def load_slurp(cfg: DataConfig) -> SlotDataset:
-    """SLURP from a local copy of its JSONL (``data.path``): it is not packaged, and the hub has
-    no copy in SLURP's own format, so the path is required."""
+    """SLURP from ``data.path``: a local copy of its JSONL or a hub copy in the same format
+    (``hub:OWNER/NAME[@SPLIT]``); it is not packaged, so the path is required.
+    ``text_column``/``label_column`` rename ``sentence``/``sentence_annotation``."""
     if not cfg.path:
         raise W2SError("the slurp dataset needs data.path (SLURP is not packaged for offline use)",
                        "download slurp/train.jsonl from github.com/pswietojanski/slurp and set "
-                       "data.path to it")
-    return load_slurp_jsonl(cfg.path, name=cfg.name)
+                       "data.path to it, or name a hub copy as hub:OWNER/NAME[@SPLIT]")
+    return load_slurp_jsonl(cfg.path, name=cfg.name, text_field=cfg.text_column or "sentence",
+                            annotation_field=cfg.label_column or "sentence_annotation")
 
 
 def load_slots_file(cfg: DataConfig) -> SlotDataset:
-    """A user's slot JSONL at ``data.path``; ``text_column``/``label_column`` rename the
-    ``text``/``slots`` fields."""
+    """A user's slot JSONL at ``data.path``: ``text_column``/``label_column`` rename the
+    ``text``/``slots`` fields, ``id_column`` names the ids' field, ``encoding`` the file's
+    text encoding; a first-line ``{"slot_types": [...]}`` header declares the slot types
+    (not a DataConfig field: a new field would change every stored experiment id)."""
     if not cfg.path:
         raise W2SError("the slots-file dataset needs data.path",
                        'set data.path to a JSONL of {"text": ..., "slots": [...]} lines')
     return load_slots_jsonl(cfg.path, text_field=cfg.text_column or "text",
-                            slots_field=cfg.label_column or "slots")
+                            slots_field=cfg.label_column or "slots",
+                            id_field=cfg.id_column, encoding=cfg.encoding)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from w2s_core.catalog import Task, gen_methods
 from w2s_core.data.schema import DataConfig
 from w2s_core.errors import W2SError
-from w2s_core.experiments.gen_config import GEN_TEACHERS, GenerationConfig, GenOptions
+from w2s_core.experiments.gen_config import GEN_TEACHERS, GenerationConfig, GenOptions, check_config
 from w2s_core.experiments.runspec import config_hash, plain
 from w2s_core.methods.registry import METHODS, MethodOptions
 from w2s_core.models.registry import resolve_model
@@ -204,6 +204,7 @@ class ExperimentConfig:
             if m not in names:
                 raise W2SError(f"generation.dpo.after names unknown method {m!r}",
                                f"pick from {', '.join(GEN_METHOD_NAMES)}")
+        check_config(self)
         self.generation.validate()
         self.gen_options.validate(len(self.teachers))
         return self

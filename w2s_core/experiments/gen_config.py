@@ -7,13 +7,18 @@ sweeps of one experiment (they enter each run's setting hash, like ``MethodOptio
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from w2s_core.errors import W2SError
 from w2s_core.methods.gen_methods import JOINT_SCORES
 from w2s_core.training.lm_dpo import DPOConfig
 from w2s_core.training.lm_train import LMTrainConfig
+
+if TYPE_CHECKING:  # config.py imports this module: the type only, at check time
+    from w2s_core.experiments.config import ExperimentConfig
 
 # three tokenizers, none the student's: the word bridge always runs across vocabularies.
 # smollm2-4l (SmolLM2 cut to 4 layers) stays available as a teacher, but measured here it
@@ -78,6 +83,10 @@ class GenerationConfig:
             if e != "confidence" and not (isinstance(e, (int, float)) and 0 <= e < 0.5):
                 raise W2SError(f"DPO ε {e!r} must be a number in [0, 0.5) or 'confidence'",
                                "use 0 (DPO), 0.1 (the paper's cDPO) or confidence")
+        if self.dpo.after and not self.dpo.eps:  # gen_runs.plan makes one DPO run per ε
+            raise W2SError(f"generation.dpo.after {list(self.dpo.after)} with no dpo.eps plans "
+                           "no DPO run", "list eps, e.g. [0, 0.1, confidence], or set "
+                           "generation.dpo.after: []")
         if self.dpo.beams < 2:
             raise W2SError("DPO needs ≥ 2 student beams to pick a chosen and a rejected output",
                            "use dpo.beams: 10 (the paper)")
@@ -132,3 +141,109 @@ class GenOptions:
                            "use sum (the paper), per_char or per_token")
         if self.evidence not in ("exp", "softplus", "relu"):
             raise W2SError(f"unknown evidence {self.evidence!r}", "use exp, softplus or relu")
+
+
+# ---------------------------------------------------------------- checks of a whole config
+# Classification settings nothing in generation reads (gen_*.py, training/lm_*.py and the
+# sweep's generation branch take every knob from ``generation`` and ``gen_options``; the sweep's
+# precision is generation.student_train.precision resolved): field → the generation setting
+# that does its job, or the reason there is none. A changed value would otherwise be accepted
+# and silently not be the experiment the user asked for.
+_TRAIN_TWIN = "set generation.student_train.{0} instead (generation.teacher_train.{0} and " \
+              "generation.scratch.train.{0} for the teachers)"
+_FINETUNE_FIX = {
+    **{f: _TRAIN_TWIN.format(f) for f in ("lr", "epochs", "batch_size", "weight_decay",
+                                          "lora_r", "lora_alpha", "lora_dropout", "grad_clip")},
+    "warmup_frac": _TRAIN_TWIN.format("warmup"), "bf16": _TRAIN_TWIN.format("precision"),
+    "mode": "set generation.student_train.lora: true for LoRA (full fine-tuning is the default)",
+    "device": "set the top-level device instead",
+}
+_OPTIONS_FIX = {"evidence": "set gen_options.evidence instead",
+                "kl_scale": "set gen_options.kl_scale instead",
+                "aux_max": "set gen_options.aux_max instead",
+                "aux_warmup": "set gen_options.aux_warmup instead",
+                "weights": "set gen_options.lam instead (mean, dynamic or one weight per teacher)",
+                "aux_schedule": "drop it: generation's aux weight always ramps linearly "
+                                "(gen_options.aux_warmup)"}
+_NO_TWIN = "drop it: generation has no such setting"
+
+
+def check_config(cfg: ExperimentConfig) -> None:
+    """The generation checks that need the whole experiment config, not the block alone."""
+    check_dpo_planned(cfg)
+    refuse_classification_settings(cfg)
+
+
+def refuse_classification_settings(cfg: ExperimentConfig) -> None:
+    """One line for the first classification-only setting a generation config changes."""
+    bad = next(_ignored(cfg), None)
+    if bad is not None:
+        raise W2SError(f"{bad[0]} is a classification setting that task: generation ignores",
+                       bad[1])
+
+
+def _ignored(cfg: ExperimentConfig) -> Iterator[tuple[str, str]]:
+    base = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cfg)}  # the classification defaults
+    for key, train, who in (("student_mode", "student_train", "student is"),
+                            ("teacher_mode", "teacher_train", "teachers are")):
+        mode = getattr(cfg, key)
+        if mode != base[key]:
+            yield f"{key}: {mode}", (f"set generation.{train}.lora: true instead" if mode == "lora"
+                                     else f"drop it: a generation {who} always fine-tuned "
+                                          f"(generation.{train})")
+    if cfg.precision != base["precision"]:
+        yield f"precision: {cfg.precision}", _TRAIN_TWIN.format("precision")
+    if cfg.probe != base["probe"]:
+        yield "probe", "drop it: generation students are fine-tuned causal LMs, never probes"
+    for name in _changed(cfg.finetune, base["finetune"]):
+        yield f"finetune.{name}", _FINETUNE_FIX.get(name, _NO_TWIN)
+    for name in _changed(cfg.options, base["options"]):
+        yield f"options.{name}", _OPTIONS_FIX.get(name, _NO_TWIN)
+    data = type(cfg.data)()
+    if cfg.data.max_length != data.max_length:
+        yield "data.max_length", _TRAIN_TWIN.format("max_length")
+    if cfg.data.truncation_side != data.truncation_side:
+        yield "data.truncation_side", ("drop it: a generation prompt always loses tokens from "
+                                       "the left, so its end stays next to the answer")
+
+
+def _changed(value: Any, default: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(value)
+            if getattr(value, f.name) != getattr(default, f.name)]
+
+
+def check_dpo_planned(cfg: ExperimentConfig) -> None:
+    """``gen_runs.plan`` puts (c)DPO runs only after a ``dpo.after`` method's run on the FULL
+    teacher set without aux: a config where that run never exists would plan none, silently.
+
+    The default ``after: [bayes]`` reads "after bayes, where bayes runs": a config (or a suite
+    item, e.g. ``methods: [joint]``) without bayes is fine. A method named in ``dpo.after`` that
+    is in ``methods`` must reach that run; any other ``dpo.after`` must name listed methods.
+    """
+    from w2s_core.catalog import gen_methods
+
+    after, n = cfg.generation.dpo.after, len(cfg.teachers)
+    off = "or set generation.dpo.after: []"
+    info = {i.name: i for i in gen_methods()}
+    for m in after:
+        if m not in cfg.methods:
+            if after != DPOSettings().after:
+                raise W2SError(f"generation.dpo.after names {m}, which is not in methods, so "
+                               f"no DPO run is planned", f"add {m} to methods, {off}")
+            continue
+        why = f"generation.dpo.after: {m} plans no DPO run: DPO follows {m}'s runs on the " \
+              f"full teacher set (K = {n}) without aux,"
+        if cfg.sizes is not None and n not in cfg.sizes:
+            raise W2SError(f"{why} and sizes {list(cfg.sizes)} leave out K = {n}",
+                           f"add {n} to sizes, {off}")
+        if not info[m].applies_to(n):
+            raise W2SError(f"{why} and {m} does not apply at K = {n}",
+                           f"name a method that runs at K = {n} (e.g. bayes), {off}")
+        if not cfg.runs_at(m, n):
+            ks = list((cfg.method_sizes or {})[m])  # runs_at is only False when it lists m
+            raise W2SError(f"{why} and method_sizes.{m} {ks} leaves out K = {n}",
+                           f"add {n} to method_sizes.{m}, {off}")
+        if all(cfg.aux):
+            raise W2SError(f"{why} and aux {list(cfg.aux)} has no false",
+                           f"add false to aux, {off}")

@@ -23,12 +23,13 @@ from w2s_core.data.prompts import build_prompt, encode, format_slots
 from w2s_core.data.registry import load_slot_dataset
 from w2s_core.data.slots import SlotDataset, split_slots
 from w2s_core.device import rows_per_pass
+from w2s_core.errors import W2SError
 from w2s_core.experiments.config import ExperimentConfig
 from w2s_core.experiments.runspec import plain
 from w2s_core.models.causal import CausalLM, load_causal, load_saved, save_causal
 from w2s_core.models.decode import Candidate, nbest, score
 from w2s_core.models.registry import resolve_model
-from w2s_core.models.scratch_lm import build_scratch_lm
+from w2s_core.models.scratch_lm import build_scratch_lm, build_tokenizer
 from w2s_core.training.finetune import _bf16_on
 from w2s_core.training.lm_train import _PRECISION, GenExample, LabelSeq, LossSpec, train_lm
 
@@ -74,7 +75,74 @@ def load_replicates(cfg: ExperimentConfig) -> list[GenSplits]:
         idx, info = split_slots(ds, dcfg)
         out.append(GenSplits(ds, idx, seed, {**info, "data": ds.info},
                              cfg.generation.prompt))
+    check_prompts_fit(cfg, out)  # the sweep's first step: before any model trains
     return out
+
+
+# ---------------------------------------------------------------- prompt vs max_length
+# Room a training example needs beyond the instruction at the least: a few words of sentence and
+# a short JSON answer. A template leaving less can never hold an example uncut.
+PROMPT_MARGIN = 32
+
+
+def check_prompts_fit(cfg: ExperimentConfig, reps: list[GenSplits]) -> None:
+    """Refuse a prompt template that cannot fit a model's training ``max_length``.
+
+    ``encode`` cuts an over-long prompt from the left, so training would never see the
+    instruction while test decoding (which never cuts) does: ``prompt: full`` lists every slot
+    type (~530 SmolLM2 tokens, ~1,600 characters for ATIS). Only the template is checked — the
+    prompt of an empty sentence + ``PROMPT_MARGIN``; an unusually long utterance stays the
+    counted per-example fallback.
+    """
+    g = cfg.generation
+    toks: dict[str, Any] = {}  # pretrained tokenizers: the same for every replicate
+    for sp in reps:
+        fixed = build_prompt("", sp.ds.slot_types, g.prompt)
+        checks = [("student", cfg.student, "student_train", g.student_train.max_length,
+                   "transfer")]
+        if set(g.dpo.after) & set(cfg.methods):  # DPO trains the student on its own pairs
+            checks.append(("student", cfg.student, "dpo.train", g.dpo.train.max_length,
+                           "transfer"))
+        for name in cfg.teachers:
+            scratch = resolve_model(name).kind == "scratch"
+            checks.append(("teacher", name, "scratch.train" if scratch else "teacher_train",
+                           (g.scratch.train if scratch else g.teacher_train).max_length, "weak"))
+        for who, name, key, max_length, split in checks:
+            if key == "scratch.train":  # built from this replicate's weak split, as in training
+                tok = build_tokenizer(resolve_model(name).base,  # type: ignore[arg-type]
+                                      sp.prompts("weak") + sp.targets("weak"))
+            else:
+                if name not in toks:
+                    toks[name] = _tokenizer(name)
+                tok = toks[name]
+            n = len(tok(fixed)["input_ids"])
+            if n + PROMPT_MARGIN <= max_length:
+                continue
+            lens = [len(p) + len(t) + 1 for p, t in zip(
+                tok(sp.prompts(split))["input_ids"],
+                tok(sp.targets(split), add_special_tokens=False)["input_ids"], strict=True)]
+            longest = max(lens, default=0)
+            need = math.ceil(max(longest, n + PROMPT_MARGIN) / 64) * 64  # a round number
+            raise W2SError(f"{who} {name}: the {g.prompt} prompt takes {n} tokens before the "
+                           f"sentence, and generation.{key}.max_length is {max_length}, so "
+                           "training would cut the instruction off every prompt",
+                           f"set generation.{key}.max_length: {need} (its longest {split} "
+                           f"example takes {longest}), or use generation.prompt: short")
+
+
+def _tokenizer(name: str) -> Any:
+    """A pretrained model's tokenizer without its weights (nothing is loaded yet); a hub id
+    missing from the local cache goes through the model loader, which fetches it."""
+    from transformers import AutoTokenizer
+
+    from w2s_core.models import assets
+
+    spec = resolve_model(name)
+    source = str(assets.materialize(spec.base)) if spec.base in assets.PACKAGES else spec.base
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except OSError:
+        return load_causal(name, "cpu").tokenizer
 
 
 def resolved_precision(cfg: ExperimentConfig, device: str) -> str:
@@ -139,15 +207,36 @@ def train_teacher(cfg: ExperimentConfig, name: str, sp: GenSplits, device: str,
     return lm, stats
 
 
-def decode_teacher(cfg: ExperimentConfig, lm: CausalLM, sp: GenSplits,
-                   progress: bool = False) -> dict[str, list[list[Candidate]]]:
-    """split → per-utterance N-best (best first by length-normalised score)."""
+def decode_teacher(cfg: ExperimentConfig, lm: CausalLM, sp: GenSplits, progress: bool = False,
+                   stats: dict[str, dict[str, int]] | None = None
+                   ) -> dict[str, list[list[Candidate]]]:
+    """split → per-utterance N-best (best first by length-normalised score); ``stats`` gets
+    each split's ``nbest`` counts (see ``decode_fields``)."""
     g = cfg.generation
     cap = new_tokens_cap(cfg, lm, sp)
+    stats = {} if stats is None else stats
     return {s: nbest(lm, sp.prompts(s), num_beams=g.num_beams, n_best=g.n_best,
                      max_new_tokens=cap, max_length=decode_length(lm, sp, s, cap),
-                     batch_size=rows_per_pass(lm.model, 16), progress=progress)
+                     batch_size=rows_per_pass(lm.model, 16), progress=progress,
+                     stats=stats.setdefault(s, {}))
             for s in SPLITS}
+
+
+# what stored metrics record of one decoding (``nbest``/``greedy`` stats), so no fallback is
+# silent: outputs, those that hit the token cap without EOS (count and rate), prompts cut from
+# the left, outputs whose character offsets were rebuilt (``decode.score``)
+DECODE_FIELDS = ("outputs", "unfinished", "unfinished_rate", "prompt_truncated",
+                 "offset_fallback")
+RUN_DECODE_FIELDS = DECODE_FIELDS[:4]  # a student's outputs feed no word bridge: no offsets
+
+
+def decode_fields(stats: dict[str, int], prefix: str = "",
+                  keep: tuple[str, ...] = DECODE_FIELDS) -> dict[str, int | float]:
+    n, cut = int(stats.get("outputs", 0)), int(stats.get("unfinished", 0))
+    d = {"outputs": n, "unfinished": cut, "unfinished_rate": cut / n if n else 0.0,
+         "prompt_truncated": int(stats.get("truncated_prompts", 0)),
+         "offset_fallback": int(stats.get("offset_fallback", 0))}
+    return {prefix + k: d[k] for k in keep}
 
 
 def decode_length(lm: CausalLM, sp: GenSplits, split: str, cap: int) -> int:

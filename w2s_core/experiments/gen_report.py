@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from w2s_core.errors import W2SError
-from w2s_core.experiments import provenance, store, tables
+from w2s_core.experiments import gen_utterance, provenance, store, tables
 from w2s_core.experiments.runspec import PAIR_KEYS
 from w2s_core.metrics.intervals import interval_note, paired_summary, summarize_runs
 
@@ -77,6 +77,93 @@ def dpo_table(runs: pd.DataFrame) -> pd.DataFrame:
     return out.merge(means, on=["setting", "method", "eps"], how="left")
 
 
+def _pct(x: float) -> str:
+    return "<1 %" if 0 < x < 0.005 else f"{100 * x:.0f} %"
+
+
+def _cap(caps: Any) -> str:
+    caps = {c for c in caps if c is not None and c == c}
+    return f"the {int(caps.pop())}-token cap" if len(caps) == 1 else "the token cap"
+
+
+def teacher_warnings(name: str, metas: list[dict[str, Any]]) -> list[str]:
+    """One line per decoding fallback teacher ``name`` hit, summed over its data replicates'
+    metadata ``metas``, and the splits it never produced valid JSON on: what the sweep logs
+    when it trains the teacher, repeated by ``w2s report`` (fields: docs/STORAGE.md)."""
+    splits = [s for s in ("test", "transfer") if any(f"json_validity_{s}" in m for m in metas)]
+
+    def counts(key: str, of: str | None = "outputs") -> str:
+        parts = []
+        for s in splits:
+            n = sum(int(m.get(f"{key}_{s}") or 0) for m in metas)  # absent: older teacher
+            if n:
+                total = sum(int(m.get(f"{of}_{s}") or 0) for m in metas) if of else 0
+                parts.append(f"{n} of {total} {s}" if of else f"{n} {s}")
+        return " and ".join(parts)
+
+    out = []
+    if c := counts("unfinished"):
+        out.append(f"teacher {name}: {c} N-best candidates hit "
+                   f"{_cap(m.get('max_new_tokens') for m in metas)} without EOS")
+    if c := counts("prompt_truncated", None):
+        out.append(f"teacher {name}: {c} prompts cut from the left for decoding")
+    if c := counts("offset_fallback"):
+        out.append(f"teacher {name}: {c} N-best candidates got character offsets rebuilt from "
+                   "decoded prefixes (the tokenizer gave none; exact only if decoding "
+                   "round-trips)")
+    bad = []
+    for s in splits:  # every split it decoded: a teacher can fail on transfer alone
+        seeds = [str(m.get("data_seed")) for m in metas if m.get(f"json_validity_{s}") == 0.0]
+        if seeds:
+            bad.append(s + (f" (data seed {', '.join(seeds)})" if len(metas) > 1 else ""))
+    if bad:
+        out.append(f"teacher {name} never produced valid JSON on {' or '.join(bad)}: its "
+                   "outputs count as empty predictions (SLU-F1 0) — train it longer or drop it")
+    return out
+
+
+def run_warnings(runs: pd.DataFrame) -> list[str]:
+    """Student runs whose test outputs or DPO candidates hit the token cap, or whose test
+    prompts were cut for decoding: one line per condition and (kind, method, K), the mean and
+    worst rate over the group's runs (runs stored before these fields: nothing to say)."""
+    if runs.empty or "unfinished_rate" not in runs.columns:
+        return []
+    df = runs.assign(**{c: pd.to_numeric(runs[c], errors="coerce") if c in runs.columns
+                        else np.nan for c in ("unfinished_rate", "dpo_unfinished_rate",
+                                              "prompt_truncated", "max_new_tokens")})
+    order = {"ceiling": 0, "transfer": 1, "dpo": 2}
+    df = df.sort_values(["kind", "method", "k"], key=lambda c: c.map(order).fillna(3)
+                        if c.name == "kind" else c)
+    out = []
+    for (kind, method, k), g in df.groupby(["kind", "method", "k"], sort=False, dropna=False):
+        who = "ceiling" if kind == "ceiling" else f"{method} K={k:.0f}" + (
+            " + (c)DPO" if kind == "dpo" else "")
+        who += f" seed {g['seed'].iloc[0]}" if len(g) == 1 else f" ({len(g)} runs)"
+        cap = _cap(g["max_new_tokens"])
+        for col, what in (("unfinished_rate", "test outputs"),
+                          ("dpo_unfinished_rate", "DPO candidates (its transfer beams)")):
+            r = g[col].dropna()
+            if (r > 0).any():
+                avg = "" if len(r) == 1 else f" on average (up to {_pct(r.max())})"
+                out.append(f"{who}: {_pct(r.mean())} of {what} hit {cap}{avg}")
+        cut = g["prompt_truncated"].dropna()
+        if (cut > 0).any():
+            out.append(f"{who}: up to {cut.max():.0f} test prompts cut from the left for "
+                       "decoding")
+    return out
+
+
+def decode_warnings(exp: store.ExperimentDir, meta: dict[str, Any],
+                    runs: pd.DataFrame) -> list[str]:
+    """Every teacher's and student run's decoding fallbacks (see the two functions above)."""
+    metas: dict[str, list[dict[str, Any]]] = {}
+    for ds in meta.get("data_seeds") or [None]:
+        for t, stem in store.teacher_files(meta, ds).items():
+            if exp.teacher_meta(stem).exists():
+                metas.setdefault(t, []).append(store.read_json(exp.teacher_meta(stem)))
+    return [w for t, m in metas.items() for w in teacher_warnings(t, m)] + run_warnings(runs)
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return df.astype(object).where(pd.notna(df), None).to_dict("records")
 
@@ -92,7 +179,8 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
         "status": meta.get("status"), "splits": meta.get("splits"),
         "data_seeds": meta.get("data_seeds"), "dataset": store.dataset_label(cfg["data"]),
         "student": cfg["student"], "floor": floor,
-        "warnings": warns + provenance.mixed(meta.get("provenance") or []),
+        "warnings": warns + provenance.mixed(meta.get("provenance") or [])
+        + decode_warnings(exp, meta, runs),
         "teachers": _records(teacher_table(exp)), "settings": {}, "recovery": [],
         "score": [], "comparisons": [], "aux": [], "dpo": [], "ceiling": [], "contrasts": [],
         "n_runs": int(len(runs)), "intervals": "", "agreement": {}}
@@ -124,4 +212,6 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
                comparisons=_records(pd.concat(comps, ignore_index=True)) if comps else [])
     notes = [t for t in (rec, score, ceil, *comps, aux, dpo, contrasts) if not t.empty]
     out["intervals"] = interval_note(pd.concat(notes, ignore_index=True)) if notes else ""
+    # one seed gives one pair and no run-level interval: add the test-utterance bootstrap
+    gen_utterance.add_utterance_intervals(out, exp, meta, tr)
     return out

@@ -160,15 +160,17 @@ class GenerationRuns:
             self._cap = gp.new_tokens_cap(self.cfg, lm, sp)
         beams, length = self.cfg.generation.eval_beams, gp.decode_length(lm, sp, "test",
                                                                           self._cap)
+        dec: dict[str, int] = {}
         if beams == 1:  # rows leave the batch at EOS: a looping row no longer stalls the rest
             texts = greedy(lm, sp.prompts("test"), max_new_tokens=self._cap, max_length=length,
-                           batch_size=rows_per_pass(lm.model, EVAL_BATCH))
+                           batch_size=rows_per_pass(lm.model, EVAL_BATCH), stats=dec)
         else:
             out = nbest(lm, sp.prompts("test"), num_beams=beams, n_best=1,
                         max_new_tokens=self._cap, max_length=length,
-                        batch_size=rows_per_pass(lm.model, 16))
+                        batch_size=rows_per_pass(lm.model, 16), stats=dec)
             texts = [c[0].text if c else "" for c in out]
         met = generation_metrics(self.gold_test, texts, sp.ds.slot_types)
+        met.update(gp.decode_fields(dec, keep=gp.RUN_DECODE_FIELDS), max_new_tokens=self._cap)
         if spec.kind != "ceiling":
             met["ceiling"] = ceiling
             for name, f in self.floors(spec.subset).items():
@@ -264,9 +266,11 @@ class GenerationRuns:
         prompts, ids = [prompts[i] for i in keep], [ids[i] for i in keep]
         lams = self.lam(sub, "transfer")[keep]  # (N, K)
         cap = self._cap or gp.new_tokens_cap(self.cfg, lm, sp)
+        dec: dict[str, int] = {}
         beams = nbest(lm, prompts, num_beams=dpo.beams, n_best=dpo.beams, max_new_tokens=cap,
                       max_length=gp.decode_length(lm, sp, "transfer", cap),
-                      batch_size=rows_per_pass(lm.model, 16))
+                      batch_size=rows_per_pass(lm.model, 16), stats=dec)
+        looped = gp.decode_fields(dec, "dpo_", gp.RUN_DECODE_FIELDS)  # every ε's candidates
         texts = [[c.text for c in b] for b in beams]
         per_t = [score(t, prompts, texts, max_length=gp.score_length(t, sp, {"transfer": texts}),
                        batch_size=rows_per_pass(t.model, 16))
@@ -308,7 +312,7 @@ class GenerationRuns:
                        before_slu_f1=parent_slu, delta_slu_f1=met["slu_f1"] - parent_slu,
                        dpo_final_loss=stats.get("final_loss"),
                        dpo_margin_start=stats.get("margin_start"),
-                       dpo_margin_end=stats.get("margin_end"))
+                       dpo_margin_end=stats.get("margin_end"), **looped)
             pairs = gen_store.pairs_frame(rows, list(sub), eps)
             self._save(kid, preds, met, {"parent": parent.run_id}, {"pairs.parquet": pairs})
             n += 1

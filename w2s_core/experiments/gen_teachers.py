@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from w2s_core.errors import W2SError
 from w2s_core.experiments import gen_protocol as gp
 from w2s_core.experiments import gen_store, store
+from w2s_core.experiments.gen_report import teacher_warnings
 from w2s_core.experiments.runspec import config_hash
 from w2s_core.methods.gen_methods import pool
 from w2s_core.metrics.generation import generation_metrics
@@ -51,8 +52,8 @@ class Teachers:
             if path.exists() and (folder / "config.json").exists():
                 try:
                     nb = gen_store.nbest_from_frame(store.read_parquet(path), self.ids)
-                    self.metrics[name] = store.read_json(sw.exp.teacher_meta(stem))
-                except (W2SError, KeyError) as e:
+                    self.metrics[name] = self._stored_metrics(name, stem, ident, nb)
+                except (W2SError, KeyError, OSError) as e:  # OSError: a model that won't load
                     sw.log(f"warning: {e}; recomputing teacher {name}")
                     nb = None
             if nb is None:
@@ -65,21 +66,54 @@ class Teachers:
         self._pool()
         return self
 
+    def _stored_metrics(self, name: str, stem: str, ident: dict[str, Any],
+                        nb: dict[str, gen_store.NBest]) -> dict[str, Any]:
+        """The teacher's metadata json, rebuilt from its stored model and N-best when it is
+        missing or corrupt.
+
+        A teacher's files are written model → N-best parquet → json, each atomically, so a
+        valid parquet without its json means a run stopped between the last two writes: model
+        and N-best are complete, and student runs may already have trained on this N-best.
+        Rebuilding the floors from it (what a re-decode would give) keeps those runs consistent
+        and skips retraining; the training and decoding stats are lost (train, seconds null;
+        readers treat absent decode counts as zero). A model that does not reload raises
+        (W2SError/OSError), and the caller retrains.
+        """
+        sw, sp = self.sw, self.sp
+        meta = sw.exp.teacher_meta(stem)
+        try:
+            return dict(store.read_json(meta))
+        except (FileNotFoundError, W2SError) as e:
+            why = "missing" if isinstance(e, FileNotFoundError) else "corrupt"
+            sw.log(f"warning: {meta.name} is {why}; rebuilding teacher {name}'s metadata from "
+                   "its stored model and N-best (training stats lost)")
+        met: dict[str, Any] = {"teacher": name, "identity": ident, "seconds": None,
+                               "data_seed": sp.data_seed, "train": None,
+                               "max_new_tokens": gp.new_tokens_cap(self.cfg, self.lm(name), sp)}
+        for s in gp.SPLITS:
+            texts = [c[0].text if c else "" for c in nb[s]]
+            m = generation_metrics(sp.pairs(s), texts, sp.ds.slot_types)
+            met.update({f"{k}_{s}": v for k, v in m.items()})
+        if sw.main:
+            store.write_json(meta, store.nan_to_none(met))
+        return met
+
     def _train(self, name: str, stem: str, ident: dict[str, Any]) -> dict[str, gen_store.NBest]:
         sw, sp, cfg = self.sw, self.sp, self.cfg
         t0 = time.time()
         lm, stats = gp.train_teacher(cfg, name, sp, self.device, sw.log, sw.progress)
-        nb = gp.decode_teacher(cfg, lm, sp, sw.progress)
+        dec: dict[str, dict[str, int]] = {}
+        nb = gp.decode_teacher(cfg, lm, sp, sw.progress, stats=dec)
         met: dict[str, Any] = {"teacher": name, "identity": ident, "seconds": time.time() - t0,
                                "data_seed": sp.data_seed, "train": stats,
                                "max_new_tokens": gp.new_tokens_cap(cfg, lm, sp)}
         for s in gp.SPLITS:
             texts = [c[0].text if c else "" for c in nb[s]]
             m = generation_metrics(sp.pairs(s), texts, sp.ds.slot_types)
+            m.update(gp.decode_fields(dec[s]))  # cap hits, cut prompts, rebuilt offsets
             met.update({f"{k}_{s}": v for k, v in m.items()})
-        if met["json_validity_test"] == 0.0:
-            sw.log(f"warning: teacher {name} never produced valid JSON on test; its outputs "
-                   "count as empty predictions (SLU-F1 0) — train it longer or drop it")
+        for w in teacher_warnings(name, [met]):  # the lines ``w2s report`` repeats
+            sw.log(f"warning: {w}")
         self._lms[name] = lm
         if sw.main:
             gp.store_teacher(lm, gp.teacher_model_dir(sw.exp.root, stem))

@@ -24,6 +24,7 @@ from w2s_core.metrics.dirichlet import dirichlet_readouts, dirichlet_summary
 from w2s_core.metrics.intervals import paired_summary, summarize_runs
 from w2s_core.metrics.registry import METRICS, MetricEntry
 from w2s_core.metrics.stats import mean_std_ci
+from w2s_core.metrics.utterance_bootstrap import paired_f1_difference, resampled_f1
 
 __all__ = [
     "METRICS",
@@ -40,11 +41,13 @@ __all__ = [
     "mce",
     "mean_std_ci",
     "nll",
+    "paired_f1_difference",
     "paired_summary",
     "pairwise_agreement",
     "pgr",
     "pgr_defined",
     "reliability_table",
+    "resampled_f1",
     "run_metrics",
     "summarize_runs",
     "teacher_set_summary",

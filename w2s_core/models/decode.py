@@ -145,8 +145,19 @@ def score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]], 
     ``stats`` (optional) accumulates ``truncated_prompts`` / ``truncated_targets``: pairs whose
     prompt lost tokens at the left / whose target was cut (no EOS; words beyond the cut get 0).
     Offsets a tokenizer cannot give are rebuilt by decoding growing id prefixes (see
-    ``_decoded_spans``). Returns candidates in the order of ``texts[i]``.
+    ``_decoded_spans``) and counted as ``offset_fallback``. Returns candidates in the order of
+    ``texts[i]``.
     """
+    out, rebuilt = _score(lm, prompts, texts, batch_size, max_length, bf16, stats)
+    _count(stats, "offset_fallback", sum(map(sum, rebuilt)))
+    return out
+
+
+def _score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]],
+           batch_size: int, max_length: int, bf16: bool, stats: dict[str, int] | None
+           ) -> tuple[list[list[Candidate]], list[list[bool]]]:
+    """``score``'s candidates and, for each, whether its offsets were rebuilt: per candidate, so
+    ``nbest`` can count the fallback over the candidates it returns, not all it scored."""
     if len(prompts) != len(texts):
         raise W2SError(f"{len(prompts)} prompts but {len(texts)} candidate lists",
                        "pass one list of texts per prompt")
@@ -174,12 +185,14 @@ def score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]], 
                 logps[k] = r
     eos = tok.eos_token_id
     flat: list[Candidate] = []
+    rebuilt: list[bool] = []
     for k in range(len(enc)):
         ids, offs, lps, text = enc.target_ids[k], enc.target_offsets[k], logps[k], flat_t[k]
         has_eos = bool(ids) and ids[-1] == eos and tuple(offs[-1]) == (0, 0)
         n = len(ids) - int(has_eos)
         t_ids, t_offs, t_lps = list(ids[:n]), [tuple(o) for o in offs[:n]], lps[:n]
-        if not _usable(text, t_offs):
+        rebuilt.append(not _usable(text, t_offs))
+        if rebuilt[-1]:
             t_offs = _decoded_spans(tok, t_ids, text)
         eos_lp = float(lps[-1]) if has_eos else 0.0
         logp = float(sum(t_lps)) + eos_lp
@@ -187,11 +200,12 @@ def score(lm: CausalLM, prompts: Sequence[str], texts: Sequence[Sequence[str]], 
                               token_ids=t_ids, token_logps=[float(x) for x in t_lps],
                               offsets=t_offs, word_logps=word_logps(text, t_offs, t_lps),
                               eos_logp=eos_lp))
-    out, k = [], 0
+    out, flags, k = [], [], 0
     for ts in texts:
         out.append(flat[k: k + len(ts)])
+        flags.append(rebuilt[k: k + len(ts)])
         k += len(ts)
-    return out
+    return out, flags
 
 
 def _room(max_length: int, max_new_tokens: int) -> int:
@@ -240,8 +254,10 @@ def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: i
     are rescored exactly by ``score`` (``batch_size`` sequences per forward) and sorted.
     Prompts are cut from the left to ``max_length − max_new_tokens − 1`` tokens for generation so
     that prompt, output and EOS fit ``max_length``. ``stats`` accumulates ``truncated_prompts``
-    (prompts cut for generation), ``truncated_targets`` (candidates cut while scoring) and
-    ``unfinished`` (returned beams that hit ``max_new_tokens`` without EOS).
+    (prompts cut for generation), ``truncated_targets`` (candidates cut while scoring, of all
+    distinct beams) and, over the candidates returned: ``outputs`` (their number),
+    ``unfinished`` (whose every beam hit ``max_new_tokens`` without EOS) and
+    ``offset_fallback`` (whose offsets were rebuilt, see ``score``).
     """
     if num_beams < 1 or n_best < 1 or max_new_tokens < 1:
         raise W2SError(f"num_beams={num_beams}, n_best={n_best}, max_new_tokens="
@@ -264,7 +280,8 @@ def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: i
 
         starts = tqdm(starts, desc="n-best", unit="batch")
     texts: list[list[str]] = [[] for _ in range(len(enc))]
-    unfinished = 0
+    # text → True while every beam that gave it ran out: a text some beam ended is an answer
+    cut: list[dict[str, bool]] = [{} for _ in range(len(enc))]
     device = lm.device
     with _eval(model), torch.no_grad(), autocast_bf16(device, bf16):
         for b in starts:
@@ -274,17 +291,20 @@ def nbest(lm: CausalLM, prompts: Sequence[str], *, num_beams: int = 5, n_best: i
             out = model.generate(input_ids=ids, attention_mask=mask, **gen,
                                  **_prefilled(model, ids, mask, num_beams))
             for r, seq in enumerate(out[:, ids.shape[1]:].tolist()):
-                i = idx[r // num_beams]
-                if eos in seq:
-                    seq = seq[: seq.index(eos)]
-                else:
-                    unfinished += 1
+                i, ran_out = idx[r // num_beams], eos not in seq
+                seq = seq if ran_out else seq[: seq.index(eos)]
                 text = tok.decode(seq, skip_special_tokens=True)
                 if text not in texts[i]:
                     texts[i].append(text)
-    _count(stats, "unfinished", unfinished)
+                cut[i][text] = cut[i].get(text, True) and ran_out
     inner: dict[str, int] = {}
-    scored = score(lm, prompts, texts, batch_size=batch_size, max_length=max_length, bf16=bf16,
-                   stats=inner)
+    scored, rebuilt = _score(lm, prompts, texts, batch_size, max_length, bf16, inner)
     _count(stats, "truncated_targets", inner.get("truncated_targets", 0))
-    return [sorted(cands, key=lambda c: -c.norm)[:n_best] for cands in scored]
+    ranked: list[list[Candidate]] = []
+    for i, (cands, flags) in enumerate(zip(scored, rebuilt, strict=True)):
+        best = sorted(range(len(cands)), key=lambda j: -cands[j].norm)[:n_best]
+        ranked.append([cands[j] for j in best])
+        _count(stats, "outputs", len(best))
+        _count(stats, "unfinished", sum(cut[i][cands[j].text] for j in best))
+        _count(stats, "offset_fallback", sum(flags[j] for j in best))
+    return ranked

@@ -69,7 +69,8 @@ def greedy(lm: CausalLM, prompts: Sequence[str], *, max_new_tokens: int = 64,
     """Each prompt's greedy output text (new tokens up to the first EOS, special tokens
     skipped), unscored: what a student's test decoding needs. Prompts are cut from the left
     to ``max_length − max_new_tokens − 1`` tokens as in ``nbest``; ``stats`` counts
-    ``truncated_prompts`` and ``unfinished`` (outputs that hit ``max_new_tokens``)."""
+    ``truncated_prompts``, ``outputs`` (one per prompt) and ``unfinished`` (outputs that hit
+    ``max_new_tokens`` without EOS)."""
     tok, model = lm.tokenizer, lm.model
     ensure_pad(tok)
     room = _room(max_length, max_new_tokens)
@@ -90,5 +91,6 @@ def greedy(lm: CausalLM, prompts: Sequence[str], *, max_new_tokens: int = 64,
                 else:
                     unfinished += 1
                 texts[i] = tok.decode(seq, skip_special_tokens=True)
+    _count(stats, "outputs", len(texts))
     _count(stats, "unfinished", unfinished)
     return texts
