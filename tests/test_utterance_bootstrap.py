@@ -239,7 +239,8 @@ def test_one_seed_report_prints_the_labelled_utterance_interval(
              "noise only, not seed-to-seed variation")
     [line] = [ln for ln in text.splitlines() if "bayes − naive-soft (slu_f1" in ln]
     assert line.startswith(f"  bayes − naive-soft (slu_f1, w/o aux): {want:+.3f} [")
-    assert line.endswith(f"(1 pairs, 1 seed; {label})") and "no interval" not in line
+    assert line.endswith("(1 pairs, 1 seed; utterance bootstrap‡)") and "no interval" not in line
+    assert c_label(rep) == label
     [c] = [c for c in rep["comparisons"] if c["metric"] == "slu_f1"]
     assert c["lo"] is None and c["utt"]["mean"] == pytest.approx(want)
     assert c["utt"]["lo"] < want < c["utt"]["hi"]
@@ -248,7 +249,7 @@ def test_one_seed_report_prints_the_labelled_utterance_interval(
     # the option contrast (frozen − detached, bayes) gets one too
     [con] = [ln for ln in text.splitlines() if "target_mode=frozen − target_mode=detached" in ln]
     want_c = runs[("bayes", "frozen", 0)]["slu_f1"] - runs[("bayes", "detached", 0)]["slu_f1"]
-    assert f"SLU-F1 {want_c:+.3f} [" in con and con.endswith(f"{label})")
+    assert f"SLU-F1 {want_c:+.3f} [" in con and con.endswith("; utterance bootstrap‡)")
     # student − best single teacher: t-strong, against its own stored test outputs
     best = truth["teachers"]["t-strong"]
     gains = {(g["method"], g["setting"]): g for g in rep["gain"]}
@@ -259,7 +260,13 @@ def test_one_seed_report_prints_the_labelled_utterance_interval(
     assert g["span_f1"]["mean"] == pytest.approx(mine["span_f1"] - best["span_f1"])
     assert g["slu_f1"]["lo"] < g["slu_f1"]["mean"] < g["slu_f1"]["hi"]
     assert f"naive-soft        w/o aux K=2 − t-strong: SLU-F1 {g['slu_f1']['mean']:+.3f}" in text
-    assert "Where one seed gives a single pair: a 95% paired bootstrap" in text
+    assert "‡ Where one seed gives a single pair: a 95% paired bootstrap" in text
+
+
+def c_label(rep: dict) -> str:
+    """The full caption the JSON report keeps on a one-pair SLU-F1 comparison row."""
+    [c] = [c for c in rep["comparisons"] if c["metric"] == "slu_f1"]
+    return c["utt"]["interval"]
 
 
 def test_two_seeds_keep_the_run_level_interval(tmp_path: Path,
@@ -279,4 +286,4 @@ def test_two_seeds_keep_the_run_level_interval(tmp_path: Path,
     lines = [ln for ln in text.splitlines() if "K=2 − t-strong" in ln]
     assert len(lines) == 3
     assert sum("t-interval over 2 seeds" in ln for ln in lines) == 2
-    assert sum("paired bootstrap over" in ln for ln in lines) == 1
+    assert sum(ln.endswith("(1 run; utterance bootstrap‡)") for ln in lines) == 1

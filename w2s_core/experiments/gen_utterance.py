@@ -190,6 +190,6 @@ def add_utterance_intervals(out: dict[str, Any], exp: store.ExperimentDir,
     n += sum(1 for g in out["gain"] if g["n"] == 1)
     if n:
         out["intervals"] = (out["intervals"] + " " if out["intervals"] else "") + (
-            "Where one seed gives a single pair: a 95% paired bootstrap over the test "
+            "‡ Where one seed gives a single pair: a 95% paired bootstrap over the test "
             "utterances (the same draw for both sides; 2000 resamples) — test-sample noise "
             "only, not seed-to-seed variation.")
