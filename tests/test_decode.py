@@ -374,3 +374,26 @@ def test_beam_search_runs_each_prompt_once_and_finds_the_same_beams(
     for a_s, b_s in zip(out[True], out[False], strict=True):
         assert [c.text for c in a_s] == [c.text for c in b_s]
         assert [c.norm for c in a_s] == pytest.approx([c.norm for c in b_s], abs=1e-5)
+
+
+def test_scoring_a_greedy_output_reads_the_argmax_log_prob_of_each_step() -> None:
+    """What a student's predictions.parquet stores as its own scores: its greedy output scored
+    under teacher forcing. Each token the greedy decoder chose is that step's argmax, so its
+    stored log-prob must be the step's maximum log-softmax, here from a plain forward pass
+    over prompt + output ids. The character tokenizer makes the text's ids the generated ids
+    (a BPE text may re-tokenize differently; then the stored score is the text's, as for the
+    teachers' candidates)."""
+    lm = _lm("char")
+    tok = lm.tokenizer
+    texts = greedy(lm, PROMPTS, max_new_tokens=12, max_length=256)
+    cands = [c[0] for c in score(lm, PROMPTS, [[t] for t in texts], max_length=256)]
+    for prompt, text, c in zip(PROMPTS, texts, cands, strict=True):
+        p_ids, t_ids = tok(prompt)["input_ids"], tok(text, add_special_tokens=False)["input_ids"]
+        assert c.token_ids == t_ids and c.text == text
+        ids = torch.tensor([p_ids + t_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(lm.model(input_ids=ids).logits[0].double(), -1)
+        steps = logp[len(p_ids) - 1: len(p_ids) - 1 + len(t_ids)]
+        assert c.token_logps == pytest.approx(steps.max(-1).values.tolist(), abs=1e-4)
+        assert c.logp == pytest.approx(sum(c.token_logps) + c.eos_logp, abs=1e-6)
+        assert sum(c.word_logps) == pytest.approx(sum(c.token_logps), abs=1e-4)

@@ -326,6 +326,23 @@ def test_every_run_stores_token_calibration_on_gold(gen: SimpleNamespace) -> Non
             assert all(0 < c <= 1 for c in r["tok_conf"])
 
 
+def test_every_run_stores_its_own_scores_of_what_it_wrote(gen: SimpleNamespace) -> None:
+    """The student's log-probs of its own output (text + EOS under teacher forcing): one per
+    token, summing with EOS to logp, words partitioning the tokens, pieces spelling the text
+    (the tiny student's vocabulary misses some characters: those pieces read <unk>)."""
+    for rid in gen.configs:
+        preds = store.read_parquet(gen.exp.run_dir(rid) / "predictions.parquet")
+        for r in preds.to_dict("records"):
+            lps = list(r["token_logps"])
+            assert len(lps) == len(r["tokens"]) and all(lp <= 0 for lp in lps)
+            spelled = "".join(r["tokens"]).strip()  # a piece outside the vocabulary: <unk>
+            assert spelled == r["text"].strip() or "<unk>" in spelled
+            assert r["logp"] == pytest.approx(sum(lps) + r["eos_logp"], abs=1e-4)
+            assert r["norm"] == pytest.approx(r["logp"] / (len(lps) + 1), abs=1e-5)
+            assert len(r["word_logps"]) == len(r["text"].split())
+            assert sum(r["word_logps"]) == pytest.approx(sum(lps), abs=1e-3)
+
+
 def test_dpo_runs_store_their_pairs_with_the_ensembles_scores(gen: SimpleNamespace) -> None:
     transfer = set(_split_ids(gen, "transfer"))
     for rid, cfg in gen.configs.items():

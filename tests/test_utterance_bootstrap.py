@@ -25,6 +25,7 @@ from w2s_core.experiments.runspec import RunSpec
 from w2s_core.metrics import utterance_bootstrap as ub
 from w2s_core.metrics.generation import generation_metrics, per_utterance
 from w2s_core.metrics.slu import span_f1
+from w2s_core.models.decode import Candidate
 
 
 def _f1_by_hand(tp: float, fp: float, fn: float) -> float:
@@ -211,7 +212,10 @@ def _workspace(root: Path, seeds: tuple[int, ...]) -> tuple[store.ExperimentDir,
         met = generation_metrics(gold, texts)
         met.update(floor_mean=float(np.mean(floors)), floor_best=floors[-1], ceiling=0.99,
                    pgr_mean=(met["slu_f1"] - np.mean(floors)) / (0.99 - np.mean(floors)))
-        preds = gen_store.student_frame(ids, gold_text, texts, per_utterance(gold, texts))
+        own = [Candidate(t, -1.0, -0.5, [7], [-1.0], [(0, len(t))], [-1.0], 0.0)
+               for t in texts]  # scores play no part in the bootstrap
+        preds = gen_store.student_frame(ids, gold_text, texts, per_utterance(gold, texts), own,
+                                        lambda ids: [str(i) for i in ids])
         store.save_run(exp, spec.run_id, spec.stored_config(), preds, met)
         runs[(method, opts["target_mode"], seed)] = met
     store.write_json(exp.meta, {

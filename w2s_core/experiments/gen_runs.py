@@ -24,7 +24,6 @@ from w2s_core.metrics.classification import pgr, pgr_defined
 from w2s_core.metrics.generation import generation_metrics, per_utterance
 from w2s_core.models.causal import CausalLM, load_causal
 from w2s_core.models.decode import nbest, score
-from w2s_core.models.greedy import greedy
 from w2s_core.training.lm_dpo import pair_table, train_dpo
 from w2s_core.training.lm_readouts import token_readouts
 from w2s_core.training.lm_train import GenExample, LabelSeq, LossSpec, train_lm
@@ -41,10 +40,6 @@ MIN_K = {"single-hard": (1, 1), "single-soft": (1, 1), "naive-soft": (2, None),
 # test utterances (split order, a seeded shuffle) whose token read-outs each run stores: the
 # read-outs cost a forward pass per label sequence, and the dashboard shows one at a time
 READOUT_EXAMPLES = 64
-# test prompts per greedy batch: finished rows leave the batch, so a large batch costs little
-# more than its rows' own lengths, while each decoding step has a fixed cost (measured on 2 CPU
-# cores: ~0.13 s a step for SmolLM2 whatever the rows, + ~0.01 s a row)
-EVAL_BATCH = 64
 
 
 def applies(method: str, k: int) -> bool:
@@ -161,14 +156,7 @@ class GenerationRuns:
         beams, length = self.cfg.generation.eval_beams, gp.decode_length(lm, sp, "test",
                                                                           self._cap)
         dec: dict[str, int] = {}
-        if beams == 1:  # rows leave the batch at EOS: a looping row no longer stalls the rest
-            texts = greedy(lm, sp.prompts("test"), max_new_tokens=self._cap, max_length=length,
-                           batch_size=rows_per_pass(lm.model, EVAL_BATCH), stats=dec)
-        else:
-            out = nbest(lm, sp.prompts("test"), num_beams=beams, n_best=1,
-                        max_new_tokens=self._cap, max_length=length,
-                        batch_size=rows_per_pass(lm.model, 16), stats=dec)
-            texts = [c[0].text if c else "" for c in out]
+        texts, own = gp.decode_test(lm, sp.prompts("test"), beams, self._cap, length, dec)
         met = generation_metrics(self.gold_test, texts, sp.ds.slot_types)
         met.update(gp.decode_fields(dec, keep=gp.RUN_DECODE_FIELDS), max_new_tokens=self._cap)
         if spec.kind != "ceiling":
@@ -178,7 +166,8 @@ class GenerationRuns:
                 met[f"pgr_{name}"] = pgr(met["slu_f1"], f, ceiling)
                 met[f"pgr_{name}_defined"] = bool(pgr_defined(f, ceiling))
         preds = gen_store.student_frame(sp.ids("test"), sp.targets("test"), texts,
-                                        per_utterance(self.gold_test, texts))
+                                        per_utterance(self.gold_test, texts), own,
+                                        lambda ids: [lm.tokenizer.decode([t]) for t in ids])
         gold = token_readouts(lm, gp.gold_examples(sp, "test")[:READOUT_EXAMPLES], LossSpec(),
                               **self._readout_args(lm))
         gen_store.add_calibration(preds, gold)

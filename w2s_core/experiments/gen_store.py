@@ -97,11 +97,16 @@ def pool_arrays(df: pd.DataFrame, ids: Sequence[str], split: str, teachers: Sequ
 
 
 def student_frame(ids: Sequence[str], gold: Sequence[str], texts: Sequence[str],
-                  per_utt: Sequence[dict[str, Any]]) -> pd.DataFrame:
+                  per_utt: Sequence[dict[str, Any]], own: Sequence[Candidate],
+                  tokens: Any) -> pd.DataFrame:
     """A student's test outputs: (example_id, gold, text, valid, n_pred, tp, fp, fn,
-    utt_slu_f1)."""
-    return pd.DataFrame([{"example_id": e, "gold": g, "text": t, **u}
-                         for e, g, t, u in zip(ids, gold, texts, per_utt, strict=True)])
+    utt_slu_f1) and the student's own scores of its output, as the teachers' N-best rows hold
+    them (logp, norm, eos_logp, tokens, token_logps, word_logps); ``tokens(ids)`` renders
+    token pieces."""
+    return pd.DataFrame([{"example_id": e, "gold": g, "text": t, **u, "logp": c.logp,
+                          "norm": c.norm, "eos_logp": c.eos_logp, "tokens": tokens(c.token_ids),
+                          "token_logps": list(c.token_logps), "word_logps": list(c.word_logps)}
+                         for e, g, t, u, c in zip(ids, gold, texts, per_utt, own, strict=True)])
 
 
 def add_calibration(preds: pd.DataFrame, gold: Sequence[dict[str, Any]]) -> None:
