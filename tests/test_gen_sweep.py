@@ -441,6 +441,9 @@ def test_a_rerun_trains_nothing_and_a_lost_run_is_recomputed_alone(gen: SimpleNa
     assert any(f"{n} generation runs planned, {n} already complete, 0 to train" in x
                for x in logs), logs
     assert _mtimes(runs_dir) == before_runs and _mtimes(teach_dir) == before_teach
+    for t, met in gen.teacher_meta.items():  # the stored floors are printed on resume too
+        assert (f"teacher {t}: SLU-F1 test {met['slu_f1_test']:.3f}, JSON valid "
+                f"{met['json_validity_test']:.2f} (stored)") in logs
 
     lost = next(r for r, c in gen.configs.items()
                 if c["method"] == "single-hard" and c["subset"] == ["gpt-word"])

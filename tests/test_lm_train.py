@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from checks import decoder_tokens
+from checks import decoder_tokens, one_line_error
 
 from w2s_core.data.prompts import build_prompt, encode, format_slots
 from w2s_core.errors import W2SError
@@ -745,3 +745,19 @@ def test_shared_prompt_training_gives_the_unshared_loss_and_update(bases, kind: 
     assert calls[True][1] < 0.7 * calls[False][1]
     assert torch.allclose(wa, wb, atol=1e-4)
 
+
+
+def test_mixed_precision_accelerate_refuses_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forcing bf16 on a GPU without bf16 units: accelerate raises a ValueError; the user gets
+    one line naming the setting to change, not a traceback (simulated: no such GPU here)."""
+    import accelerate
+
+    from w2s_core.training import finetune
+
+    def refuse(**kw):  # noqa: ANN003, ANN202
+        raise ValueError("bf16 mixed precision requires PyTorch >= 1.10 and a supported device.")
+
+    monkeypatch.setattr(accelerate, "Accelerator", refuse)
+    msg = one_line_error(lambda: finetune._accelerator(torch.device("cuda"), True),
+                         "accelerate refused mixed_precision='bf16'")
+    assert "precision: fp32" in msg

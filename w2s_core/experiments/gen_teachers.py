@@ -58,6 +58,10 @@ class Teachers:
                     nb = None
             if nb is None:
                 nb = self._train(name, stem, ident)
+            else:  # a resumed sweep prints its floors too (the ceiling check reads them)
+                met = self.metrics[name]
+                sw.log(f"teacher {name}: SLU-F1 test {met['slu_f1_test']:.3f}, JSON valid "
+                       f"{met['json_validity_test']:.2f} (stored)")
             self.nbest[name] = nb
             if files.get(name) != stem:
                 files[name] = stem

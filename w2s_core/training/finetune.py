@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from w2s_core.device import autocast_bf16, pick_device
+from w2s_core.errors import W2SError
 from w2s_core.methods.registry import HeadInit
 from w2s_core.models.assets import load_encoder
 from w2s_core.models.features import cpu_has_fast_bf16, effective_pooling, pad_batch, pool
@@ -166,7 +167,13 @@ def _accelerator(device: torch.device, bf16: bool) -> Any:
         return Accelerator(**kwargs)
     except ValueError:  # an earlier call in this process fixed other settings; start over
         AcceleratorState._reset_state()
+    try:
         return Accelerator(**kwargs)
+    except ValueError as exc:  # e.g. bf16 forced on a GPU without bf16 units
+        raise W2SError(f"accelerate refused mixed_precision={kwargs['mixed_precision']!r} on "
+                       f"{device}: {str(exc).splitlines()[0]}",
+                       "set precision: fp32, or auto to pick bf16 only where it is supported"
+                       ) from exc
 
 
 def _lora(backbone: nn.Module, cfg: FinetuneConfig) -> nn.Module:
