@@ -188,3 +188,32 @@ def test_generation_yaml_keeps_an_explicit_classification_dataset_and_refuses_it
     cfg = load_config(ok)
     assert (cfg.data.name, cfg.student) == ("atis-slots", "smollm2-135m")
     assert cfg.teachers == ("gpt-char", "gpt-word", "gpt-bpe")
+
+
+def test_the_sweeps_lambda_picks_fixed_weights_by_teacher_name_and_dynamic_by_subset() -> None:
+    """``GenerationRuns.lam`` on a subset: fixed weights (given for the full teacher list) are
+    picked by name in the subset's order and renormalised; dynamic is the softmax over the
+    subset's teachers of each one's mean word log-prob of its own top-1 (hand-computed)."""
+    from types import SimpleNamespace
+
+    from w2s_core.experiments.gen_runs import GenerationRuns
+    from w2s_core.models.decode import Candidate
+
+    def cand(words: list[float]) -> Candidate:
+        return Candidate("x " * len(words), sum(words), -0.1, [1] * len(words), words,
+                         [(0, 1)] * len(words), words, 0.0)
+
+    top1 = {"a": [cand([-1.0, -3.0]), cand([-0.5])],  # mean word log-probs −2, −0.5
+            "b": [cand([-4.0]), cand([-2.0, -2.0])],  # −4, −2
+            "c": [cand([-0.2, -0.2, -0.2]), cand([-1.0])]}  # −0.2, −1
+
+    def runs(lam: object) -> SimpleNamespace:
+        cfg = SimpleNamespace(teachers=("a", "b", "c"), gen_options=SimpleNamespace(lam=lam))
+        return SimpleNamespace(cfg=cfg, t=SimpleNamespace(top1=lambda n, split: top1[n]))
+
+    fixed = GenerationRuns.lam(runs([1.0, 2.0, 3.0]), ("c", "a"), "transfer")  # type: ignore[arg-type]
+    np.testing.assert_allclose(fixed, [[0.75, 0.25], [0.75, 0.25]])
+    dyn = GenerationRuns.lam(runs("dynamic"), ("a", "c"), "transfer")  # type: ignore[arg-type]
+    e = np.exp
+    np.testing.assert_allclose(dyn[0], [e(-2) / (e(-2) + e(-0.2)), e(-0.2) / (e(-2) + e(-0.2))])
+    np.testing.assert_allclose(dyn[1], [e(-0.5) / (e(-0.5) + e(-1)), e(-1) / (e(-0.5) + e(-1))])
