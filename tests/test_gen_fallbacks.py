@@ -222,6 +222,10 @@ def test_run_warnings_one_line_per_method_and_k() -> None:
         "bayes K=2 + (c)DPO seed 0: 90 % of DPO candidates (its transfer beams) hit the "
         "96-token cap"]
     assert gen_report.run_warnings(runs.drop(columns=["unfinished_rate"])) == []
+    same = runs[runs["method"] == "bayes"].assign(unfinished_rate=0.5, prompt_truncated=0,
+                                                  dpo_unfinished_rate=None)
+    assert gen_report.run_warnings(same[same["kind"] == "transfer"]) == [
+        "bayes K=2 (2 runs): 50 % of test outputs hit the 96-token cap"]  # all alike: no range
 
 
 def test_report_and_sweep_log_show_the_fallbacks(ws: SimpleNamespace, tmp_path: Path,

@@ -144,7 +144,8 @@ def run_warnings(runs: pd.DataFrame) -> list[str]:
                           ("dpo_unfinished_rate", "DPO candidates (its transfer beams)")):
             r = g[col].dropna()
             if (r > 0).any():
-                avg = "" if len(r) == 1 else f" on average (up to {_pct(r.max())})"
+                avg = ("" if len(r) == 1 or r.max() == r.min() else
+                       f" on average (up to {_pct(r.max())})")
                 out.append(f"{who}: {_pct(r.mean())} of {what} hit {cap}{avg}")
         cut = g["prompt_truncated"].dropna()
         if (cut > 0).any():
