@@ -291,3 +291,35 @@ def test_two_seeds_keep_the_run_level_interval(tmp_path: Path,
     assert len(lines) == 3
     assert sum("t-interval over 2 seeds" in ln for ln in lines) == 2
     assert sum(ln.endswith("(1 run; utterance bootstrap‡)") for ln in lines) == 1
+
+
+def test_a_one_seed_dpo_row_gets_the_utterance_interval_against_its_parent(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """(c)DPO's Δ = after − before pairs a DPO run with its parent transfer run on the same
+    test utterances: with one seed, the report gives it the utterance bootstrap (‡), whose
+    point estimate is the two runs' SLU-F1 difference."""
+    exp, _ = _workspace(tmp_path, (0,))
+    parent = RunSpec(experiment_id=exp.id, kind="transfer", method="bayes", subset=TEACHERS,
+                     aux=False, seed=0, data_seed=0, train=TRAIN, options=OPTS,
+                     task="generation")
+    before = store.load_run_predictions(exp, parent.run_id)
+    gold = [[tuple(p) for p in json.loads(g).items()] for g in before["gold"]]
+    texts = _noisy(gold, 0.05, np.random.default_rng(5))  # DPO helped: fewer errors
+    kid = RunSpec(experiment_id=exp.id, kind="dpo", method="bayes", subset=TEACHERS,
+                  aux=False, seed=0, data_seed=0, train=TRAIN,
+                  options={**OPTS, "dpo": {"eps": 0.1, "beams": 4}}, task="generation")
+    met = generation_metrics(gold, texts)
+    b = store.read_json(exp.run_dir(parent.run_id) / "metrics.json")["slu_f1"]
+    met.update(before_slu_f1=b, delta_slu_f1=met["slu_f1"] - b, pairs=8)
+    preds = gen_store.student_frame(
+        list(before["example_id"]), list(before["gold"]), texts, per_utterance(gold, texts),
+        [Candidate(t, -1.0, -0.5, [7], [-1.0], [(0, len(t))], [-1.0], 0.0) for t in texts],
+        lambda ids: [str(i) for i in ids])
+    store.save_run(exp, kid.run_id, kid.stored_config(parent=parent.run_id), preds, met)
+    exp.run_index.unlink(missing_ok=True)
+    text, rep = _report(tmp_path, capsys)
+    [row] = rep["dpo"]
+    assert row["n"] == 1 and row["utt"]["mean"] == pytest.approx(met["slu_f1"] - b)
+    assert row["utt"]["lo"] < row["utt"]["mean"] < row["utt"]["hi"]
+    [line] = [ln for ln in text.splitlines() if "ε=0.1" in ln]
+    assert f"Δ {met['slu_f1'] - b:+.3f} [" in line and line.endswith("; utterance bootstrap‡)")

@@ -116,8 +116,8 @@ def gen_table(r: dict[str, Any]) -> str:
             margin = "" if d.get("margin_start") is None or d.get("margin_end") is None else (
                 f"; policy margin {d['margin_start']:+.2f} → {d['margin_end']:+.2f} nats")
             lines.append(f"  {d['method']:17} ε={d['eps']:10} {_fmt(d['before'])} → "
-                         f"{_fmt(d['after'])}  Δ {_fmt(d['mean'])} {_ci(d)} "
-                         f"({d['n']} runs, {d['pairs']:.0f} pairs each{margin})")
+                         f"{_fmt(d['after'])}  Δ {_diff(d)} "
+                         f"({d['n']} runs, {d['pairs']:.0f} pairs each{margin}{_utt_note(d)})")
     if r.get("intervals"):
         lines += ["", r["intervals"]]
     return "\n".join(lines)

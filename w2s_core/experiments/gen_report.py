@@ -215,4 +215,5 @@ def report(exp: store.ExperimentDir, floor: str = "mean") -> dict[str, Any]:
     out["intervals"] = interval_note(pd.concat(notes, ignore_index=True)) if notes else ""
     # one seed gives one pair and no run-level interval: add the test-utterance bootstrap
     gen_utterance.add_utterance_intervals(out, exp, meta, tr)
+    gen_utterance.attach_dpo(out, exp, meta, runs)
     return out

@@ -27,6 +27,9 @@ from w2s_core.metrics.slu import Pairs, parse_slots
 from w2s_core.metrics.utterance_bootstrap import paired_f1_difference, utterance_counts
 
 METRICS = ("slu_f1", "span_f1")
+_NOTE = ("‡ Where one seed gives a single pair: a 95% paired bootstrap over the test utterances "
+         "(the same draw for both sides; 2000 resamples) — test-sample noise only, not "
+         "seed-to-seed variation.")
 _COUNTS = ["tp", "fp", "fn"]
 # failures that only mean "this workspace cannot give an utterance interval": keep the line
 _MISSING = (W2SError, OSError, KeyError, ValueError)
@@ -189,7 +192,32 @@ def add_utterance_intervals(out: dict[str, Any], exp: store.ExperimentDir,
     out["gain"] = gain_table(exp, meta, tr, uc)
     n += sum(1 for g in out["gain"] if g["n"] == 1)
     if n:
-        out["intervals"] = (out["intervals"] + " " if out["intervals"] else "") + (
-            "‡ Where one seed gives a single pair: a 95% paired bootstrap over the test "
-            "utterances (the same draw for both sides; 2000 resamples) — test-sample noise "
-            "only, not seed-to-seed variation.")
+        out["intervals"] = (out["intervals"] + " " if out["intervals"] else "") + _NOTE
+
+
+def attach_dpo(out: dict[str, Any], exp: store.ExperimentDir, meta: dict[str, Any],
+               runs: pd.DataFrame) -> None:
+    """``utt`` on each (c)DPO row summarising ONE DPO run (one seed): its SLU-F1 after − its
+    parent transfer run's before, paired over the test utterances both decoded (the parent is
+    named in the DPO run's config.json). Rows over ≥ 2 runs keep their interval over seeds."""
+    rows = [r for r in out.get("dpo") or [] if r.get("n") == 1 and r.get("lo") is None]
+    if not rows or runs.empty or "kind" not in runs.columns:
+        return
+    d = runs[runs["kind"] == "dpo"].assign(_eps=lambda x: x["opt_dpo_eps"].astype(str))
+    uc = UtteranceCounts(exp, meta)
+    for row in rows:
+        g = d[(d["setting"] == row["setting"]) & (d["method"] == row["method"])
+              & (d["_eps"] == str(row["eps"]))]
+        if len(g) != 1:
+            continue
+        rid = str(g["run_id"].iloc[0])
+        try:
+            parent = store.read_json(exp.run_dir(rid) / "config.json")["parent"]
+            res = _paired(uc, rid, str(parent), "slu_f1")
+        except _MISSING:
+            continue
+        if res is not None and res["lo"] == res["lo"]:
+            row["utt"] = _public(res)
+            out["intervals"] = out.get("intervals") or ""
+            if "‡" not in out["intervals"]:
+                out["intervals"] = (out["intervals"] + " " if out["intervals"] else "") + _NOTE
