@@ -95,19 +95,25 @@ def _offline() -> bool:
     return any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
 
 
+def hub_split(repo: str, split: str, problem: str, fix: str) -> Any:
+    """``datasets.load_dataset(repo, split=split)``, or one W2SError(problem, fix) when the hub
+    is switched off or the download fails (network, unknown repo or split)."""
+    if _offline():
+        raise W2SError(problem, fix)
+    import datasets  # slow import; only hub users pay for it
+
+    try:
+        return datasets.load_dataset(repo, split=split)
+    except Exception as exc:  # any hub/network failure becomes one actionable line
+        raise W2SError(problem, fix) from exc
+
+
 def _load_rows(task: HubTask, path: str | None) -> Any:
     fields = ", ".join(task.fields)
     if path is None:
-        fix = f"pass a local copy with path=... (JSONL with fields {fields})"
-        problem = f"could not download hub dataset '{task.hub_id}' (offline?)"
-        if _offline():
-            raise W2SError(problem, fix)
-        import datasets  # slow import; only hub/local-copy users pay for it
-
-        try:
-            return datasets.load_dataset(task.hub_id, split=task.split)
-        except Exception as exc:  # any hub/network failure becomes one actionable line
-            raise W2SError(problem, fix) from exc
+        return hub_split(task.hub_id, task.split,
+                         f"could not download hub dataset '{task.hub_id}' (offline?)",
+                         f"pass a local copy with path=... (JSONL with fields {fields})")
     file = Path(path)
     if not file.is_file():
         raise W2SError(f"local copy of {task.name} not found: {file}",

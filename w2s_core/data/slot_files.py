@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s_core.data.files import _read_rows, _source
-from w2s_core.data.hub import _offline
+from w2s_core.data.hub import hub_split
 from w2s_core.data.weak_labels import label_key, repeats
 from w2s_core.errors import W2SError
 
@@ -55,18 +55,10 @@ def slurp_records(path: str) -> tuple[Iterable[Mapping[str, Any]], str]:
     if spec is not None:
         repo, split = spec
         source = f"{HUB}{repo}@{split}"
-        problem = f"could not load {source}: the Hugging Face hub is unreachable (offline?)"
-        fix = ("download the split elsewhere and set data.path to that local JSONL copy "
-               "(SLURP's format, or set text_column/label_column)")
-        if _offline():
-            raise W2SError(problem, fix)
-        import datasets  # slow import; only SLURP users pay for it
-
-        try:
-            return datasets.load_dataset(repo, split=split), source
-        except Exception as exc:  # network, unknown repo or split: one actionable line
-            raise W2SError(f"{problem} or has no such dataset/split ({type(exc).__name__})",
-                           fix) from exc
+        return hub_split(repo, split, f"could not load {source}: the Hugging Face hub is "
+                         "unreachable (offline?) or has no such dataset/split",
+                         "download the split elsewhere and set data.path to that local JSONL "
+                         "copy (SLURP's format, or set text_column/label_column)"), source
     file = Path(path).expanduser()
     if not file.is_file():
         raise W2SError(f"SLURP file not found: {file}", "check data.path (relative paths start "

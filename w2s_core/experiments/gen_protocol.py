@@ -26,7 +26,7 @@ from w2s_core.device import rows_per_pass
 from w2s_core.errors import W2SError
 from w2s_core.experiments.config import ExperimentConfig
 from w2s_core.experiments.runspec import plain
-from w2s_core.models.causal import CausalLM, load_causal, load_saved, save_causal
+from w2s_core.models.causal import CausalLM, load_causal, load_saved, load_tokenizer, save_causal
 from w2s_core.models.decode import Candidate, nbest, score
 from w2s_core.models.greedy import greedy
 from w2s_core.models.registry import resolve_model
@@ -114,7 +114,7 @@ def check_prompts_fit(cfg: ExperimentConfig, reps: list[GenSplits]) -> None:
                                       sp.prompts("weak") + sp.targets("weak"))
             else:
                 if name not in toks:
-                    toks[name] = _tokenizer(name)
+                    toks[name] = load_tokenizer(name)
                 tok = toks[name]
             n = len(tok(fixed)["input_ids"])
             if n + PROMPT_MARGIN <= max_length:
@@ -129,21 +129,6 @@ def check_prompts_fit(cfg: ExperimentConfig, reps: list[GenSplits]) -> None:
                            "training would cut the instruction off every prompt",
                            f"set generation.{key}.max_length: {need} (its longest {split} "
                            f"example takes {longest}), or use generation.prompt: short")
-
-
-def _tokenizer(name: str) -> Any:
-    """A pretrained model's tokenizer without its weights (nothing is loaded yet); a hub id
-    missing from the local cache goes through the model loader, which fetches it."""
-    from transformers import AutoTokenizer
-
-    from w2s_core.models import assets
-
-    spec = resolve_model(name)
-    source = str(assets.materialize(spec.base)) if spec.base in assets.PACKAGES else spec.base
-    try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True)
-    except OSError:
-        return load_causal(name, "cpu").tokenizer
 
 
 def resolved_precision(cfg: ExperimentConfig, device: str) -> str:

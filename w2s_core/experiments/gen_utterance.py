@@ -192,7 +192,14 @@ def add_utterance_intervals(out: dict[str, Any], exp: store.ExperimentDir,
     out["gain"] = gain_table(exp, meta, tr, uc)
     n += sum(1 for g in out["gain"] if g["n"] == 1)
     if n:
-        out["intervals"] = (out["intervals"] + " " if out["intervals"] else "") + _NOTE
+        _add_note(out)
+
+
+def _add_note(out: dict[str, Any]) -> None:
+    """The ‡ explanation, once, after the report's run-level interval caption."""
+    text = out.get("intervals") or ""
+    if _NOTE not in text:
+        out["intervals"] = f"{text} {_NOTE}" if text else _NOTE
 
 
 def attach_dpo(out: dict[str, Any], exp: store.ExperimentDir, meta: dict[str, Any],
@@ -218,6 +225,4 @@ def attach_dpo(out: dict[str, Any], exp: store.ExperimentDir, meta: dict[str, An
             continue
         if res is not None and res["lo"] == res["lo"]:
             row["utt"] = _public(res)
-            out["intervals"] = out.get("intervals") or ""
-            if "‡" not in out["intervals"]:
-                out["intervals"] = (out["intervals"] + " " if out["intervals"] else "") + _NOTE
+            _add_note(out)

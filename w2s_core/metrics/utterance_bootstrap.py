@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from w2s_core.errors import W2SError
-from w2s_core.metrics.slu import Pairs, parse_slots, slu_f1, span_f1
+from w2s_core.metrics.generation import per_utterance
+from w2s_core.metrics.slu import Pairs, parse_slots, span_f1
 
 # One block of resamples holds at most this many (resample, utterance) cells; the gathered
 # counts are 3 floats per cell, so a block stays ~24 MB whatever n and B are.
@@ -57,10 +58,12 @@ def utterance_counts(gold: Sequence[Pairs], texts: Sequence[str],
     if len(gold) != len(texts):
         raise W2SError(f"{len(gold)} gold utterances but {len(texts)} outputs",
                        "pass one output text per gold utterance")
-    score = slu_f1 if metric == "slu_f1" else span_f1
+    if metric == "slu_f1":  # the counts a run's predictions.parquet stores, made the same way
+        return np.array([[u["tp"], u["fp"], u["fn"]] for u in per_utterance(gold, texts)],
+                        dtype=float).reshape(len(texts), 3)
     out = np.zeros((len(texts), 3))  # (n, 3): tp, fp, fn
     for i, (g, t) in enumerate(zip(gold, texts, strict=True)):
-        s = score([g], [parse_slots(t)[0]])
+        s = span_f1([g], [parse_slots(t)[0]])
         out[i] = s["tp"], s["fp"], s["fn"]
     return out
 

@@ -96,6 +96,20 @@ def load_causal(name: str, device: str | torch.device = "cpu") -> CausalLM:
     return _load(spec, name, device)
 
 
+def load_tokenizer(name: str) -> Any:
+    """A causal LM's tokenizer without its weights (e.g. to check prompt lengths before any
+    model loads): a registry name, local folder or cached hub id; a hub id missing from the
+    local cache goes through ``load_causal``, which fetches it."""
+    from transformers import AutoTokenizer
+
+    spec = resolve_model(name)
+    source = str(assets.materialize(spec.base)) if spec.base in assets.PACKAGES else spec.base
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except OSError:
+        return load_causal(name, "cpu").tokenizer
+
+
 def save_causal(lm: CausalLM, folder: Path) -> None:
     """Model (safetensors) + tokenizer into ``folder``, atomically: written to a temporary
     sibling folder and renamed into place, replacing an older save, so an interrupted save
